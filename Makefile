@@ -1,0 +1,53 @@
+# courier — see README.md. `make run` starts the embedded demo; `make test`
+# sets up what the tests need on a fresh machine and runs them.
+GO       ?= go
+PKGS     ?= ./...
+TESTFLAGS ?=
+
+.PHONY: all build run run-demo-backend test test-setup test-go proto proto-check lint fmt-check bench bench-emulator clean
+
+all: build
+
+build:
+	$(GO) build $(PKGS)
+
+## run: the embedded demo stack (gRPC 127.0.0.1:8005, HTTP 127.0.0.1:8006).
+run:
+	$(GO) run ./cmd/courierd
+
+## run-demo-backend: alias of run (the seed's name).
+run-demo-backend: run
+
+## test: everything CI checks: generated code, lint, and the test suites.
+test: test-setup proto-check lint test-go
+
+test-setup:
+	@scripts/test-setup.sh
+
+test-go:
+	$(GO) test -count=1 -timeout 15m $(TESTFLAGS) $(PKGS)
+
+## proto: regenerate Go code from proto/ with the tools pinned in go.mod.
+proto:
+	$(GO) tool buf generate
+
+## proto-check: fail when the committed generated code is stale.
+proto-check: proto
+	@git diff --exit-code --stat -- proto || { echo "generated code in proto/ is stale: run 'make proto' and commit the result"; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard proto)" || { echo "make proto created files that are not committed:"; git ls-files --others --exclude-standard proto; exit 1; }
+
+## lint: gofmt, go vet, staticcheck, buf lint.
+lint: fmt-check
+	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
+	$(GO) tool buf lint
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); test -z "$$out" || { echo "gofmt needed on:"; echo "$$out"; exit 1; }
+
+## bench: whole-system benchmarks.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x $(PKGS)
+
+clean:
+	rm -rf .courier

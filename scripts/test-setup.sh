@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Prepares a fresh machine for `make test`: checks and starts the real
+# components the tests use. Under CI=true a component that cannot be had is an
+# error here, so CI never passes by skipping.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { echo "test-setup: $*"; }
+fail() { echo "test-setup: $*" >&2; exit 1; }
+
+# PostgreSQL on 127.0.0.1:5432 (started by the machine; restart it if stopped).
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  if command -v pg_ctlcluster >/dev/null && ls /etc/postgresql >/dev/null 2>&1; then
+    say "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+  fi
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  say "PostgreSQL is up on 127.0.0.1:5432"
+elif [ "${CI:-}" = "true" ]; then
+  fail "PostgreSQL is not reachable on 127.0.0.1:5432"
+else
+  say "PostgreSQL is not reachable on 127.0.0.1:5432: its tests will skip"
+fi
+
+# Google's Pub/Sub emulator (gcloud SDK component).
+if sdk=$(gcloud info --format='value(installation.sdk_root)' 2>/dev/null) && [ -x "$sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator" ]; then
+  say "Google's Pub/Sub emulator: $sdk/platform/pubsub-emulator"
+elif [ "${CI:-}" = "true" ]; then
+  fail "Google's Pub/Sub emulator is not installed (gcloud components install pubsub-emulator)"
+fi
+
+# Go modules and pinned tools, so test time is not download time.
+go mod download
