@@ -56,6 +56,10 @@ type Config struct {
 	TLS *TLSConfig `json:"tls,omitempty"`
 	// Auth chooses the authenticators.
 	Auth AuthConfig `json:"auth,omitempty"`
+	// MaxRecvMsgBytes bounds a request message. 0 means 16 MiB, above
+	// Pub/Sub's 10 MB message limit, so that services can answer an
+	// oversized job payload with a clear error of their own.
+	MaxRecvMsgBytes int `json:"maxRecvMsgBytes,omitempty"`
 	// Policies replaces hosted services' default policies, by full service
 	// name (e.g. "hello.v1.Hello").
 	Policies map[string]Policy `json:"policies,omitempty"`
@@ -171,6 +175,10 @@ func New(cfg Config, services ...Service) (*Server, error) {
 	}
 	auth.authenticators = append(auth.authenticators, cfg.Authenticators...)
 
+	if cfg.MaxRecvMsgBytes == 0 {
+		cfg.MaxRecvMsgBytes = 16 << 20
+	}
+	opts = append(opts, grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes))
 	opts = append(opts, grpc.ChainUnaryInterceptor(auth.unary), grpc.ChainStreamInterceptor(auth.stream))
 	s := &Server{cfg: cfg, log: cfg.Logger, grpc: grpc.NewServer(opts...), health: health.NewServer()}
 
