@@ -20,7 +20,7 @@ CREATE TABLE jobs (
 	start_time        timestamptz,
 	end_time          timestamptz,
 	update_time       timestamptz      NOT NULL
-);
+) WITH (fillfactor = 70); -- room on each page for HOT updates (Start, Progress)
 CREATE UNIQUE INDEX jobs_idempotency ON jobs (type, idempotency_key) WHERE idempotency_key <> '';
 CREATE INDEX jobs_created ON jobs (create_time DESC, id DESC);
 CREATE INDEX jobs_type_created ON jobs (type, create_time DESC, id DESC);
