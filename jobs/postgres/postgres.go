@@ -217,9 +217,15 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) (err error)
 	return nil
 }
 
+// ListenerApplicationName is the application_name of each Store's listening
+// connection, as pg_stat_activity shows it.
+const ListenerApplicationName = "courier-jobs-listener"
+
 // listen opens the listening connection.
 func (s *Store) listen(ctx context.Context) (*pgx.Conn, error) {
-	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
+	ccfg := s.pool.Config().ConnConfig.Copy()
+	ccfg.RuntimeParams["application_name"] = ListenerApplicationName
+	conn, err := pgx.ConnectConfig(ctx, ccfg)
 	if err != nil {
 		return nil, fmt.Errorf("%s: connect the listener: %w", pkg, err)
 	}

@@ -159,3 +159,52 @@ func TestConcurrentOpen(t *testing.T) {
 		t.Fatalf("schema_migrations has %d rows, want 1", versions)
 	}
 }
+
+// TestListenerReconnects kills the store's listening connection: the store
+// reconnects, wakes every watcher (changes may have been missed), and then
+// sees changes made by another replica again.
+func TestListenerReconnects(t *testing.T) {
+	ctx := context.Background()
+	s := open(t).(*postgres.Store)
+	peer := openConfig(t, s.Config())
+	changed, cancel := s.Subscribe("reconnect-1")
+	defer cancel()
+	// Enqueued through the peer, so that s learns of it only by listening:
+	// once that wake has come, nothing else is pending.
+	j, _, err := peer.Enqueue(ctx, jobs.EnqueueParams{Job: jobs.Job{ID: "reconnect-1", Type: "test.v1.Reconnect"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	awaitWake(t, "wake for the other replica's Enqueue", changed)
+
+	conn, err := pgx.Connect(ctx, testURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var killed int
+	err = conn.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE application_name = $1 AND query = $2`,
+		postgres.ListenerApplicationName, `LISTEN `+pgx.Identifier{"courier_jobs:" + s.Config().Schema}.Sanitize()).Scan(&killed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if killed != 2 { // both replicas listen on the schema
+		t.Fatalf("terminated %d listening connections of schema %s, want 2", killed, s.Config().Schema)
+	}
+	// The wake that follows the reconnect also tells that s listens again.
+	awaitWake(t, "wake after the listener reconnected", changed)
+	if _, err := peer.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	awaitWake(t, "wake for the other replica's change after reconnecting", changed)
+}
+
+func awaitWake(t *testing.T, what string, ch <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: no notification within 10s", what)
+	}
+}
