@@ -52,11 +52,13 @@ func Exercise(ctx context.Context, t *testing.T, newStore func(t *testing.T) job
 		{"Ensure", testEnsure},
 		{"GetNotFound", testGetNotFound},
 		{"Transitions", testTransitions},
+		{"ConcurrentTransitionsOneWinner", testRace},
 		{"StartAfterCrash", testStartAfterCrash},
 		{"Cancel", testCancel},
 		{"Progress", testProgress},
 		{"Succeed", testSucceed},
 		{"FailRetryThenFinal", testFail},
+		{"MessagesAreText", testMessages},
 		{"List", testList},
 		{"ListPaging", testListPaging},
 		{"ListRejectsBadInput", testListBadInput},
@@ -208,6 +210,10 @@ func testEnqueueBadInput(ctx context.Context, t *testing.T, s jobs.Store) {
 		"no type":           {ID: "x"},
 		"negative attempts": {Type: "test.v1.Echo", MaxAttempts: -1},
 		"empty label key":   {Type: "test.v1.Echo", Labels: map[string]string{"": "v"}},
+		"NUL in type":       {Type: "test.v1.Echo\x00"},
+		"bad UTF-8 in ID":   {ID: "a\xff", Type: "test.v1.Echo"},
+		"NUL in label":      {Type: "test.v1.Echo", Labels: map[string]string{"k": "v\x00"}},
+		"NUL in key":        {Type: "test.v1.Echo", IdempotencyKey: "\x00"},
 	} {
 		_, _, err := s.Enqueue(ctx, jobs.EnqueueParams{Job: j})
 		wantErr(t, "Enqueue with "+name, err, jobs.ErrInvalidArgument)
@@ -903,4 +909,67 @@ func testClose(ctx context.Context, t *testing.T, s jobs.Store) {
 	wantErr(t, "DueOutbox after Close", err, jobs.ErrClosed)
 	_, err = s.DeleteFinished(ctx, time.Now())
 	wantErr(t, "DeleteFinished after Close", err, jobs.ErrClosed)
+}
+
+func testMessages(ctx context.Context, t *testing.T, s jobs.Store) {
+	j := inState(ctx, t, s, jobs.Running)
+	if err := s.Progress(ctx, jobs.ProgressParams{ID: j.ID, Fraction: 0.1, Message: "a\x00b\xffc"}); err != nil {
+		t.Fatalf("Progress with a NUL byte and bad UTF-8 in the message: %v", err)
+	}
+	got := get(ctx, t, s, j.ID)
+	if want := "a\uFFFDb\uFFFDc"; got.ProgressMessage != want {
+		t.Fatalf("ProgressMessage = %q, want %q (NUL and bad UTF-8 replaced)", got.ProgressMessage, want)
+	}
+	f, err := s.Fail(ctx, jobs.FailParams{ID: j.ID, Code: 2, Message: "boom\x00"})
+	if err != nil {
+		t.Fatalf("Fail with a NUL byte in the message: %v", err)
+	}
+	if want := "boom\uFFFD"; f.ErrorMessage != want {
+		t.Fatalf("ErrorMessage = %q, want %q", f.ErrorMessage, want)
+	}
+	_, err = s.Get(ctx, "x\x00")
+	wantErr(t, "Get with a NUL byte in the ID", err, jobs.ErrInvalidArgument)
+	_, _, err = s.List(ctx, jobs.ListParams{Type: "\xff"})
+	wantErr(t, "List with bad UTF-8 in Type", err, jobs.ErrInvalidArgument)
+}
+
+// testRace races Succeed against Cancel on many running jobs at once: for
+// each job exactly one wins, the other gets ErrConflict, and the job ends in
+// the winner's state.
+func testRace(ctx context.Context, t *testing.T, s jobs.Store) {
+	const n = 40
+	running := make([]*jobs.Job, n)
+	for i := range running {
+		running[i] = inState(ctx, t, s, jobs.Running)
+	}
+	type outcome struct{ succeedErr, cancelErr error }
+	results := make([]outcome, n)
+	var wg sync.WaitGroup
+	for i, j := range running {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			_, results[i].succeedErr = s.Succeed(ctx, jobs.SucceedParams{ID: j.ID})
+		}()
+		go func() {
+			defer wg.Done()
+			_, results[i].cancelErr = s.Cancel(ctx, j.ID)
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		final := get(ctx, t, s, running[i].ID)
+		switch {
+		case r.succeedErr == nil && errors.Is(r.cancelErr, jobs.ErrConflict):
+			if final.State != jobs.Succeeded {
+				t.Fatalf("job %d: Succeed won but state is %s", i, final.State)
+			}
+		case r.cancelErr == nil && errors.Is(r.succeedErr, jobs.ErrConflict):
+			if final.State != jobs.Cancelled {
+				t.Fatalf("job %d: Cancel won but state is %s", i, final.State)
+			}
+		default:
+			t.Fatalf("job %d: Succeed err %v, Cancel err %v; want exactly one to win and the other ErrConflict", i, r.succeedErr, r.cancelErr)
+		}
+	}
 }

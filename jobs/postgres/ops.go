@@ -189,14 +189,7 @@ func (s *Store) List(ctx context.Context, p jobs.ListParams) ([]*jobs.Job, strin
 	if err := s.checkOpen("List"); err != nil {
 		return nil, "", err
 	}
-	size, err := storekit.PageSize(pkg, p.PageSize)
-	if err != nil {
-		return nil, "", err
-	}
-	if p.State != "" && !p.State.Valid() {
-		return nil, "", storekit.Invalid(pkg, "List: State %q is not a job state: pass one of %v or \"\"", p.State, jobs.States())
-	}
-	cur, hasCur, err := storekit.DecodeToken(pkg, p.PageToken)
+	size, cur, hasCur, err := storekit.CheckList(pkg, p)
 	if err != nil {
 		return nil, "", err
 	}
@@ -295,7 +288,7 @@ func (s *Store) Progress(ctx context.Context, p jobs.ProgressParams) error {
 		return err
 	}
 	_, err := s.update(ctx, "Progress", p.ID, `UPDATE jobs SET progress_fraction = $2, progress_message = $3, update_time = $4
-		WHERE id = $1 AND state = 'RUNNING' RETURNING `+cols, p.ID, p.Fraction, p.Message, s.now())
+		WHERE id = $1 AND state = 'RUNNING' RETURNING `+cols, p.ID, p.Fraction, storekit.Message(p.Message), s.now())
 	return err
 }
 
@@ -305,7 +298,7 @@ func (s *Store) Succeed(ctx context.Context, p jobs.SucceedParams) (*jobs.Job, e
 		return nil, err
 	}
 	j, err := s.update(ctx, "Succeed", p.ID, `UPDATE jobs SET state = 'SUCCEEDED', result_type = $2, result = $3, end_time = $4, update_time = $4
-		WHERE id = $1 AND state = 'RUNNING' RETURNING `+cols, p.ID, p.ResultType, storekit.Bytes(p.Result), s.now())
+		WHERE id = $1 AND state = 'RUNNING' RETURNING `+cols, p.ID, storekit.Message(p.ResultType), storekit.Bytes(p.Result), s.now())
 	if err != nil {
 		return nil, err
 	}
@@ -323,10 +316,10 @@ func (s *Store) Fail(ctx context.Context, p jobs.FailParams) (*jobs.Job, error) 
 	)
 	if p.Retry {
 		j, err = s.update(ctx, "Fail", p.ID, `UPDATE jobs SET state = 'QUEUED', error_code = $2, error_message = $3, update_time = $4
-			WHERE id = $1 AND state = 'RUNNING' RETURNING `+cols, p.ID, p.Code, p.Message, s.now())
+			WHERE id = $1 AND state = 'RUNNING' RETURNING `+cols, p.ID, p.Code, storekit.Message(p.Message), s.now())
 	} else {
 		j, err = s.update(ctx, "Fail", p.ID, `UPDATE jobs SET state = 'FAILED', error_code = $2, error_message = $3, end_time = $4, update_time = $4
-			WHERE id = $1 AND state IN ('QUEUED', 'RUNNING') RETURNING `+cols, p.ID, p.Code, p.Message, s.now())
+			WHERE id = $1 AND state IN ('QUEUED', 'RUNNING') RETURNING `+cols, p.ID, p.Code, storekit.Message(p.Message), s.now())
 	}
 	if err != nil {
 		return nil, err

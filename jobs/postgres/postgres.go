@@ -43,10 +43,11 @@ type Config struct {
 	// "public". Lower-case letters, digits and '_', at most 40 bytes.
 	Schema string
 	// MaxConns is the size of the connection pool (the listening connection
-	// comes on top). Default max(8, 4×GOMAXPROCS).
+	// comes on top), at least 2. Default max(8, 4×GOMAXPROCS).
 	MaxConns int
-	// Writers is how many batches of writes may be in flight at once.
-	// Default 4.
+	// Writers is how many batches of writes may be in flight at once; it
+	// must be below MaxConns, so that reads find a connection. Default
+	// min(4, MaxConns/2).
 	Writers int
 	// MaxBatch caps how many write requests one batch carries. Default 256;
 	// 1 turns grouping off.
@@ -68,20 +69,20 @@ func (c Config) withDefaults() (Config, error) {
 	if !schemaRE.MatchString(c.Schema) {
 		return c, fmt.Errorf("%s: Config.Schema %q is not a plain schema name: use lower-case letters, digits and '_' (at most 40), not starting with a digit", pkg, c.Schema)
 	}
-	if c.MaxConns < 0 {
-		return c, fmt.Errorf("%s: Config.MaxConns is %d: use 0 for the default or a positive count", pkg, c.MaxConns)
+	if c.MaxConns < 0 || c.MaxConns == 1 {
+		return c, fmt.Errorf("%s: Config.MaxConns is %d: use 0 for the default or a count of at least 2", pkg, c.MaxConns)
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = max(8, 4*runtime.GOMAXPROCS(0))
 	}
 	if c.Writers < 0 {
-		return c, fmt.Errorf("%s: Config.Writers is %d: use 0 for the default (4) or a positive count", pkg, c.Writers)
+		return c, fmt.Errorf("%s: Config.Writers is %d: use 0 for the default or a positive count", pkg, c.Writers)
 	}
 	if c.Writers == 0 {
-		c.Writers = 4
+		c.Writers = min(4, c.MaxConns/2)
 	}
 	if c.Writers >= c.MaxConns {
-		return c, fmt.Errorf("%s: Config.Writers (%d) must be below Config.MaxConns (%d), so that reads find a connection", pkg, c.Writers, c.MaxConns)
+		return c, fmt.Errorf("%s: Config.Writers (%d) must be below Config.MaxConns (%d), so that reads find a connection: lower Writers or raise MaxConns", pkg, c.Writers, c.MaxConns)
 	}
 	if c.MaxBatch < 0 {
 		return c, fmt.Errorf("%s: Config.MaxBatch is %d: use 0 for the default (256) or a positive count", pkg, c.MaxBatch)

@@ -102,6 +102,7 @@ func TestConfigValidation(t *testing.T) {
 		{postgres.Config{URL: testURL(), Writers: -1}, "Config.Writers"},
 		{postgres.Config{URL: testURL(), MaxConns: 4, Writers: 4}, "Config.Writers"},
 		{postgres.Config{URL: testURL(), MaxBatch: -1}, "Config.MaxBatch"},
+		{postgres.Config{URL: testURL(), MaxConns: 1}, "Config.MaxConns"},
 		{postgres.Config{URL: "mysql://nope"}, "Config.URL"},
 	} {
 		s, err := postgres.Open(ctx, tc.cfg)
