@@ -813,6 +813,10 @@ func testSubscribe(ctx context.Context, t *testing.T, s jobs.Store) {
 	defer cancelSecond()
 	cancelFirst()
 	cancelFirst() // idempotent
+	select { // a value sent before cancel (e.g. a late one for the Enqueue) may wait
+	case <-first:
+	default:
+	}
 	if _, err := s.Cancel(ctx, k.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -829,25 +833,36 @@ func testPeer(ctx context.Context, t *testing.T, s jobs.Store, f Features) {
 		t.Skip("the store is not shared between replicas (Features.NewPeer is nil); same-store Subscribe is covered by Subscribe")
 	}
 	peer := f.NewPeer(t, s)
-	j := enqueue(ctx, t, s, job("test.v1.Peer"))
-	sameJob(t, "Get on the other replica", get(ctx, t, peer, j.ID), j)
-	changed, cancel := peer.Subscribe(j.ID)
+	// Subscribed before the job exists, so that each change is exactly one
+	// notification: every await below is answered by the change before it.
+	const id = "peer-job-1"
+	changed, cancel := peer.Subscribe(id)
 	defer cancel()
+	j := enqueue(ctx, t, s, jobs.Job{ID: id, Type: "test.v1.Peer"})
+	await(t, "other replica after Enqueue", changed)
+	sameJob(t, "Get on the other replica", get(ctx, t, peer, j.ID), j)
 	started, err := s.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	await(t, "other replica after Start", changed)
 	sameJob(t, "Get on the other replica after Start", get(ctx, t, peer, j.ID), started)
+
 	// And the other way round.
-	mine, cancelMine := s.Subscribe(j.ID)
+	const id2 = "peer-job-2"
+	mine, cancelMine := s.Subscribe(id2)
 	defer cancelMine()
-	if _, err := peer.Succeed(ctx, jobs.SucceedParams{ID: j.ID}); err != nil {
+	k, _, err := peer.Enqueue(ctx, jobs.EnqueueParams{Job: jobs.Job{ID: id2, Type: "test.v1.Peer"}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	await(t, "first replica after the other's Succeed", mine)
-	if got := get(ctx, t, s, j.ID); got.State != jobs.Succeeded {
-		t.Fatalf("state after the other replica's Succeed: %s", got.State)
+	await(t, "first replica after the other's Enqueue", mine)
+	if _, err := peer.Cancel(ctx, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	await(t, "first replica after the other's Cancel", mine)
+	if got := get(ctx, t, s, k.ID); got.State != jobs.Cancelled {
+		t.Fatalf("state after the other replica's Cancel: %s", got.State)
 	}
 }
 
@@ -888,13 +903,15 @@ func testClose(ctx context.Context, t *testing.T, s jobs.Store) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	select {
-	case _, ok := <-changed:
-		if ok {
-			t.Fatalf("Subscribe channel got a value at Close; want it closed")
+	// A notification may still be pending (e.g. the Enqueue's, delivered
+	// late); after it the channel must read as closed.
+	timeout := time.After(wait)
+	for open := true; open; {
+		select {
+		case _, open = <-changed:
+		case <-timeout:
+			t.Fatalf("Subscribe channel not closed by Close")
 		}
-	case <-time.After(wait):
-		t.Fatalf("Subscribe channel not closed by Close")
 	}
 	wantErr(t, "Ping after Close", s.Ping(ctx), jobs.ErrClosed)
 	_, err := s.Get(ctx, j.ID)
