@@ -813,7 +813,7 @@ func testSubscribe(ctx context.Context, t *testing.T, s jobs.Store) {
 	defer cancelSecond()
 	cancelFirst()
 	cancelFirst() // idempotent
-	select { // a value sent before cancel (e.g. a late one for the Enqueue) may wait
+	select {      // a value sent before cancel (e.g. a late one for the Enqueue) may wait
 	case <-first:
 	default:
 	}
