@@ -813,7 +813,8 @@ func testSubscribe(ctx context.Context, t *testing.T, s jobs.Store) {
 	defer cancelSecond()
 	cancelFirst()
 	cancelFirst() // idempotent
-	select {      // a value sent before cancel (e.g. a late one for the Enqueue) may wait
+	// A value sent before cancel (e.g. a late one for the Enqueue) may wait.
+	select {
 	case <-first:
 	default:
 	}
