@@ -83,3 +83,27 @@ func TestBatchFailureIsolated(t *testing.T) {
 		t.Fatalf("List(Running) = %d jobs, %v; want %d", len(list), err, n)
 	}
 }
+
+func TestNotifyPayloads(t *testing.T) {
+	var ids []string
+	for i := range 1000 {
+		ids = append(ids, fmt.Sprintf("job-%04d-\"quoted\"\n", i))
+	}
+	ps := notifyPayloads(append(ids, ids[len(ids)-1])) // a repeated ID is sent once
+	if len(ps) < 2 {
+		t.Fatalf("%d IDs in %d payloads: want them split", len(ids), len(ps))
+	}
+	var got []string
+	for _, p := range ps {
+		if len(p) > maxPayload {
+			t.Fatalf("payload of %d bytes, limit %d", len(p), maxPayload)
+		}
+		got = append(got, parsePayload(p)...)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(ids) {
+		t.Fatalf("round trip lost or reordered IDs: got %d, want %d", len(got), len(ids))
+	}
+	if got := parsePayload("plain-id"); len(got) != 1 || got[0] != "plain-id" {
+		t.Fatalf("parsePayload(plain) = %v", got)
+	}
+}

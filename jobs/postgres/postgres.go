@@ -6,9 +6,9 @@
 // Writes are grouped: a few writer goroutines each send the requests waiting
 // at that moment as one pipelined batch, which PostgreSQL runs as one
 // implicit transaction, so many conditional updates share one commit; each
-// still has its own result. Every change to a job fires pg_notify in its
-// transaction (a trigger), and one listening connection per Store feeds
-// Subscribe, so changes made by any replica wake its watchers.
+// still has its own result. Each batch also calls pg_notify, in the same
+// transaction, with the IDs of its jobs, and one listening connection per
+// Store feeds Subscribe, so changes made by any replica wake its watchers.
 package postgres
 
 import (
@@ -251,7 +251,9 @@ func (s *Store) listenLoop(ctx context.Context, conn *pgx.Conn) {
 				conn = nil
 				break
 			}
-			s.hub.Notify(n.Payload)
+			for _, id := range parsePayload(n.Payload) {
+				s.hub.Notify(id)
+			}
 		}
 		if ctx.Err() != nil {
 			return

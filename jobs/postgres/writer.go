@@ -3,6 +3,7 @@ package postgres
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -69,9 +70,9 @@ func (s *Store) writer() {
 }
 
 // runBatch sends the batch as one pipeline, which PostgreSQL runs as one
-// implicit transaction. If any statement fails, the whole batch rolled
-// back, and each request is run again on its own so that only the failing
-// one reports an error.
+// implicit transaction, with the pg_notify calls that announce its changes.
+// If any statement fails, the whole batch rolled back, and each request is
+// run again on its own so that only the failing one reports an error.
 func (s *Store) runBatch(batch []*request) {
 	live := batch[:0]
 	for _, r := range batch {
@@ -81,38 +82,90 @@ func (s *Store) runBatch(batch []*request) {
 		}
 		live = append(live, r)
 	}
-	switch len(live) {
-	case 0:
-		return
-	case 1:
-		r := live[0]
-		r.done <- r.scan(s.pool.QueryRow(r.ctx, r.sql, r.args...))
+	if len(live) == 0 {
 		return
 	}
 	// One lock order for every batch, so that concurrent batches do not
 	// deadlock on rows they both change.
 	slices.SortStableFunc(live, func(a, b *request) int { return cmp.Compare(a.id, b.id) })
-	b := &pgx.Batch{}
+	if err := s.send(live); err == nil || len(live) == 1 {
+		for _, r := range live {
+			r.done <- err
+		}
+		return
+	}
 	for _, r := range live {
+		r.done <- s.send([]*request{r})
+	}
+}
+
+// send runs the requests and the notifications of their jobs in one
+// pipeline (one implicit transaction), and scans each request's result.
+func (s *Store) send(rs []*request) error {
+	b := &pgx.Batch{}
+	ids := make([]string, len(rs))
+	for i, r := range rs {
 		b.Queue(r.sql, r.args...)
+		ids[i] = r.id
+	}
+	payloads := notifyPayloads(ids)
+	for _, p := range payloads {
+		b.Queue(`SELECT pg_notify($1, $2)`, s.channel, p)
 	}
 	br := s.pool.SendBatch(context.Background(), b)
 	var err error
-	for _, r := range live {
+	for _, r := range rs {
 		if e := r.scan(br.QueryRow()); e != nil && err == nil {
+			err = e
+		}
+	}
+	for range payloads {
+		if _, e := br.Exec(); e != nil && err == nil {
 			err = e
 		}
 	}
 	if e := br.Close(); e != nil && err == nil {
 		err = e
 	}
-	if err == nil {
-		for _, r := range live {
-			r.done <- nil
+	return err
+}
+
+// maxPayload keeps a notification below PostgreSQL's 8000-byte limit.
+const maxPayload = 7800
+
+// notifyPayloads encodes job IDs as JSON arrays of at most maxPayload bytes
+// each; one notification per batch instead of one per job keeps LISTEN cheap
+// for every replica. Requests that changed nothing are announced too: a
+// watcher woken for nothing reads the job and finds it as it was.
+func notifyPayloads(ids []string) []string {
+	var (
+		out []string
+		cur []byte
+	)
+	for _, id := range slices.Compact(slices.Clone(ids)) {
+		enc, _ := json.Marshal(id) // a string always encodes
+		if len(cur) > 0 && len(cur)+1+len(enc)+1 > maxPayload {
+			out = append(out, string(append(cur, ']')))
+			cur = nil
 		}
-		return
+		if len(cur) == 0 {
+			cur = append(cur, '[')
+		} else {
+			cur = append(cur, ',')
+		}
+		cur = append(cur, enc...)
 	}
-	for _, r := range live {
-		r.done <- r.scan(s.pool.QueryRow(r.ctx, r.sql, r.args...))
+	if len(cur) > 0 {
+		out = append(out, string(append(cur, ']')))
 	}
+	return out
+}
+
+// parsePayload is the inverse of notifyPayloads.
+func parsePayload(p string) []string {
+	var ids []string
+	if err := json.Unmarshal([]byte(p), &ids); err != nil {
+		return []string{p} // not ours: treat it as one job ID
+	}
+	return ids
 }

@@ -34,14 +34,3 @@ CREATE TABLE outbox (
 	created timestamptz NOT NULL
 );
 CREATE INDEX outbox_due ON outbox (due, seq);
-
--- Every insert or update of a job notifies the channel of its schema in the
--- same transaction, so that each replica's Subscribe sees every change.
-CREATE FUNCTION notify_job_change() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	PERFORM pg_notify('courier_jobs:' || TG_TABLE_SCHEMA, NEW.id);
-	RETURN NULL;
-END
-$$;
-CREATE TRIGGER jobs_notify AFTER INSERT OR UPDATE ON jobs
-	FOR EACH ROW EXECUTE FUNCTION notify_job_change();
