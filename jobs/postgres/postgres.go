@@ -39,8 +39,9 @@ type Config struct {
 	// URL is the connection string, e.g.
 	// postgres://user@127.0.0.1:5432/db?sslmode=disable. Required.
 	URL string
-	// Schema holds the store's tables; it is created if missing. Default
-	// "public". Lower-case letters, digits and '_', at most 40 bytes.
+	// Schema holds the store's tables; it is created if missing, and the
+	// store's connections use it as their search_path. Default "public".
+	// Lower-case letters, digits and '_', at most 40 bytes.
 	Schema string
 	// MaxConns is the size of the connection pool (the listening connection
 	// comes on top), at least 2. Default max(8, 4×GOMAXPROCS).

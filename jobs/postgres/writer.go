@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/courierq/courier/jobs"
 	"github.com/jackc/pgx/v5"
@@ -112,7 +113,9 @@ func (s *Store) send(rs []*request) error {
 	for _, p := range payloads {
 		b.Queue(`SELECT pg_notify($1, $2)`, s.channel, p)
 	}
-	br := s.pool.SendBatch(context.Background(), b)
+	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	defer cancel()
+	br := s.pool.SendBatch(ctx, b)
 	var err error
 	for _, r := range rs {
 		if e := r.scan(br.QueryRow()); e != nil && err == nil {
@@ -129,6 +132,10 @@ func (s *Store) send(rs []*request) error {
 	}
 	return err
 }
+
+// batchTimeout bounds one batch, so that a stuck database fails writes
+// instead of hanging them.
+const batchTimeout = time.Minute
 
 // maxPayload keeps a notification below PostgreSQL's 8000-byte limit.
 const maxPayload = 7800
