@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -119,5 +120,31 @@ func TestTwoStoresOneFile(t *testing.T) {
 		if err != nil || len(list) != 2*perStore {
 			t.Fatalf("store %d lists %d jobs, %v; want %d", i, len(list), err, 2*perStore)
 		}
+	}
+}
+
+func TestRefusesNewerSchema(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "jobs.db")
+	s, err := sqlite.Open(ctx, sqlite.Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, '0999_future.sql', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s, err = sqlite.Open(ctx, sqlite.Config{Path: path})
+	if err == nil {
+		s.Close()
+		t.Fatal("Open of a database from a newer build succeeded")
+	}
+	if !strings.Contains(err.Error(), "newer than this build") {
+		t.Fatalf("Open = %v, want an error saying the schema is newer", err)
 	}
 }
