@@ -1,0 +1,150 @@
+package sqlite_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/courierq/courier/jobs"
+	"github.com/courierq/courier/jobs/jobstest"
+	"github.com/courierq/courier/jobs/sqlite"
+)
+
+func open(tb testing.TB) jobs.Store {
+	tb.Helper()
+	s, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(tb.TempDir(), "jobs.db")})
+	if err != nil {
+		tb.Fatalf("Open: %v", err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	jobstest.Exercise(context.Background(), t, func(t *testing.T) jobs.Store { return open(t) })
+}
+
+func BenchmarkStore(b *testing.B) {
+	jobstest.BenchmarkStore(b, open)
+}
+
+func TestConfigValidation(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		cfg  sqlite.Config
+		want string
+	}{
+		{sqlite.Config{Path: ":memory:"}, "Config.Path"},
+		{sqlite.Config{Path: "file:x.db?mode=memory"}, "Config.Path"},
+		{sqlite.Config{Path: filepath.Join(dir, "a.db"), BusyTimeout: -1}, "Config.BusyTimeout"},
+		{sqlite.Config{Path: filepath.Join(dir, "a.db"), ReadConns: -1}, "Config.ReadConns"},
+		{sqlite.Config{Path: filepath.Join(dir, "a.db"), MaxBatch: -1}, "Config.MaxBatch"},
+	} {
+		s, err := sqlite.Open(ctx, tc.cfg)
+		if err == nil {
+			s.Close()
+			t.Fatalf("Open(%+v) succeeded, want an error naming %s", tc.cfg, tc.want)
+		}
+		if !strings.HasPrefix(err.Error(), "jobs/sqlite: ") || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("Open(%+v) = %q, want an error starting with the package and naming %s", tc.cfg, err, tc.want)
+		}
+	}
+}
+
+// TestReopen checks that jobs survive Close and that migrations are not
+// applied twice.
+func TestReopen(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "sub", "jobs.db")
+	s, err := sqlite.Open(ctx, sqlite.Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, _, err := s.Enqueue(ctx, jobs.EnqueueParams{Job: jobs.Job{Type: "test.v1.Reopen", Payload: []byte("x")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := sqlite.Open(ctx, sqlite.Config{Path: path})
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer s2.Close()
+	got, err := s2.Get(ctx, j.ID)
+	if err != nil || got.Type != j.Type {
+		t.Fatalf("Get after reopen = %+v, %v", got, err)
+	}
+	if _, err := s.Get(ctx, j.ID); !errors.Is(err, jobs.ErrClosed) {
+		t.Fatalf("Get on the closed store = %v, want ErrClosed", err)
+	}
+}
+
+// TestTwoStoresOneFile writes through two stores on one file at once, as two
+// processes would: the write lock and busy timeout serialize them, and each
+// reads the other's jobs.
+func TestTwoStoresOneFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "jobs.db")
+	var stores [2]*sqlite.Store
+	for i := range stores {
+		s, err := sqlite.Open(ctx, sqlite.Config{Path: path})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		stores[i] = s
+	}
+	const perStore = 200
+	errs := make(chan error, 2*perStore)
+	for _, s := range stores {
+		for range perStore {
+			go func() {
+				_, _, err := s.Enqueue(ctx, jobs.EnqueueParams{Job: jobs.Job{Type: "test.v1.Two"}})
+				errs <- err
+			}()
+		}
+	}
+	for range 2 * perStore {
+		if err := <-errs; err != nil {
+			t.Fatalf("Enqueue: %v", err)
+		}
+	}
+	for i, s := range stores {
+		list, _, err := s.List(ctx, jobs.ListParams{PageSize: 1000})
+		if err != nil || len(list) != 2*perStore {
+			t.Fatalf("store %d lists %d jobs, %v; want %d", i, len(list), err, 2*perStore)
+		}
+	}
+}
+
+func TestRefusesNewerSchema(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "jobs.db")
+	s, err := sqlite.Open(ctx, sqlite.Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, '0999_future.sql', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s, err = sqlite.Open(ctx, sqlite.Config{Path: path})
+	if err == nil {
+		s.Close()
+		t.Fatal("Open of a database from a newer build succeeded")
+	}
+	if !strings.Contains(err.Error(), "newer than this build") {
+		t.Fatalf("Open = %v, want an error saying the schema is newer", err)
+	}
+}
