@@ -98,8 +98,6 @@ var (
 	// in a state that allows it (e.g. Succeed on a job that is not Running,
 	// Start on a terminal job, Cancel on a finished job).
 	ErrConflict = errors.New("jobs: job is not in a state that allows this change")
-	// ErrBadPageToken: a List page token that this store did not issue.
-	ErrBadPageToken = errors.New("jobs: page token is not valid; pass the next_page_token of a previous List, or none for the first page")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("jobs: store closed")
 	// ErrInvalidArgument: the call's arguments are wrong (empty ID or Type,

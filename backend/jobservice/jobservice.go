@@ -315,7 +315,7 @@ func toStatus(err error, id string) error {
 		return status.FromContextError(err).Err()
 	case errors.Is(err, jobs.ErrClosed):
 		return status.Error(codes.Unavailable, "jobservice: the job store is closed (server shutting down); retry against another replica")
-	case errors.Is(err, jobs.ErrBadPageToken):
+	case errors.Is(err, jobs.ErrInvalidArgument):
 		return status.Errorf(codes.InvalidArgument, "jobservice: %v", err)
 	}
 	if _, ok := status.FromError(err); ok {
