@@ -49,7 +49,8 @@ func (s State) Valid() bool {
 	return false
 }
 
-// Job is the record of one job.
+// Job is the record of one job. Stores return times in UTC truncated to the
+// microsecond, and empty Payload, Result and Labels as nil.
 type Job struct {
 	ID   string // unique; also the ce-id of its Pub/Sub message
 	Type string // full protobuf name of the payload, e.g. "courier.demo.v1.Echo"
@@ -99,6 +100,10 @@ var (
 	ErrConflict = errors.New("jobs: job is not in a state that allows this change")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("jobs: store closed")
+	// ErrInvalidArgument: the call's arguments are wrong (empty ID or Type,
+	// Attempt < 1, Fraction outside 0..1, a page token the store did not
+	// return, ...); the message says which and what to pass instead.
+	ErrInvalidArgument = errors.New("jobs: invalid argument")
 )
 
 // EnqueueParams are the arguments of Store.Enqueue.
@@ -158,6 +163,8 @@ type Store interface {
 	// Enqueue records a Queued job and its outbox entry in one transaction.
 	// When IdempotencyKey is set and a job of the same Type already has it,
 	// nothing is written and the existing job is returned with duplicate true.
+	// An empty ID gets a fresh UUIDv7; an ID that is already taken (with no
+	// idempotency match) is an error wrapping ErrConflict.
 	Enqueue(ctx context.Context, p EnqueueParams) (job *Job, duplicate bool, err error)
 	// Ensure records a Queued job with no outbox entry unless one with that ID
 	// exists, and returns the job as stored. Workers call it for messages that
@@ -180,25 +187,30 @@ type Store interface {
 	// A Failed with no Running (e.g. an undecodable message for a Queued job)
 	// is also allowed from Queued.
 	Fail(ctx context.Context, p FailParams) (*Job, error)
-	// Cancel moves Queued or Running to Cancelled. On a terminal job it
-	// returns the job and an error wrapping ErrConflict.
+	// Cancel moves Queued or Running to Cancelled and drops the job's outbox
+	// entry, if any. On a terminal job it returns the job and an error
+	// wrapping ErrConflict.
 	Cancel(ctx context.Context, id string) (*Job, error)
 
-	// DueOutbox returns up to limit outbox entries whose RunAfter is not after
-	// now, oldest first.
+	// DueOutbox returns up to limit (at most 1000) outbox entries whose
+	// RunAfter is not after now, oldest due first (due = the later of Created
+	// and RunAfter), then in enqueue order.
 	DueOutbox(ctx context.Context, now time.Time, limit int) ([]OutboxEntry, error)
 	// MarkSent removes the outbox entries of these jobs.
 	MarkSent(ctx context.Context, jobIDs []string) error
 	// OutboxStats returns how many entries wait and the oldest one's Created.
 	OutboxStats(ctx context.Context) (count int, oldest time.Time, err error)
 
-	// DeleteFinished deletes terminal jobs whose EndTime is before cutoff and
-	// returns how many it deleted.
+	// DeleteFinished deletes terminal jobs whose EndTime is before cutoff,
+	// with their outbox entries, and returns how many it deleted.
 	DeleteFinished(ctx context.Context, cutoff time.Time) (int, error)
 
 	// Subscribe returns a channel that receives a value (coalesced: at most
 	// one pending) after each change to job id, made through this store or,
-	// for shared stores, through any replica. cancel releases it.
+	// for shared stores, through any replica. cancel releases it (and does
+	// not close the channel); Close closes every channel, so watchers wake and
+	// then see ErrClosed. Subscribe before reading the job, so that no change
+	// falls between the read and the subscription.
 	Subscribe(id string) (changed <-chan struct{}, cancel func())
 
 	// Ping reports whether the store is reachable.

@@ -1,0 +1,137 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/courierq/courier/jobs"
+)
+
+// A request is one write: fn runs inside the writer's batch transaction and
+// stores its results in variables it closes over.
+type request struct {
+	ctx context.Context
+	// multi marks a request of several statements: it runs inside a savepoint
+	// so that its failure undoes only its own writes.
+	multi bool
+	fn    func(w *wtx) error
+	done  chan error // buffered(1)
+}
+
+// wtx is the batch transaction as a request sees it.
+type wtx struct {
+	ctx     context.Context
+	tx      *sql.Tx
+	cache   map[*sql.Stmt]*sql.Stmt
+	changed []string // job IDs whose subscribers to wake after commit
+}
+
+// stmt returns st bound to the batch transaction.
+func (w *wtx) stmt(st *sql.Stmt) *sql.Stmt {
+	if c, ok := w.cache[st]; ok {
+		return c
+	}
+	c := w.tx.StmtContext(w.ctx, st)
+	w.cache[st] = c
+	return c
+}
+
+// write hands fn to the writer and waits for its result. Once the writer
+// has taken the request it always answers, so the wait ignores ctx: the
+// caller learns whether the write happened.
+func (s *Store) write(ctx context.Context, method string, multi bool, fn func(w *wtx) error) error {
+	if err := s.checkOpen(method); err != nil {
+		return err
+	}
+	r := &request{ctx: ctx, multi: multi, fn: fn, done: make(chan error, 1)}
+	select {
+	case s.reqs <- r:
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %s: %w", pkg, method, ctx.Err())
+	case <-s.stopped:
+		return fmt.Errorf("%s: %s: %w", pkg, method, jobs.ErrClosed)
+	}
+	return <-r.done
+}
+
+// writer is the only goroutine that writes. It takes a request, then every
+// request already waiting (up to MaxBatch), runs them in one transaction and
+// commits once.
+func (s *Store) writer() {
+	defer close(s.stopped)
+	batch := make([]*request, 0, s.cfg.MaxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case r := <-s.reqs:
+			batch = append(batch, r)
+		case <-s.stop:
+			return
+		}
+	collect:
+		for len(batch) < s.cfg.MaxBatch {
+			select {
+			case r := <-s.reqs:
+				batch = append(batch, r)
+			default:
+				break collect
+			}
+		}
+		s.runBatch(batch)
+	}
+}
+
+func (s *Store) runBatch(batch []*request) {
+	ctx := context.Background()
+	results := make([]error, len(batch))
+	w := &wtx{ctx: ctx, cache: make(map[*sql.Stmt]*sql.Stmt, 8)}
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		err = fmt.Errorf("%s: begin: %w", pkg, err)
+		for _, r := range batch {
+			r.done <- err
+		}
+		return
+	}
+	w.tx = tx
+	for i, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			results[i] = fmt.Errorf("%s: %w", pkg, err)
+			continue
+		}
+		if !r.multi {
+			results[i] = r.fn(w)
+			continue
+		}
+		if _, err := w.stmt(s.st.savepoint).Exec(); err != nil {
+			results[i] = fmt.Errorf("%s: savepoint: %w", pkg, err)
+			continue
+		}
+		n := len(w.changed)
+		results[i] = r.fn(w)
+		if results[i] != nil {
+			w.changed = w.changed[:n]
+			if _, err := w.stmt(s.st.rollbackTo).Exec(); err != nil {
+				results[i] = errors.Join(results[i], fmt.Errorf("%s: rollback to savepoint: %w", pkg, err))
+			}
+		}
+		if _, err := w.stmt(s.st.release).Exec(); err != nil {
+			results[i] = errors.Join(results[i], fmt.Errorf("%s: release savepoint: %w", pkg, err))
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		err = fmt.Errorf("%s: commit: %w", pkg, err)
+		for _, r := range batch {
+			r.done <- err
+		}
+		return
+	}
+	for _, id := range w.changed {
+		s.hub.Notify(id)
+	}
+	for i, r := range batch {
+		r.done <- results[i]
+	}
+}
