@@ -1,0 +1,331 @@
+package ingest_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"google.golang.org/genproto/googleapis/rpc/code"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/courierq/courier/handlers"
+	"github.com/courierq/courier/handlers/demo"
+	"github.com/courierq/courier/ingest"
+	"github.com/courierq/courier/internal/testenv"
+	"github.com/courierq/courier/jobs"
+	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
+)
+
+// Small backoffs: Google's emulator ignores them anyway.
+var fastRetry = handlers.Config{MinBackoff: time.Second, MaxBackoff: time.Second}
+
+func demoRegistry(t *testing.T, cfg demo.Config) *handlers.Registry {
+	t.Helper()
+	reg := handlers.NewRegistry(handlers.RegistryConfig{})
+	if err := demo.Register(reg, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+func TestEchoSucceeds(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, demoRegistry(t, demo.Config{Echo: fastRetry, Sleep: fastRetry}), ingest.Config{})
+	ctx := testCtx(t)
+	id, err := s.pub.Publish(ctx, &demov1.Echo{Message: "hi"}, publisherLabels("team", "pay"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := waitState(ctx, t, s.store, id, jobs.Succeeded)
+	if job.State != jobs.Succeeded || job.Attempt != 1 || job.ResultType != "courier.demo.v1.EchoResult" {
+		t.Fatalf("job %+v, want SUCCEEDED on attempt 1 with an EchoResult", job)
+	}
+	var res demov1.EchoResult
+	if err := proto.Unmarshal(job.Result, &res); err != nil || res.GetMessage() != "hi" {
+		t.Fatalf("result %v, %v; want message hi", &res, err)
+	}
+	if job.Type != "courier.demo.v1.Echo" || job.Labels["team"] != "pay" {
+		t.Fatalf("job type %q labels %v", job.Type, job.Labels)
+	}
+}
+
+func TestSleepRetriesUntilSuccess(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, demoRegistry(t, demo.Config{Echo: fastRetry, Sleep: fastRetry}), ingest.Config{})
+	ctx := testCtx(t)
+	id, err := s.pub.Publish(ctx, &demov1.Sleep{Duration: durationpb.New(10 * time.Millisecond), FailAttempts: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := waitState(ctx, t, s.store, id, jobs.Succeeded)
+	if job.State != jobs.Succeeded || job.Attempt != 3 {
+		t.Fatalf("job %+v, want SUCCEEDED on attempt 3", job)
+	}
+	var res demov1.SleepResult
+	if err := proto.Unmarshal(job.Result, &res); err != nil || res.GetAttempt() != 3 || job.ProgressFraction != 1 {
+		t.Fatalf("result %v (%v), progress %v; want attempt 3 and progress 1", &res, err, job.ProgressFraction)
+	}
+}
+
+func TestPermanentFailureIsNotRetried(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, demoRegistry(t, demo.Config{Echo: fastRetry, Sleep: fastRetry}), ingest.Config{})
+	ctx := testCtx(t)
+	id, err := s.pub.Publish(ctx, &demov1.Sleep{PermanentFailure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := waitState(ctx, t, s.store, id, jobs.Failed)
+	if job.State != jobs.Failed || job.Attempt != 1 || !strings.Contains(job.ErrorMessage, "permanent") {
+		t.Fatalf("job %+v, want FAILED after 1 attempt with the handler's error", job)
+	}
+	dl := testenv.Pull(ctx, t, s.client, "courier-demo-v1-Sleep-dead-letter", 1)
+	if got := dl[0].Attributes[ingest.AttrDeadLetterReason]; !strings.Contains(got, "permanent failure on attempt 1") || dl[0].Attributes["ce-id"] != id {
+		t.Fatalf("dead letter attributes %v", dl[0].Attributes)
+	}
+}
+
+func TestLastAttemptDeadLetters(t *testing.T) {
+	t.Parallel()
+	cfg := fastRetry
+	cfg.MaxAttempts = 2
+	s := newStack(t, demoRegistry(t, demo.Config{Sleep: cfg}), ingest.Config{})
+	ctx := testCtx(t)
+	id, err := s.pub.Publish(ctx, &demov1.Sleep{FailAttempts: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := waitState(ctx, t, s.store, id, jobs.Failed)
+	if job.State != jobs.Failed || job.Attempt != 2 || job.ErrorCode != int32(code.Code_UNKNOWN) {
+		t.Fatalf("job %+v, want FAILED after attempt 2 of 2", job)
+	}
+	dl := testenv.Pull(ctx, t, s.client, "courier-demo-v1-Sleep-dead-letter", 1)
+	if got := dl[0].Attributes[ingest.AttrDeadLetterReason]; !strings.Contains(got, "attempt 2 of 2 failed") || dl[0].Attributes[ingest.AttrDeadLetterAttempt] != "2" {
+		t.Fatalf("dead letter attributes %v", dl[0].Attributes)
+	}
+}
+
+func TestPoisonMessagesAreDeadLettered(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, demoRegistry(t, demo.Config{Echo: fastRetry, Sleep: fastRetry}), ingest.Config{})
+	ctx := testCtx(t)
+	raw := s.client.Publisher("courier-demo-v1-Echo")
+	defer raw.Stop()
+	publishRaw := func(data []byte, attrs map[string]string) string {
+		id, err := raw.Publish(ctx, &pubsub.Message{Data: data, Attributes: attrs}).Get(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	var ids []string
+	publishEcho := func() {
+		id, err := s.pub.Publish(ctx, &demov1.Echo{Message: "ok"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	publishEcho()
+	publishRaw([]byte{0xff, 0xff, 0xff}, map[string]string{"ce-type": "courier.demo.v1.Echo", "ce-id": "bad-bytes"})
+	publishEcho()
+	publishRaw([]byte("x"), map[string]string{"ce-type": "courier.demo.v1.Nope", "ce-id": "unknown-type"})
+	publishEcho()
+	noType := publishRaw([]byte("x"), nil)
+	publishEcho()
+	// A message from a non-courier publisher with only ce-type runs, with
+	// the message ID as job ID.
+	data, _ := proto.Marshal(&demov1.Echo{Message: "foreign"})
+	foreign := publishRaw(data, map[string]string{"ce-type": "courier.demo.v1.Echo"})
+	ids = append(ids, foreign)
+
+	for _, id := range ids {
+		if job := waitState(ctx, t, s.store, id, jobs.Succeeded); job.State != jobs.Succeeded {
+			t.Fatalf("job %s around the poison messages: %+v", id, job)
+		}
+	}
+	dl := testenv.Pull(ctx, t, s.client, "courier-demo-v1-Echo-dead-letter", 3)
+	reasons := map[string]string{}
+	for _, m := range dl {
+		key := m.Attributes["ce-id"]
+		if key == "" {
+			key = m.Attributes[ingest.AttrDeadLetterMessageID]
+		}
+		reasons[key] = m.Attributes[ingest.AttrDeadLetterReason]
+	}
+	for key, want := range map[string]string{
+		"bad-bytes":    "decoding 3 bytes as courier.demo.v1.Echo",
+		"unknown-type": `no handler is registered for type "courier.demo.v1.Nope"`,
+		noType:         "no ce-type attribute",
+	} {
+		if !strings.Contains(reasons[key], want) {
+			t.Errorf("dead letter %s: reason %q, want it to contain %q (all: %v)", key, reasons[key], want, reasons)
+		}
+	}
+	if job := waitState(ctx, t, s.store, "bad-bytes", jobs.Failed); job.State != jobs.Failed || job.ErrorCode != int32(code.Code_INVALID_ARGUMENT) {
+		t.Fatalf("undecodable job %+v, want FAILED with INVALID_ARGUMENT", job)
+	}
+}
+
+func TestFinishedOrCancelledJobIsNotRunAgain(t *testing.T) {
+	t.Parallel()
+	var runs atomic.Int32
+	reg := handlers.NewRegistry(handlers.RegistryConfig{})
+	handlers.Register(reg, func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) {
+		runs.Add(1)
+		return &demov1.EchoResult{Message: job.Payload.GetMessage()}, nil
+	}, fastRetry)
+	s := newStack(t, reg, ingest.Config{})
+	ctx := testCtx(t)
+	id, err := s.pub.Publish(ctx, &demov1.Echo{Message: "once"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(ctx, t, s.store, id, jobs.Succeeded)
+	// A redelivery (here: a second publish with the same job ID) is acked unrun.
+	if _, err := s.pub.PublishSync(ctx, &demov1.Echo{Message: "again"}, withID(id)); err != nil {
+		t.Fatal(err)
+	}
+	s.logs.await(ctx, 1, "already ended", id)
+	// Cancel on delivery: a queued job that was cancelled is skipped.
+	queued, _, err := s.store.Enqueue(ctx, jobs.EnqueueParams{Job: jobs.Job{Type: "courier.demo.v1.Echo"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.store.Cancel(ctx, queued.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pub.PublishSync(ctx, &demov1.Echo{Message: "cancelled"}, withID(queued.ID)); err != nil {
+		t.Fatal(err)
+	}
+	s.logs.await(ctx, 1, "already ended", queued.ID, "CANCELLED")
+	if n := runs.Load(); n != 1 {
+		t.Fatalf("handler ran %d times, want 1", n)
+	}
+}
+
+func TestCancelRunningJob(t *testing.T) {
+	t.Parallel()
+	started := make(chan string, 1)
+	stopped := make(chan error, 1)
+	reg := handlers.NewRegistry(handlers.RegistryConfig{})
+	handlers.Register(reg, func(ctx context.Context, job *handlers.Job[*demov1.Sleep]) (*demov1.SleepResult, error) {
+		started <- job.ID
+		<-ctx.Done()
+		stopped <- context.Cause(ctx)
+		return nil, ctx.Err()
+	}, fastRetry)
+	s := newStack(t, reg, ingest.Config{})
+	ctx := testCtx(t)
+	id, err := s.pub.Publish(ctx, &demov1.Sleep{Duration: durationpb.New(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	if _, err := s.store.Cancel(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case cause := <-stopped:
+		if !strings.Contains(cause.Error(), "cancelled") {
+			t.Fatalf("handler ctx cause %v, want the job's cancellation", cause)
+		}
+	case <-ctx.Done():
+		t.Fatal("cancelling the job did not cancel the handler's context")
+	}
+	s.logs.await(ctx, 1, "cancelled while running", id)
+	if job, _ := s.store.Get(ctx, id); job.State != jobs.Cancelled {
+		t.Fatalf("job %+v, want CANCELLED", job)
+	}
+}
+
+func TestShutdownLetsInFlightHandlerFinish(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	release := make(chan struct{})
+	reg := handlers.NewRegistry(handlers.RegistryConfig{})
+	handlers.Register(reg, func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) {
+		close(started)
+		<-release
+		return &demov1.EchoResult{Message: "finished"}, ctx.Err()
+	}, fastRetry)
+	s := newStack(t, reg, ingest.Config{})
+	ctx := testCtx(t)
+	id, err := s.pub.Publish(ctx, &demov1.Echo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	done := make(chan error, 1)
+	go func() {
+		close(release) // the handler ends only once Shutdown is under way
+		done <- s.worker.Shutdown(ctx)
+	}()
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if job, _ := s.store.Get(ctx, id); job.State != jobs.Succeeded {
+		t.Fatalf("job %+v, want SUCCEEDED: the in-flight handler should have finished", job)
+	}
+	if err := <-s.runErr; err != nil {
+		t.Fatalf("Run after Shutdown: %v", err)
+	}
+	s.runErr <- nil // for the cleanup
+}
+
+func TestShutdownDeadlineCancelsAndRequeues(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{}, 1)
+	reg := handlers.NewRegistry(handlers.RegistryConfig{})
+	handlers.Register(reg, func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}, fastRetry)
+	s := newStack(t, reg, ingest.Config{})
+	ctx := testCtx(t)
+	id, err := s.pub.Publish(ctx, &demov1.Echo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	short, cancel := context.WithCancel(ctx)
+	cancel() // the deadline has already passed
+	if err := s.worker.Shutdown(short); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Shutdown past its deadline: %v, want context.Canceled", err)
+	}
+	job, _ := s.store.Get(ctx, id)
+	if job.State != jobs.Queued || job.ErrorCode != int32(code.Code_UNAVAILABLE) {
+		t.Fatalf("job %+v, want QUEUED again with UNAVAILABLE", job)
+	}
+	<-s.runErr
+	s.runErr <- nil
+}
+
+func TestNewValidates(t *testing.T) {
+	reg := demoRegistry(t, demo.Config{})
+	for _, tc := range []struct {
+		name string
+		cfg  ingest.Config
+		want string
+	}{
+		{"no client", ingest.Config{Registry: reg}, "Config.Client"},
+		{"ack deadline", ingest.Config{Client: &pubsub.Client{}, Store: nilStore{}, Registry: reg, AckDeadline: time.Second}, "AckDeadline"},
+		{"empty registry", ingest.Config{Client: &pubsub.Client{}, Store: nilStore{}, Registry: handlers.NewRegistry(handlers.RegistryConfig{})}, "no handlers"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ingest.New(tc.cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "ingest: ") {
+				t.Fatalf("New: %v, want an error about %s", err, tc.want)
+			}
+		})
+	}
+}
+
+// nilStore satisfies jobs.Store for New's validation; it is never called.
+type nilStore struct{ jobs.Store }
