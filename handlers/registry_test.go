@@ -55,7 +55,9 @@ func TestRegisterAndRun(t *testing.T) {
 
 func TestRegisterErrors(t *testing.T) {
 	reg := handlers.NewRegistry(handlers.RegistryConfig{})
-	fn := func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) { return nil, nil }
+	fn := func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) {
+		return nil, nil
+	}
 	if err := handlers.Register(reg, fn, handlers.Config{}); err != nil {
 		t.Fatal(err)
 	}

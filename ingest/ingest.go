@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -232,7 +233,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer stop()
 
 	entries := w.cfg.Registry.Entries()
-	if !w.cfg.DisableCreate {
+	if w.cfg.DisableCreate {
+		if err := w.checkSubscriptions(w.pullCtx, entries); err != nil {
+			return err
+		}
+	} else {
 		for _, e := range entries {
 			if err := w.ensure(w.pullCtx, e); err != nil {
 				return err
@@ -603,6 +608,28 @@ func (w *Worker) ensure(ctx context.Context, e *handlers.Entry) error {
 		if _, err := w.cfg.Client.SubscriptionAdminClient.CreateSubscription(ctx, s); err != nil && !alreadyExists(err) {
 			return fmt.Errorf("ingest: creating subscription %s: %w", s.Name, err)
 		}
+	}
+	return nil
+}
+
+// checkSubscriptions returns an error naming every worker subscription that
+// does not exist.
+func (w *Worker) checkSubscriptions(ctx context.Context, entries []*handlers.Entry) error {
+	var missing []string
+	for _, e := range entries {
+		n, _ := w.names(e)
+		name := "projects/" + w.cfg.Client.Project() + "/subscriptions/" + n.Subscription
+		_, err := w.cfg.Client.SubscriptionAdminClient.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: name})
+		switch {
+		case notFound(err):
+			missing = append(missing, fmt.Sprintf("%s (on topic %s, for %s)", n.Subscription, n.Topic, e.Type))
+		case err != nil:
+			return fmt.Errorf("ingest: checking subscription %s: %w", name, err)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("ingest: Config.DisableCreate is set but these subscriptions do not exist in project %s: %s; create them, or leave DisableCreate off so the worker does",
+			w.cfg.Client.Project(), strings.Join(missing, ", "))
 	}
 	return nil
 }

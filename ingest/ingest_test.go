@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -329,3 +330,60 @@ func TestNewValidates(t *testing.T) {
 
 // nilStore satisfies jobs.Store for New's validation; it is never called.
 type nilStore struct{ jobs.Store }
+
+func TestRunCreatesInfrastructure(t *testing.T) {
+	t.Parallel()
+	cfg := handlers.Config{MaxAttempts: 3, MinBackoff: 2 * time.Second, MaxBackoff: 30 * time.Second}
+	s := newStack(t, demoRegistry(t, demo.Config{Sleep: cfg}), ingest.Config{AckDeadline: 20 * time.Second})
+	ctx := testCtx(t)
+	project := "projects/" + s.client.Project()
+	sub, err := s.client.SubscriptionAdminClient.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: project + "/subscriptions/courier-demo-v1-Sleep-worker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub.Topic != project+"/topics/courier-demo-v1-Sleep" || sub.AckDeadlineSeconds != 20 ||
+		sub.GetRetryPolicy().GetMinimumBackoff().AsDuration() != 2*time.Second ||
+		sub.GetRetryPolicy().GetMaximumBackoff().AsDuration() != 30*time.Second ||
+		sub.GetDeadLetterPolicy().GetDeadLetterTopic() != project+"/topics/courier-demo-v1-Sleep-dead-letter" ||
+		sub.GetDeadLetterPolicy().GetMaxDeliveryAttempts() != 5 { // max(5, MaxAttempts 3)
+		t.Fatalf("subscription %v", sub)
+	}
+	if _, err := s.client.SubscriptionAdminClient.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: project + "/subscriptions/courier-demo-v1-Sleep-dead-letter"}); err != nil {
+		t.Fatalf("dead-letter subscription: %v", err)
+	}
+	// A second worker on the same project finds everything in place.
+	w2, err := ingest.New(ingest.Config{Client: s.client, Store: s.store, Registry: demoRegistry(t, demo.Config{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- w2.Run(ctx) }()
+	select {
+	case <-w2.Ready():
+	case err := <-errc:
+		t.Fatalf("second worker: %v", err)
+	}
+	if err := w2.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("second worker Run: %v", err)
+	}
+	if err := w2.Run(ctx); !errors.Is(err, ingest.ErrClosed) {
+		t.Fatalf("Run after Shutdown: %v, want ErrClosed", err)
+	}
+}
+
+func TestDisableCreateNeedsInfrastructure(t *testing.T) {
+	t.Parallel()
+	c := testenv.Client(t, testenv.Google(t))
+	w, err := ingest.New(ingest.Config{Client: c, Store: nilStore{}, Registry: demoRegistry(t, demo.Config{}), DisableCreate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	err = w.Run(testCtx(t))
+	if err == nil || !strings.Contains(err.Error(), "courier-demo-v1-Echo-worker") || !strings.Contains(err.Error(), "courier-demo-v1-Sleep-worker") {
+		t.Fatalf("Run with DisableCreate and no subscription: %v, want an error naming it", err)
+	}
+}

@@ -8,3 +8,7 @@ import (
 // alreadyExists reports whether a Pub/Sub admin call failed because the
 // resource exists (the client returns gRPC status errors).
 func alreadyExists(err error) bool { return status.Code(err) == codes.AlreadyExists }
+
+// notFound reports whether a Pub/Sub admin call failed because the resource
+// does not exist.
+func notFound(err error) bool { return err != nil && status.Code(err) == codes.NotFound }
