@@ -20,6 +20,9 @@ type Request struct {
 	Labels      map[string]string // the job's labels; never nil
 	Payload     proto.Message     // the decoded payload
 	Progress    ProgressFunc      // nil means progress is discarded
+	// Admit, when set, is called by the Admit middleware once the attempt
+	// has its rate-limit token and concurrency slot; see AdmitFunc.
+	Admit AdmitFunc
 }
 
 // Handler runs one attempt of a job and returns its result. A nil result with

@@ -246,14 +246,16 @@ func Register[T proto.Message, R proto.Message](reg *Registry, fn func(ctx conte
 }
 
 // Chain wraps h in the middleware a handler with cfg runs behind, in the one
-// order courier uses: rate limit ▸ concurrency ▸ timeout ▸ recover ▸ h. A
-// message waits for its rate-limit token before it takes a concurrency slot,
-// so slots are never held idle; the timeout covers only the run.
+// order courier uses: rate limit ▸ concurrency ▸ admit ▸ timeout ▸ recover ▸
+// h. A message waits for its rate-limit token before it takes a concurrency
+// slot, so slots are never held idle; Request.Admit then marks the job
+// started (so a job waiting for a token is still queued), and the timeout
+// covers only the run.
 func Chain(h Handler, cfg Config, logger *slog.Logger, clock Clock) Handler {
 	var mws []Middleware
 	if cfg.RatePerSecond > 0 {
 		mws = append(mws, RateLimit(rate.NewLimiter(rate.Limit(cfg.RatePerSecond), max(cfg.Burst, 1)), clock))
 	}
-	mws = append(mws, Concurrency(cfg.Concurrency), Timeout(cfg.Timeout), Recover(logger))
+	mws = append(mws, Concurrency(cfg.Concurrency), Admit(), Timeout(cfg.Timeout), Recover(logger))
 	return ChainMiddleware(h, mws...)
 }

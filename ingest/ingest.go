@@ -393,44 +393,68 @@ func (w *Worker) handle(s *subscription, m *pubsub.Message) {
 	if maxAttempts <= 0 {
 		maxAttempts = entry.Config.MaxAttempts
 	}
+	log = log.With("attempt", attempt, "max_attempts", maxAttempts)
 
-	// Subscribe before Start so a Cancel right after Start is not missed.
-	changed, unsubscribe := w.cfg.Store.Subscribe(id)
-	defer unsubscribe()
-	ctx, cancel = w.storeCtx()
-	job, err = w.cfg.Store.Start(ctx, jobs.StartParams{ID: id, Attempt: attempt})
-	cancel()
-	if errors.Is(err, jobs.ErrConflict) {
-		log.Debug("ingest: job cannot start (ended meanwhile); acked", "err", err)
-		m.Ack()
-		return
-	}
-	if err != nil {
-		log.Error("ingest: starting job failed; message nacked", "err", err)
-		m.Nack()
-		return
-	}
-
-	hctx, hcancel := context.WithCancelCause(w.runCtx)
-	defer hcancel(nil)
+	// The job becomes Running only when the middleware admits it (token and
+	// slot in hand). Until then it waits with pullCtx, so Shutdown nacks
+	// messages that have not started; once admitted it runs with hctx, which
+	// Shutdown cancels only at its deadline and CancelJob cancels at once.
+	var (
+		admitted bool
+		hctx     context.Context
+		hcancel  context.CancelCauseFunc = func(error) {}
+	)
 	watchDone := make(chan struct{})
-	defer close(watchDone)
-	go w.watchCancel(id, changed, watchDone, hcancel)
-
+	defer func() { close(watchDone); hcancel(nil) }()
 	req := &handlers.Request{
 		ID: id, Type: typ, Attempt: attempt, MaxAttempts: maxAttempts,
 		Labels: job.Labels, Payload: payload,
 		Progress: func(ctx context.Context, fraction float64, message string) error {
 			return w.cfg.Store.Progress(ctx, jobs.ProgressParams{ID: id, Fraction: fraction, Message: message})
 		},
+		Admit: func(ctx context.Context) (context.Context, error) {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			// Subscribe before Start so a Cancel right after it is not missed.
+			changed, unsubscribe := w.cfg.Store.Subscribe(id)
+			sctx, cancel := w.storeCtx()
+			_, err := w.cfg.Store.Start(sctx, jobs.StartParams{ID: id, Attempt: attempt})
+			cancel()
+			if err != nil {
+				unsubscribe()
+				return nil, &startError{err}
+			}
+			admitted = true
+			hctx, hcancel = context.WithCancelCause(w.runCtx)
+			go func() {
+				defer unsubscribe()
+				w.watchCancel(id, changed, watchDone, hcancel)
+			}()
+			return hctx, nil
+		},
 	}
 	if req.Labels == nil {
 		req.Labels = map[string]string{}
 	}
-	res, herr := entry.Handler(hctx, req)
-	cause := context.Cause(hctx)
-	log = log.With("attempt", attempt, "max_attempts", maxAttempts)
+	res, herr := entry.Handler(w.pullCtx, req)
 
+	if !admitted {
+		var se *startError
+		switch {
+		case errors.As(herr, &se) && errors.Is(se.err, jobs.ErrConflict):
+			log.Debug("ingest: job already ended; acked without running", "err", se.err)
+			m.Ack()
+		case errors.As(herr, &se):
+			log.Error("ingest: starting job failed; message nacked", "err", se.err)
+			m.Nack()
+		default: // stopping while waiting for a token or slot
+			log.Debug("ingest: worker stopping before the job started; nacked", "err", herr)
+			m.Nack()
+		}
+		return
+	}
+	cause := context.Cause(hctx)
 	switch {
 	case errors.Is(cause, errJobCancelled):
 		log.Info("ingest: job cancelled while running; acked")
@@ -459,6 +483,12 @@ func (w *Worker) handle(s *subscription, m *pubsub.Message) {
 		m.Nack()
 	}
 }
+
+// startError is what Admit returns when the store refused Start.
+type startError struct{ err error }
+
+func (e *startError) Error() string { return "ingest: starting job: " + e.err.Error() }
+func (e *startError) Unwrap() error { return e.err }
 
 // watchCancel cancels a running handler when its job is cancelled.
 func (w *Worker) watchCancel(id string, changed <-chan struct{}, done <-chan struct{}, cancel context.CancelCauseFunc) {

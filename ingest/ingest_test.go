@@ -387,3 +387,54 @@ func TestDisableCreateNeedsInfrastructure(t *testing.T) {
 		t.Fatalf("Run with DisableCreate and no subscription: %v, want an error naming it", err)
 	}
 }
+
+func TestShutdownNacksJobsWaitingForASlot(t *testing.T) {
+	t.Parallel()
+	started := make(chan string, 2)
+	release := make(chan struct{})
+	reg := handlers.NewRegistry(handlers.RegistryConfig{})
+	handlers.Register(reg, func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) {
+		started <- job.ID
+		<-release
+		return &demov1.EchoResult{}, nil
+	}, handlers.Config{Concurrency: 1, MinBackoff: time.Second, MaxBackoff: time.Second})
+	s := newStack(t, reg, ingest.Config{})
+	ctx := testCtx(t)
+	var ids []string
+	for range 2 {
+		id, err := s.pub.Publish(ctx, &demov1.Echo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	running := <-started
+	waiting := ids[0]
+	if waiting == running {
+		waiting = ids[1]
+	}
+	// The waiting job is held by the worker (Ensure ran) but not started.
+	if job := waitState(ctx, t, s.store, waiting, jobs.Queued); job.State != jobs.Queued {
+		t.Fatalf("waiting job %+v, want QUEUED", job)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.worker.Shutdown(ctx) }()
+	s.logs.await(ctx, 1, "stopping before the job started", waiting)
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if job, _ := s.store.Get(ctx, running); job.State != jobs.Succeeded {
+		t.Fatalf("running job %+v, want SUCCEEDED", job)
+	}
+	if job, _ := s.store.Get(ctx, waiting); job.State != jobs.Queued || job.Attempt != 0 {
+		t.Fatalf("waiting job %+v, want QUEUED with no attempt", job)
+	}
+	select {
+	case id := <-started:
+		t.Fatalf("job %s started after Shutdown began", id)
+	default:
+	}
+	<-s.runErr
+	s.runErr <- nil
+}
