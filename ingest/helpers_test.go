@@ -35,6 +35,13 @@ type stack struct {
 // are filled in.
 func newStack(t *testing.T, reg *handlers.Registry, cfg ingest.Config) *stack {
 	t.Helper()
+	return startStack(t, reg, cfg, true)
+}
+
+// startStack builds a stack; with run it starts the worker and waits until
+// it is ready.
+func startStack(t testing.TB, reg *handlers.Registry, cfg ingest.Config, run bool) *stack {
+	t.Helper()
 	ctx := testCtx(t)
 	c := testenv.Client(t, testenv.Google(t))
 	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "jobs.db")})
@@ -42,7 +49,7 @@ func newStack(t *testing.T, reg *handlers.Registry, cfg ingest.Config) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	pub, err := publisher.New(c, publisher.Config{Naming: cfg.Naming, DelayThreshold: time.Millisecond})
+	pub, err := publisher.New(c, publisher.Config{Naming: cfg.Naming, DelayThreshold: time.Millisecond, BlockWhenFull: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,6 +61,10 @@ func newStack(t *testing.T, reg *handlers.Registry, cfg ingest.Config) *stack {
 		t.Fatal(err)
 	}
 	s := &stack{client: c, store: store, pub: pub, worker: w, logs: logs, runErr: make(chan error, 1)}
+	if !run {
+		t.Cleanup(func() { w.Close() })
+		return s
+	}
 	go func() { s.runErr <- w.Run(context.Background()) }()
 	t.Cleanup(func() {
 		w.Close()
@@ -71,7 +82,7 @@ func newStack(t *testing.T, reg *handlers.Registry, cfg ingest.Config) *stack {
 	return s
 }
 
-func testCtx(t *testing.T) context.Context {
+func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
@@ -79,7 +90,7 @@ func testCtx(t *testing.T) context.Context {
 
 // waitState waits, by store notifications, until job id is in a terminal
 // state or in want (when not ""), and returns it.
-func waitState(ctx context.Context, t *testing.T, store jobs.Store, id string, want jobs.State) *jobs.Job {
+func waitState(ctx context.Context, t testing.TB, store jobs.Store, id string, want jobs.State) *jobs.Job {
 	t.Helper()
 	changed, cancel := store.Subscribe(id)
 	defer cancel()
@@ -102,13 +113,13 @@ func waitState(ctx context.Context, t *testing.T, store jobs.Store, id string, w
 // logWatch is a slog handler that keeps records and lets a test await one
 // whose message contains a string.
 type logWatch struct {
-	t     *testing.T
+	t     testing.TB
 	mu    sync.Mutex
 	lines []string
 	wake  chan struct{}
 }
 
-func newLogWatch(t *testing.T) *logWatch { return &logWatch{t: t, wake: make(chan struct{})} }
+func newLogWatch(t testing.TB) *logWatch { return &logWatch{t: t, wake: make(chan struct{})} }
 
 func (l *logWatch) Enabled(context.Context, slog.Level) bool { return true }
 func (l *logWatch) WithAttrs(as []slog.Attr) slog.Handler {

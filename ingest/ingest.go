@@ -368,12 +368,14 @@ func (w *Worker) handle(s *subscription, m *pubsub.Message) {
 		return
 	}
 
-	ctx, cancel := w.storeCtx()
-	job, err := w.cfg.Store.Ensure(ctx, jobs.EnsureParams{Job: jobs.Job{ID: id, Type: typ, Payload: m.Data, Labels: publisher.Labels(attrs)}})
-	cancel()
+	job, err := w.ensureJob(id, typ, m)
 	if err != nil {
 		log.Error("ingest: recording job failed; message nacked", "err", err)
 		m.Nack()
+		return
+	}
+	if job.Type != typ {
+		w.poison(s, m, log, "", "", fmt.Sprintf("%s %q names job %s, which has type %q; a job ID belongs to one type", publisher.AttrType, typ, id, job.Type))
 		return
 	}
 	if job.State.Terminal() {
@@ -490,8 +492,34 @@ type startError struct{ err error }
 func (e *startError) Error() string { return "ingest: starting job: " + e.err.Error() }
 func (e *startError) Unwrap() error { return e.err }
 
+// cancelCheckDelay is how long watchCancel waits after a change to a
+// running job before reading it: changes the handler makes itself (Start,
+// Progress) wake the watcher too, and most handlers end within this, so they
+// never pay for a read. It is the worst-case extra latency of a cancel.
+const cancelCheckDelay = 25 * time.Millisecond
+
+// ensureJob returns the job of a message, recording it (Queued) when it is
+// not in the store yet, as for a message published without EnqueueJob. It
+// reads first: most jobs exist, and reads do not queue behind the store's
+// writes.
+func (w *Worker) ensureJob(id, typ string, m *pubsub.Message) (*jobs.Job, error) {
+	ctx, cancel := w.storeCtx()
+	defer cancel()
+	job, err := w.cfg.Store.Get(ctx, id)
+	if !errors.Is(err, jobs.ErrNotFound) {
+		return job, err
+	}
+	return w.cfg.Store.Ensure(ctx, jobs.EnsureParams{Job: jobs.Job{ID: id, Type: typ, Payload: m.Data, Labels: publisher.Labels(m.Attributes)}})
+}
+
 // watchCancel cancels a running handler when its job is cancelled.
 func (w *Worker) watchCancel(id string, changed <-chan struct{}, done <-chan struct{}, cancel context.CancelCauseFunc) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
 		select {
 		case <-done:
@@ -500,13 +528,23 @@ func (w *Worker) watchCancel(id string, changed <-chan struct{}, done <-chan str
 			if !ok { // the store closed
 				return
 			}
-			ctx, c := w.storeCtx()
-			job, err := w.cfg.Store.Get(ctx, id)
-			c()
-			if err == nil && job.State == jobs.Cancelled {
-				cancel(errJobCancelled)
-				return
-			}
+		}
+		if timer == nil {
+			timer = time.NewTimer(cancelCheckDelay)
+		} else {
+			timer.Reset(cancelCheckDelay)
+		}
+		select {
+		case <-done:
+			return
+		case <-timer.C:
+		}
+		ctx, c := w.storeCtx()
+		job, err := w.cfg.Store.Get(ctx, id)
+		c()
+		if err == nil && job.State == jobs.Cancelled {
+			cancel(errJobCancelled)
+			return
 		}
 	}
 }
@@ -546,9 +584,7 @@ func (w *Worker) fail(_ *pubsub.Message, log *slog.Logger, id string, c code.Cod
 func (w *Worker) poison(s *subscription, m *pubsub.Message, log *slog.Logger, id, typ, reason string) {
 	reason = "ingest: cannot decode message: " + reason
 	if typ != "" {
-		ctx, cancel := w.storeCtx()
-		job, err := w.cfg.Store.Ensure(ctx, jobs.EnsureParams{Job: jobs.Job{ID: id, Type: typ, Payload: m.Data, Labels: publisher.Labels(m.Attributes)}})
-		cancel()
+		job, err := w.ensureJob(id, typ, m)
 		if err != nil {
 			log.Error("ingest: recording undecodable job failed; message nacked", "err", err)
 			m.Nack()
