@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -139,6 +140,11 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 	publishEcho()
 	noType := publishRaw([]byte("x"), nil)
 	publishEcho()
+	if _, _, err := s.store.Enqueue(ctx, jobs.EnqueueParams{Job: jobs.Job{ID: "a-sleep-job", Type: "courier.demo.v1.Sleep"}}); err != nil {
+		t.Fatal(err)
+	}
+	echo, _ := proto.Marshal(&demov1.Echo{Message: "wrong type"})
+	publishRaw(echo, map[string]string{"ce-type": "courier.demo.v1.Echo", "ce-id": "a-sleep-job"})
 	// A message from a non-courier publisher with only ce-type runs, with
 	// the message ID as job ID.
 	data, _ := proto.Marshal(&demov1.Echo{Message: "foreign"})
@@ -150,7 +156,7 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 			t.Fatalf("job %s around the poison messages: %+v", id, job)
 		}
 	}
-	dl := testenv.Pull(ctx, t, s.client, "courier-demo-v1-Echo-dead-letter", 3)
+	dl := testenv.Pull(ctx, t, s.client, "courier-demo-v1-Echo-dead-letter", 4)
 	reasons := map[string]string{}
 	for _, m := range dl {
 		key := m.Attributes["ce-id"]
@@ -163,6 +169,7 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 		"bad-bytes":    "decoding 3 bytes as courier.demo.v1.Echo",
 		"unknown-type": `no handler is registered for type "courier.demo.v1.Nope"`,
 		noType:         "no ce-type attribute",
+		"a-sleep-job":  `which has type "courier.demo.v1.Sleep"`,
 	} {
 		if !strings.Contains(reasons[key], want) {
 			t.Errorf("dead letter %s: reason %q, want it to contain %q (all: %v)", key, reasons[key], want, reasons)
@@ -437,4 +444,27 @@ func TestShutdownNacksJobsWaitingForASlot(t *testing.T) {
 	}
 	<-s.runErr
 	s.runErr <- nil
+}
+
+func TestPanicIsRetried(t *testing.T) {
+	t.Parallel()
+	logs := newLogWatch(t)
+	reg := handlers.NewRegistry(handlers.RegistryConfig{Logger: slog.New(logs)})
+	handlers.Register(reg, func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) {
+		if job.Attempt == 1 {
+			panic("first attempt explodes")
+		}
+		return &demov1.EchoResult{Message: "recovered"}, nil
+	}, fastRetry)
+	s := newStack(t, reg, ingest.Config{})
+	ctx := testCtx(t)
+	id, err := s.pub.Publish(ctx, &demov1.Echo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := waitState(ctx, t, s.store, id, jobs.Succeeded)
+	if job.State != jobs.Succeeded || job.Attempt != 2 {
+		t.Fatalf("job %+v, want SUCCEEDED on attempt 2", job)
+	}
+	logs.await(ctx, 1, "handler panicked", id, "first attempt explodes", "goroutine")
 }
