@@ -210,7 +210,7 @@ func (w *Worker) names(e *handlers.Entry) (Names, error) {
 }
 
 // Ready is closed once Run has created what was missing and started
-// receiving on every subscription.
+// receiving on every subscription. It stays open if Run fails before that.
 func (w *Worker) Ready() <-chan struct{} { return w.ready }
 
 // Run creates missing topics and subscriptions (unless DisableCreate), then
@@ -387,6 +387,11 @@ func (w *Worker) handle(s *subscription, m *pubsub.Message) {
 		m.Nack()
 		return
 	}
+	// The attempt is Pub/Sub's delivery attempt, or one more than the store
+	// has seen if that is higher (no dead-letter policy, or a message
+	// re-published by the outbox). Never lower than Pub/Sub's count, so the
+	// worker reaches max attempts (and records FAILED) before the
+	// subscription's dead-letter policy, its safety net, does.
 	attempt := job.Attempt + 1
 	if m.DeliveryAttempt != nil && *m.DeliveryAttempt > attempt {
 		attempt = *m.DeliveryAttempt
