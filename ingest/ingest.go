@@ -286,6 +286,7 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 		w.stopRun(errStopping)
 		return nil
 	}
+	w.log.Info("ingest: shutting down: stopped pulling, waiting for running handlers")
 	select {
 	case <-w.done:
 		return nil
@@ -449,7 +450,7 @@ func (w *Worker) handle(s *subscription, m *pubsub.Message) {
 	if !admitted {
 		var se *startError
 		switch {
-		case errors.As(herr, &se) && errors.Is(se.err, jobs.ErrConflict):
+		case errors.As(herr, &se) && gone(se.err):
 			log.Debug("ingest: job already ended; acked without running", "err", se.err)
 			m.Ack()
 		case errors.As(herr, &se):
@@ -469,7 +470,7 @@ func (w *Worker) handle(s *subscription, m *pubsub.Message) {
 	case herr == nil:
 		w.succeed(m, log, id, res)
 	case errors.Is(cause, errStopping):
-		w.fail(m, log, id, code.Code_UNAVAILABLE, "ingest: the worker stopped before the handler finished: "+herr.Error(), true)
+		w.fail(log, id, code.Code_UNAVAILABLE, "ingest: the worker stopped before the handler finished: "+herr.Error(), true)
 		m.Nack()
 	case handlers.IsPermanent(herr) || attempt >= maxAttempts:
 		reason := fmt.Sprintf("attempt %d of %d failed: %v", attempt, maxAttempts, herr)
@@ -478,15 +479,18 @@ func (w *Worker) handle(s *subscription, m *pubsub.Message) {
 		}
 		if err := w.publishDeadLetter(s, m, reason, attempt); err != nil {
 			log.Error("ingest: dead-lettering failed; message nacked to try again", "err", err)
-			w.fail(m, log, id, errorCode(herr), herr.Error(), true)
+			w.fail(log, id, errorCode(herr), herr.Error(), true)
 			m.Nack()
 			return
 		}
-		w.fail(m, log, id, errorCode(herr), herr.Error(), false)
+		if err := w.fail(log, id, errorCode(herr), herr.Error(), false); err != nil {
+			m.Nack() // dead-lettered but not recorded: try again (the dead letter may repeat)
+			return
+		}
 		m.Ack()
 	default:
 		log.Info("ingest: attempt failed; will retry", "err", herr)
-		w.fail(m, log, id, errorCode(herr), herr.Error(), true)
+		w.fail(log, id, errorCode(herr), herr.Error(), true)
 		m.Nack()
 	}
 }
@@ -559,7 +563,7 @@ func (w *Worker) succeed(m *pubsub.Message, log *slog.Logger, id string, res pro
 	if res != nil {
 		data, err := proto.Marshal(res)
 		if err != nil {
-			w.fail(m, log, id, code.Code_INTERNAL, fmt.Sprintf("ingest: encoding the %T result: %v", res, err), true)
+			w.fail(log, id, code.Code_INTERNAL, fmt.Sprintf("ingest: encoding the %T result: %v", res, err), true)
 			m.Nack()
 			return
 		}
@@ -567,7 +571,7 @@ func (w *Worker) succeed(m *pubsub.Message, log *slog.Logger, id string, res pro
 	}
 	ctx, cancel := w.storeCtx()
 	defer cancel()
-	if _, err := w.cfg.Store.Succeed(ctx, p); err != nil && !errors.Is(err, jobs.ErrConflict) {
+	if _, err := w.cfg.Store.Succeed(ctx, p); err != nil && !gone(err) {
 		log.Error("ingest: recording success failed; message nacked (the handler will run again)", "err", err)
 		m.Nack()
 		return
@@ -576,12 +580,22 @@ func (w *Worker) succeed(m *pubsub.Message, log *slog.Logger, id string, res pro
 }
 
 // fail records a failed attempt; a conflict (the job ended meanwhile) is fine.
-func (w *Worker) fail(_ *pubsub.Message, log *slog.Logger, id string, c code.Code, msg string, retry bool) {
+// It returns the store's error otherwise, after logging it.
+func (w *Worker) fail(log *slog.Logger, id string, c code.Code, msg string, retry bool) error {
 	ctx, cancel := w.storeCtx()
 	defer cancel()
-	if _, err := w.cfg.Store.Fail(ctx, jobs.FailParams{ID: id, Code: int32(c), Message: msg, Retry: retry}); err != nil && !errors.Is(err, jobs.ErrConflict) {
-		log.Error("ingest: recording failure failed", "err", err, "retry", retry)
+	_, err := w.cfg.Store.Fail(ctx, jobs.FailParams{ID: id, Code: int32(c), Message: msg, Retry: retry})
+	if err == nil || gone(err) {
+		return nil
 	}
+	log.Error("ingest: recording failure failed", "err", err, "retry", retry)
+	return err
+}
+
+// gone reports whether a store error means the job moved on without us: it
+// ended (cancelled, finished by another delivery) or was deleted.
+func gone(err error) bool {
+	return errors.Is(err, jobs.ErrConflict) || errors.Is(err, jobs.ErrNotFound)
 }
 
 // poison dead-letters a message that cannot run and acks it. When it names a
@@ -607,7 +621,10 @@ func (w *Worker) poison(s *subscription, m *pubsub.Message, log *slog.Logger, id
 	}
 	log.Warn("ingest: message dead-lettered", "reason", reason)
 	if typ != "" {
-		w.fail(m, log, id, code.Code_INVALID_ARGUMENT, reason, false)
+		if err := w.fail(log, id, code.Code_INVALID_ARGUMENT, reason, false); err != nil {
+			m.Nack() // dead-lettered but not recorded: try again
+			return
+		}
 	}
 	m.Ack()
 }

@@ -270,10 +270,14 @@ func TestShutdownLetsInFlightHandlerFinish(t *testing.T) {
 	}
 	<-started
 	done := make(chan error, 1)
-	go func() {
-		close(release) // the handler ends only once Shutdown is under way
-		done <- s.worker.Shutdown(ctx)
-	}()
+	go func() { done <- s.worker.Shutdown(ctx) }()
+	s.logs.await(ctx, 1, "shutting down")
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned %v while a handler was running", err)
+	default:
+	}
+	close(release) // the handler ends only once Shutdown is under way
 	if err := <-done; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
