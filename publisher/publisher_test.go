@@ -215,3 +215,26 @@ func TestPublishRejects(t *testing.T) {
 		t.Fatalf("New with MaxBufferedMessages -1: %v", err)
 	}
 }
+
+func TestPublishTopicOverrideAndPrefix(t *testing.T) {
+	t.Parallel()
+	c := testenv.Client(t, testenv.Google(t))
+	testenv.CreateTopic(t, c, "echoes", "echo-sub")
+	testenv.CreateTopic(t, c, "dev-courier-demo-v1-Sleep", "sleep-sub")
+	p := newPublisher(t, c, publisher.Config{Naming: publisher.Naming{Prefix: "dev-", Topics: map[string]string{"courier.demo.v1.Echo": "echoes"}}})
+	ctx := ctxT(t)
+	echoID, err := p.PublishSync(ctx, &demov1.Echo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sleepID, err := p.PublishSync(ctx, &demov1.Sleep{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := testenv.Pull(ctx, t, c, "echo-sub", 1)[0].Attributes["ce-id"]; got != echoID {
+		t.Fatalf("override topic got job %s, want %s", got, echoID)
+	}
+	if got := testenv.Pull(ctx, t, c, "sleep-sub", 1)[0].Attributes["ce-type"]; got != "courier.demo.v1.Sleep" {
+		t.Fatalf("prefixed topic got %s (job %s)", got, sleepID)
+	}
+}
