@@ -16,7 +16,8 @@ import (
 // TestTimingRateLimit50PerSecondBurst5Takes9900msFor500Jobs is the one test
 // with a timing threshold, on purpose: it is the done-when check that a
 // handler limited to 50/s with burst 5 needs at least (500-5)/50 = 9.9 s for
-// 500 jobs. The bound is a minimum, so a slow machine cannot make it flaky.
+// 500 jobs, from the first publish to the last SUCCEEDED. The bound is a
+// minimum, so a slow machine cannot make it flaky.
 // It takes about 10 s and is never skipped in -short mode.
 func TestTimingRateLimit50PerSecondBurst5Takes9900msFor500Jobs(t *testing.T) {
 	t.Parallel()
@@ -59,12 +60,10 @@ func TestTimingRateLimit50PerSecondBurst5Takes9900msFor500Jobs(t *testing.T) {
 	}
 	slices.SortFunc(starts, func(a, b time.Time) int { return a.Compare(b) })
 	spread := starts[n-1].Sub(starts[0])
+	// Logged, not checked: handler starts trail their tokens by a store write
+	// whose latency varies, so their spread can be a little under 9.9 s.
 	t.Logf("500 jobs at 50/s burst 5: %v from first publish to last SUCCEEDED; handler starts spread over %v", total.Round(time.Millisecond), spread.Round(time.Millisecond))
 	if total < 9900*time.Millisecond {
 		t.Fatalf("500 jobs took %v, want at least 9.9s", total)
-	}
-	// The limiter's own arithmetic may round the 495th token by a few ns.
-	if spread < 9900*time.Millisecond-time.Millisecond {
-		t.Fatalf("handler starts spread over %v, want at least 9.9s", spread)
 	}
 }
