@@ -472,3 +472,22 @@ func TestPanicIsRetried(t *testing.T) {
 	}
 	logs.await(ctx, 1, "handler panicked", id, "first attempt explodes", "goroutine")
 }
+
+func TestTimeoutOnLastAttemptFails(t *testing.T) {
+	t.Parallel()
+	reg := handlers.NewRegistry(handlers.RegistryConfig{})
+	handlers.Register(reg, func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) {
+		<-ctx.Done() // runs until the handler's Timeout
+		return nil, ctx.Err()
+	}, handlers.Config{Timeout: 10 * time.Millisecond, MaxAttempts: 1, MinBackoff: time.Second, MaxBackoff: time.Second})
+	s := newStack(t, reg, ingest.Config{})
+	ctx := testCtx(t)
+	id, err := s.pub.Publish(ctx, &demov1.Echo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := waitState(ctx, t, s.store, id, jobs.Failed)
+	if job.State != jobs.Failed || job.Attempt != 1 || job.ErrorCode != int32(code.Code_DEADLINE_EXCEEDED) || !strings.Contains(job.ErrorMessage, "timed out") {
+		t.Fatalf("job %+v, want FAILED on attempt 1 of 1 with DEADLINE_EXCEEDED", job)
+	}
+}
