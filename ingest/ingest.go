@@ -233,16 +233,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer stop()
 
 	entries := w.cfg.Registry.Entries()
-	if w.cfg.DisableCreate {
-		if err := w.checkSubscriptions(w.pullCtx, entries); err != nil {
-			return err
+	if err := w.prepare(entries); err != nil {
+		if w.pullCtx.Err() != nil {
+			return nil // stopped while preparing
 		}
-	} else {
-		for _, e := range entries {
-			if err := w.ensure(w.pullCtx, e); err != nil {
-				return err
-			}
-		}
+		return err
 	}
 	recvCtx, cancelRecv := context.WithCancel(w.pullCtx)
 	defer cancelRecv()
@@ -695,6 +690,20 @@ func (w *Worker) ensure(ctx context.Context, e *handlers.Entry) error {
 	for _, s := range subs {
 		if _, err := w.cfg.Client.SubscriptionAdminClient.CreateSubscription(ctx, s); err != nil && !alreadyExists(err) {
 			return fmt.Errorf("ingest: creating subscription %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+// prepare creates what is missing, or with DisableCreate checks that the
+// subscriptions exist.
+func (w *Worker) prepare(entries []*handlers.Entry) error {
+	if w.cfg.DisableCreate {
+		return w.checkSubscriptions(w.pullCtx, entries)
+	}
+	for _, e := range entries {
+		if err := w.ensure(w.pullCtx, e); err != nil {
+			return err
 		}
 	}
 	return nil
