@@ -168,7 +168,8 @@ type Store interface {
 	Enqueue(ctx context.Context, p EnqueueParams) (job *Job, duplicate bool, err error)
 	// Ensure records a Queued job with no outbox entry unless one with that ID
 	// exists, and returns the job as stored. Workers call it for messages that
-	// were published without EnqueueJob.
+	// were published without EnqueueJob. ID is required; if another job of
+	// the same Type holds the IdempotencyKey, that job is returned.
 	Ensure(ctx context.Context, p EnsureParams) (*Job, error)
 	// Get returns the job, or ErrNotFound.
 	Get(ctx context.Context, id string) (*Job, error)

@@ -52,11 +52,13 @@ func Exercise(ctx context.Context, t *testing.T, newStore func(t *testing.T) job
 		{"Ensure", testEnsure},
 		{"GetNotFound", testGetNotFound},
 		{"Transitions", testTransitions},
+		{"ConcurrentTransitionsOneWinner", testRace},
 		{"StartAfterCrash", testStartAfterCrash},
 		{"Cancel", testCancel},
 		{"Progress", testProgress},
 		{"Succeed", testSucceed},
 		{"FailRetryThenFinal", testFail},
+		{"MessagesAreText", testMessages},
 		{"List", testList},
 		{"ListPaging", testListPaging},
 		{"ListRejectsBadInput", testListBadInput},
@@ -208,6 +210,10 @@ func testEnqueueBadInput(ctx context.Context, t *testing.T, s jobs.Store) {
 		"no type":           {ID: "x"},
 		"negative attempts": {Type: "test.v1.Echo", MaxAttempts: -1},
 		"empty label key":   {Type: "test.v1.Echo", Labels: map[string]string{"": "v"}},
+		"NUL in type":       {Type: "test.v1.Echo\x00"},
+		"bad UTF-8 in ID":   {ID: "a\xff", Type: "test.v1.Echo"},
+		"NUL in label":      {Type: "test.v1.Echo", Labels: map[string]string{"k": "v\x00"}},
+		"NUL in key":        {Type: "test.v1.Echo", IdempotencyKey: "\x00"},
 	} {
 		_, _, err := s.Enqueue(ctx, jobs.EnqueueParams{Job: j})
 		wantErr(t, "Enqueue with "+name, err, jobs.ErrInvalidArgument)
@@ -807,6 +813,11 @@ func testSubscribe(ctx context.Context, t *testing.T, s jobs.Store) {
 	defer cancelSecond()
 	cancelFirst()
 	cancelFirst() // idempotent
+	// A value sent before cancel (e.g. a late one for the Enqueue) may wait.
+	select {
+	case <-first:
+	default:
+	}
 	if _, err := s.Cancel(ctx, k.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -823,25 +834,36 @@ func testPeer(ctx context.Context, t *testing.T, s jobs.Store, f Features) {
 		t.Skip("the store is not shared between replicas (Features.NewPeer is nil); same-store Subscribe is covered by Subscribe")
 	}
 	peer := f.NewPeer(t, s)
-	j := enqueue(ctx, t, s, job("test.v1.Peer"))
-	sameJob(t, "Get on the other replica", get(ctx, t, peer, j.ID), j)
-	changed, cancel := peer.Subscribe(j.ID)
+	// Subscribed before the job exists, so that each change is exactly one
+	// notification: every await below is answered by the change before it.
+	const id = "peer-job-1"
+	changed, cancel := peer.Subscribe(id)
 	defer cancel()
+	j := enqueue(ctx, t, s, jobs.Job{ID: id, Type: "test.v1.Peer"})
+	await(t, "other replica after Enqueue", changed)
+	sameJob(t, "Get on the other replica", get(ctx, t, peer, j.ID), j)
 	started, err := s.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	await(t, "other replica after Start", changed)
 	sameJob(t, "Get on the other replica after Start", get(ctx, t, peer, j.ID), started)
+
 	// And the other way round.
-	mine, cancelMine := s.Subscribe(j.ID)
+	const id2 = "peer-job-2"
+	mine, cancelMine := s.Subscribe(id2)
 	defer cancelMine()
-	if _, err := peer.Succeed(ctx, jobs.SucceedParams{ID: j.ID}); err != nil {
+	k, _, err := peer.Enqueue(ctx, jobs.EnqueueParams{Job: jobs.Job{ID: id2, Type: "test.v1.Peer"}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	await(t, "first replica after the other's Succeed", mine)
-	if got := get(ctx, t, s, j.ID); got.State != jobs.Succeeded {
-		t.Fatalf("state after the other replica's Succeed: %s", got.State)
+	await(t, "first replica after the other's Enqueue", mine)
+	if _, err := peer.Cancel(ctx, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	await(t, "first replica after the other's Cancel", mine)
+	if got := get(ctx, t, s, k.ID); got.State != jobs.Cancelled {
+		t.Fatalf("state after the other replica's Cancel: %s", got.State)
 	}
 }
 
@@ -882,13 +904,15 @@ func testClose(ctx context.Context, t *testing.T, s jobs.Store) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	select {
-	case _, ok := <-changed:
-		if ok {
-			t.Fatalf("Subscribe channel got a value at Close; want it closed")
+	// A notification may still be pending (e.g. the Enqueue's, delivered
+	// late); after it the channel must read as closed.
+	timeout := time.After(wait)
+	for open := true; open; {
+		select {
+		case _, open = <-changed:
+		case <-timeout:
+			t.Fatalf("Subscribe channel not closed by Close")
 		}
-	case <-time.After(wait):
-		t.Fatalf("Subscribe channel not closed by Close")
 	}
 	wantErr(t, "Ping after Close", s.Ping(ctx), jobs.ErrClosed)
 	_, err := s.Get(ctx, j.ID)
@@ -903,4 +927,67 @@ func testClose(ctx context.Context, t *testing.T, s jobs.Store) {
 	wantErr(t, "DueOutbox after Close", err, jobs.ErrClosed)
 	_, err = s.DeleteFinished(ctx, time.Now())
 	wantErr(t, "DeleteFinished after Close", err, jobs.ErrClosed)
+}
+
+func testMessages(ctx context.Context, t *testing.T, s jobs.Store) {
+	j := inState(ctx, t, s, jobs.Running)
+	if err := s.Progress(ctx, jobs.ProgressParams{ID: j.ID, Fraction: 0.1, Message: "a\x00b\xffc"}); err != nil {
+		t.Fatalf("Progress with a NUL byte and bad UTF-8 in the message: %v", err)
+	}
+	got := get(ctx, t, s, j.ID)
+	if want := "a\uFFFDb\uFFFDc"; got.ProgressMessage != want {
+		t.Fatalf("ProgressMessage = %q, want %q (NUL and bad UTF-8 replaced)", got.ProgressMessage, want)
+	}
+	f, err := s.Fail(ctx, jobs.FailParams{ID: j.ID, Code: 2, Message: "boom\x00"})
+	if err != nil {
+		t.Fatalf("Fail with a NUL byte in the message: %v", err)
+	}
+	if want := "boom\uFFFD"; f.ErrorMessage != want {
+		t.Fatalf("ErrorMessage = %q, want %q", f.ErrorMessage, want)
+	}
+	_, err = s.Get(ctx, "x\x00")
+	wantErr(t, "Get with a NUL byte in the ID", err, jobs.ErrInvalidArgument)
+	_, _, err = s.List(ctx, jobs.ListParams{Type: "\xff"})
+	wantErr(t, "List with bad UTF-8 in Type", err, jobs.ErrInvalidArgument)
+}
+
+// testRace races Succeed against Cancel on many running jobs at once: for
+// each job exactly one wins, the other gets ErrConflict, and the job ends in
+// the winner's state.
+func testRace(ctx context.Context, t *testing.T, s jobs.Store) {
+	const n = 40
+	running := make([]*jobs.Job, n)
+	for i := range running {
+		running[i] = inState(ctx, t, s, jobs.Running)
+	}
+	type outcome struct{ succeedErr, cancelErr error }
+	results := make([]outcome, n)
+	var wg sync.WaitGroup
+	for i, j := range running {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			_, results[i].succeedErr = s.Succeed(ctx, jobs.SucceedParams{ID: j.ID})
+		}()
+		go func() {
+			defer wg.Done()
+			_, results[i].cancelErr = s.Cancel(ctx, j.ID)
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		final := get(ctx, t, s, running[i].ID)
+		switch {
+		case r.succeedErr == nil && errors.Is(r.cancelErr, jobs.ErrConflict):
+			if final.State != jobs.Succeeded {
+				t.Fatalf("job %d: Succeed won but state is %s", i, final.State)
+			}
+		case r.cancelErr == nil && errors.Is(r.succeedErr, jobs.ErrConflict):
+			if final.State != jobs.Cancelled {
+				t.Fatalf("job %d: Cancel won but state is %s", i, final.State)
+			}
+		default:
+			t.Fatalf("job %d: Succeed err %v, Cancel err %v; want exactly one to win and the other ErrConflict", i, r.succeedErr, r.cancelErr)
+		}
+	}
 }

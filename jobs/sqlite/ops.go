@@ -143,14 +143,7 @@ func (s *Store) List(ctx context.Context, p jobs.ListParams) ([]*jobs.Job, strin
 	if err := s.checkOpen("List"); err != nil {
 		return nil, "", err
 	}
-	size, err := storekit.PageSize(pkg, p.PageSize)
-	if err != nil {
-		return nil, "", err
-	}
-	if p.State != "" && !p.State.Valid() {
-		return nil, "", storekit.Invalid(pkg, "List: State %q is not a job state: pass one of %v or \"\"", p.State, jobs.States())
-	}
-	cur, hasCur, err := storekit.DecodeToken(pkg, p.PageToken)
+	size, cur, hasCur, err := storekit.CheckList(pkg, p)
 	if err != nil {
 		return nil, "", err
 	}
@@ -254,7 +247,7 @@ func (s *Store) Progress(ctx context.Context, p jobs.ProgressParams) error {
 		return err
 	}
 	return s.write(ctx, "Progress", false, func(w *wtx) error {
-		res, err := w.stmt(s.st.progress).Exec(p.Fraction, p.Message, s.now().UnixMicro(), p.ID)
+		res, err := w.stmt(s.st.progress).Exec(p.Fraction, storekit.Message(p.Message), s.now().UnixMicro(), p.ID)
 		if err != nil {
 			return fmt.Errorf("%s: Progress job %s: %w", pkg, p.ID, err)
 		}
@@ -275,7 +268,7 @@ func (s *Store) Succeed(ctx context.Context, p jobs.SucceedParams) (*jobs.Job, e
 	var out *jobs.Job
 	err := s.write(ctx, "Succeed", false, func(w *wtx) error {
 		now := s.now().UnixMicro()
-		j, err := s.update(w, "Succeed", p.ID, s.st.succeed, p.ResultType, storekit.Bytes(p.Result), now, now, p.ID)
+		j, err := s.update(w, "Succeed", p.ID, s.st.succeed, storekit.Message(p.ResultType), storekit.Bytes(p.Result), now, now, p.ID)
 		out = j
 		return err
 	})
@@ -295,9 +288,9 @@ func (s *Store) Fail(ctx context.Context, p jobs.FailParams) (*jobs.Job, error) 
 		now := s.now().UnixMicro()
 		var err error
 		if p.Retry {
-			out, err = s.update(w, "Fail", p.ID, s.st.failRetry, p.Code, p.Message, now, p.ID)
+			out, err = s.update(w, "Fail", p.ID, s.st.failRetry, p.Code, storekit.Message(p.Message), now, p.ID)
 		} else {
-			out, err = s.update(w, "Fail", p.ID, s.st.failFinal, p.Code, p.Message, now, now, p.ID)
+			out, err = s.update(w, "Fail", p.ID, s.st.failFinal, p.Code, storekit.Message(p.Message), now, now, p.ID)
 		}
 		return err
 	})

@@ -119,7 +119,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 	}
 	busy := fmt.Sprintf("busy_timeout(%d)", cfg.BusyTimeout.Milliseconds())
-	q := url.Values{"_pragma": {busy, "journal_mode(WAL)", "synchronous(NORMAL)"}, "_txlock": {"immediate"}}
+	q := url.Values{"_pragma": {busy, "journal_mode(WAL)", "synchronous(NORMAL)", "temp_store(MEMORY)"}, "_txlock": {"immediate"}}
 	wdb, err := sql.Open("sqlite", cfg.Path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("%s: open %s: %w", pkg, cfg.Path, err)
@@ -172,39 +172,38 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	}
 	latest := ms[len(ms)-1].Version
 	for _, m := range ms {
-		err := func() error {
-			tx, err := db.BeginTx(ctx, nil)
-			if err != nil {
-				return err
-			}
-			defer tx.Rollback()
-			var have int
-			if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
-				return err
-			}
-			if have > latest {
-				return fmt.Errorf("%s: the database schema is at version %d, newer than this build knows (%d): run a newer courier", pkg, have, latest)
-			}
-			if have >= m.Version {
-				return nil
-			}
-			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
-				return fmt.Errorf("%s: apply migration %s: %w", pkg, m.Name, err)
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-				m.Version, m.Name, time.Now().UnixMicro()); err != nil {
-				return err
-			}
-			return tx.Commit()
-		}()
-		if err != nil {
-			if strings.HasPrefix(err.Error(), pkg) {
-				return err
-			}
-			return fmt.Errorf("%s: migrate: %w", pkg, err)
+		if err := applyMigration(ctx, db, m, latest); err != nil {
+			return fmt.Errorf("%s: migration %s: %w", pkg, m.Name, err)
 		}
 	}
 	return nil
+}
+
+// applyMigration applies m unless the database already has it.
+func applyMigration(ctx context.Context, db *sql.DB, m storekit.Migration, latest int) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var have int
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
+		return err
+	}
+	if have > latest {
+		return fmt.Errorf("the database schema is at version %d, newer than this build knows (%d): run a newer courier", have, latest)
+	}
+	if have >= m.Version {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+		m.Version, m.Name, time.Now().UnixMicro()); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // Close stops the writer (requests waiting for it get jobs.ErrClosed),

@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -81,5 +82,69 @@ func TestReopen(t *testing.T) {
 	}
 	if _, err := s.Get(ctx, j.ID); !errors.Is(err, jobs.ErrClosed) {
 		t.Fatalf("Get on the closed store = %v, want ErrClosed", err)
+	}
+}
+
+// TestTwoStoresOneFile writes through two stores on one file at once, as two
+// processes would: the write lock and busy timeout serialize them, and each
+// reads the other's jobs.
+func TestTwoStoresOneFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "jobs.db")
+	var stores [2]*sqlite.Store
+	for i := range stores {
+		s, err := sqlite.Open(ctx, sqlite.Config{Path: path})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		stores[i] = s
+	}
+	const perStore = 200
+	errs := make(chan error, 2*perStore)
+	for _, s := range stores {
+		for range perStore {
+			go func() {
+				_, _, err := s.Enqueue(ctx, jobs.EnqueueParams{Job: jobs.Job{Type: "test.v1.Two"}})
+				errs <- err
+			}()
+		}
+	}
+	for range 2 * perStore {
+		if err := <-errs; err != nil {
+			t.Fatalf("Enqueue: %v", err)
+		}
+	}
+	for i, s := range stores {
+		list, _, err := s.List(ctx, jobs.ListParams{PageSize: 1000})
+		if err != nil || len(list) != 2*perStore {
+			t.Fatalf("store %d lists %d jobs, %v; want %d", i, len(list), err, 2*perStore)
+		}
+	}
+}
+
+func TestRefusesNewerSchema(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "jobs.db")
+	s, err := sqlite.Open(ctx, sqlite.Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, '0999_future.sql', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s, err = sqlite.Open(ctx, sqlite.Config{Path: path})
+	if err == nil {
+		s.Close()
+		t.Fatal("Open of a database from a newer build succeeded")
+	}
+	if !strings.Contains(err.Error(), "newer than this build") {
+		t.Fatalf("Open = %v, want an error saying the schema is newer", err)
 	}
 }

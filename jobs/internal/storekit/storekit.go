@@ -10,7 +10,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/courierq/courier/jobs"
 	"github.com/google/uuid"
@@ -59,9 +61,17 @@ func NewJob(pkg, method string, j jobs.Job, needID bool) (jobs.Job, error) {
 	if j.MaxAttempts < 0 {
 		return j, Invalid(pkg, "%s: job %s: Job.MaxAttempts is %d: use 0 for the handler's default or a positive count", method, j.ID, j.MaxAttempts)
 	}
-	for k := range j.Labels {
+	for name, v := range map[string]string{"ID": j.ID, "Type": j.Type, "IdempotencyKey": j.IdempotencyKey} {
+		if !Text(v) {
+			return j, Invalid(pkg, "%s: Job.%s %q is not valid UTF-8 without NUL bytes: pass text", method, name, v)
+		}
+	}
+	for k, v := range j.Labels {
 		if k == "" {
 			return j, Invalid(pkg, "%s: job %s: a label has an empty key: give every label a key", method, j.ID)
+		}
+		if !Text(k) || !Text(v) {
+			return j, Invalid(pkg, "%s: job %s: label %q=%q is not valid UTF-8 without NUL bytes: pass text", method, j.ID, k, v)
 		}
 	}
 	out := jobs.Job{
@@ -99,10 +109,27 @@ func copyLabels(m map[string]string) map[string]string {
 	return out
 }
 
+// Text reports whether s can be stored as text by every store: valid UTF-8
+// with no NUL byte (PostgreSQL refuses both).
+func Text(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
+
+// Message returns s made storable as text: invalid UTF-8 and NUL bytes
+// become U+FFFD. Stores apply it to error and progress messages and result
+// types, which come from handlers and are informative only.
+func Message(s string) string {
+	if Text(s) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
 // CheckID rejects an empty job ID.
 func CheckID(pkg, method, id string) error {
 	if id == "" {
 		return Invalid(pkg, "%s: job ID is empty: pass the ID of an existing job", method)
+	}
+	if !Text(id) {
+		return Invalid(pkg, "%s: job ID %q is not valid UTF-8 without NUL bytes: pass the ID of an existing job", method, id)
 	}
 	return nil
 }
@@ -206,4 +233,25 @@ func DecodeToken(pkg, tok string) (c Cursor, ok bool, err error) {
 		return Cursor{}, false, bad
 	}
 	return Cursor{CreateTime: FromMicros(us), ID: string(b[1+n:])}, true, nil
+}
+
+// CheckList checks List's filters and returns the page size to use (PageSize
+// with its default and cap applied) and the cursor of the page token.
+func CheckList(pkg string, p jobs.ListParams) (size int, cur Cursor, hasCur bool, err error) {
+	if size, err = PageSize(pkg, p.PageSize); err != nil {
+		return 0, cur, false, err
+	}
+	if p.State != "" && !p.State.Valid() {
+		return 0, cur, false, Invalid(pkg, "List: State %q is not a job state: pass one of %v or \"\"", p.State, jobs.States())
+	}
+	if !Text(p.Type) {
+		return 0, cur, false, Invalid(pkg, "List: Type %q is not valid UTF-8 without NUL bytes", p.Type)
+	}
+	for k, v := range p.Labels {
+		if !Text(k) || !Text(v) {
+			return 0, cur, false, Invalid(pkg, "List: label %q=%q is not valid UTF-8 without NUL bytes", k, v)
+		}
+	}
+	cur, hasCur, err = DecodeToken(pkg, p.PageToken)
+	return size, cur, hasCur, err
 }
