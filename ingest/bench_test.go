@@ -11,6 +11,7 @@ import (
 	"github.com/courierq/courier/handlers"
 	"github.com/courierq/courier/handlers/demo"
 	"github.com/courierq/courier/ingest"
+	"github.com/courierq/courier/internal/testenv"
 	"github.com/courierq/courier/jobs"
 	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
 	"github.com/courierq/courier/publisher"
@@ -33,7 +34,7 @@ func benchBurnDown(b *testing.B, enqueue bool) {
 	if err := demo.Register(reg, demo.Config{}); err != nil {
 		b.Fatal(err)
 	}
-	s := startStack(b, reg, ingest.Config{}, false)
+	s := startStack(b, testenv.SQLite, reg, ingest.Config{}, false)
 	ctx := context.Background()
 	// Create the infrastructure, then stop: the jobs must queue up first.
 	w0 := s.worker

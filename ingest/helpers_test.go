@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +16,6 @@ import (
 	"github.com/courierq/courier/ingest"
 	"github.com/courierq/courier/internal/testenv"
 	"github.com/courierq/courier/jobs"
-	"github.com/courierq/courier/jobs/sqlite"
 	"github.com/courierq/courier/publisher"
 )
 
@@ -33,22 +31,28 @@ type stack struct {
 
 // newStack starts a worker for reg. cfg's Client, Store, Registry and Logger
 // are filled in.
-func newStack(t *testing.T, reg *handlers.Registry, cfg ingest.Config) *stack {
+func newStack(t *testing.T, kind testenv.StoreKind, reg *handlers.Registry, cfg ingest.Config) *stack {
 	t.Helper()
-	return startStack(t, reg, cfg, true)
+	return startStack(t, kind, reg, cfg, true)
+}
+
+// eachStore runs fn as a parallel subtest on every job store.
+func eachStore(t *testing.T, fn func(t *testing.T, kind testenv.StoreKind)) {
+	for _, kind := range testenv.StoreKinds() {
+		t.Run(string(kind), func(t *testing.T) {
+			t.Parallel()
+			fn(t, kind)
+		})
+	}
 }
 
 // startStack builds a stack; with run it starts the worker and waits until
 // it is ready.
-func startStack(t testing.TB, reg *handlers.Registry, cfg ingest.Config, run bool) *stack {
+func startStack(t testing.TB, kind testenv.StoreKind, reg *handlers.Registry, cfg ingest.Config, run bool) *stack {
 	t.Helper()
 	ctx := testCtx(t)
 	c := testenv.Client(t, testenv.Google(t))
-	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "jobs.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := testenv.Store(t, kind)
 	pub, err := publisher.New(c, publisher.Config{Naming: cfg.Naming, DelayThreshold: time.Millisecond, BlockWhenFull: true})
 	if err != nil {
 		t.Fatal(err)

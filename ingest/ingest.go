@@ -380,6 +380,7 @@ func (w *Worker) handle(s *subscription, m *pubsub.Message) {
 		return
 	}
 	if w.pullCtx.Err() != nil { // stopping: do not start new work
+		log.Debug("ingest: worker stopping before the job started; nacked")
 		m.Nack()
 		return
 	}

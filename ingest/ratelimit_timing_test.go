@@ -9,6 +9,7 @@ import (
 
 	"github.com/courierq/courier/handlers"
 	"github.com/courierq/courier/ingest"
+	"github.com/courierq/courier/internal/testenv"
 	"github.com/courierq/courier/jobs"
 	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
 )
@@ -34,7 +35,7 @@ func TestTimingRateLimit50PerSecondBurst5Takes9900msFor500Jobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newStack(t, reg, ingest.Config{})
+	s := newStack(t, testenv.SQLite, reg, ingest.Config{})
 	ctx := testCtx(t)
 
 	begin := time.Now()
