@@ -1,0 +1,12 @@
+// Package handlers is courier's handler registry: typed handler functions
+// registered per protobuf message type (Register), the untyped Handler they
+// are adapted to, and the middleware every handler runs behind (rate limit ▸
+// concurrency ▸ timeout ▸ recover, applied in one place: Chain). Errors a
+// handler returns are retryable unless wrapped with Permanent.
+//
+// It is for the code that runs jobs (package ingest) and for the code that
+// registers them (courierd, the demo stack in handlers/demo). It is not a
+// consumer: it knows nothing of Pub/Sub subscriptions, acks or the job store,
+// and nothing of gRPC. Registries are values built by the caller; there is no
+// global registry.
+package handlers

@@ -1,0 +1,37 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+
+	"golang.org/x/time/rate"
+)
+
+// RateLimit makes each attempt wait for a token from lim before it runs; the
+// caller (and so the Pub/Sub message) is held while it waits. If ctx ends
+// first the token is given back and ctx's error returned, so the runner nacks.
+// A request that can never get a token (burst 0 with a finite limit) fails at
+// once with a retryable error. clock nil means the real clock.
+func RateLimit(lim *rate.Limiter, clock Clock) Middleware {
+	if clock == nil {
+		clock = realClock{}
+	}
+	return func(next Handler) Handler {
+		return func(ctx context.Context, req *Request) (_ protoMessage, err error) {
+			now := clock.Now()
+			r := lim.ReserveN(now, 1)
+			if !r.OK() {
+				return nil, fmt.Errorf("handlers: rate limit %v/s with burst %d can never admit %s; raise Burst to at least 1", float64(lim.Limit()), lim.Burst(), req.Type)
+			}
+			if d := r.DelayFrom(now); d > 0 {
+				select {
+				case <-clock.After(d):
+				case <-ctx.Done():
+					r.CancelAt(clock.Now())
+					return nil, fmt.Errorf("handlers: waiting for a rate-limit token for %s: %w", req.Type, context.Cause(ctx))
+				}
+			}
+			return next(ctx, req)
+		}
+	}
+}

@@ -1,0 +1,86 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/courierq/courier/jobs"
+	"github.com/courierq/courier/jobs/postgres"
+	"github.com/courierq/courier/jobs/sqlite"
+)
+
+// StoreKind names a job store implementation.
+type StoreKind string
+
+const (
+	SQLite   StoreKind = "sqlite"
+	Postgres StoreKind = "postgres"
+)
+
+// StoreKinds lists every store, for tests that run on each.
+func StoreKinds() []StoreKind { return []StoreKind{SQLite, Postgres} }
+
+// PostgresURL is the test database: $COURIER_TEST_POSTGRES_URL, or
+// postgres://postgres@127.0.0.1:5432/test.
+func PostgresURL() string {
+	if u := os.Getenv("COURIER_TEST_POSTGRES_URL"); u != "" {
+		return u
+	}
+	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+}
+
+var schemaSeq atomic.Int64
+
+// Store opens a fresh, empty store of kind: SQLite in a temp dir, or
+// PostgreSQL in a schema of its own that cleanup drops. It skips (fails under
+// CI=true) when PostgreSQL is unreachable.
+func Store(t testing.TB, kind StoreKind) jobs.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var (
+		s   jobs.Store
+		err error
+	)
+	switch kind {
+	case SQLite:
+		s, err = sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "jobs.db")})
+	case Postgres:
+		conn, cerr := pgx.Connect(ctx, PostgresURL())
+		if cerr != nil {
+			Missing(t, "PostgreSQL at "+PostgresURL(), cerr)
+		}
+		conn.Close(ctx)
+		schema := fmt.Sprintf("testenv_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9, schemaSeq.Add(1))
+		t.Cleanup(func() { dropSchema(t, schema) })
+		s, err = postgres.Open(ctx, postgres.Config{URL: PostgresURL(), Schema: schema, MaxConns: 8})
+	default:
+		t.Fatalf("testenv: unknown store kind %q", kind)
+	}
+	if err != nil {
+		t.Fatalf("opening %s store: %v", kind, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func dropSchema(t testing.TB, schema string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, PostgresURL())
+	if err != nil {
+		t.Errorf("drop schema %s: %v", schema, err)
+		return
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE"); err != nil {
+		t.Errorf("drop schema %s: %v", schema, err)
+	}
+}
