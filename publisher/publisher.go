@@ -247,17 +247,37 @@ func (p *Publisher) PublishSync(ctx context.Context, msg proto.Message, opts ...
 	return res.ID, nil
 }
 
-// submit hands msg to the client publisher. With watch, a goroutine waits
-// for the answer and passes a failure to OnError.
+// PublishRaw is PublishResult for a message already encoded: data must be
+// the binary protobuf encoding of a message of the full protobuf name
+// typeName. The outbox relay uses it to publish stored payloads without
+// decoding them.
+func (p *Publisher) PublishRaw(ctx context.Context, typeName string, data []byte, opts ...Option) (*Result, error) {
+	if typeName == "" {
+		return nil, errors.New("publisher: PublishRaw: typeName is empty; pass the payload's full protobuf name")
+	}
+	return p.send(ctx, typeName, data, opts, false)
+}
+
+// submit encodes msg and sends it. With watch, a goroutine waits for the
+// answer and passes a failure to OnError.
 func (p *Publisher) submit(ctx context.Context, msg proto.Message, opts []Option, watch bool) (*Result, error) {
 	if msg == nil || !msg.ProtoReflect().IsValid() {
 		return nil, errors.New("publisher: message is nil; pass a non-nil protobuf message")
 	}
+	typ := string(msg.ProtoReflect().Descriptor().FullName())
+	data, err := proto.Marshal(msg)
+	if err != nil {
+		return nil, fmt.Errorf("publisher: encoding %s: %w", typ, err)
+	}
+	return p.send(ctx, typ, data, opts, watch)
+}
+
+// send hands an encoded message of type typ to the client publisher.
+func (p *Publisher) send(ctx context.Context, typ string, data []byte, opts []Option, watch bool) (*Result, error) {
 	var o callOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
-	typ := string(msg.ProtoReflect().Descriptor().FullName())
 	topic, err := p.cfg.Naming.Topic(typ)
 	if err != nil {
 		return nil, err
@@ -269,10 +289,6 @@ func (p *Publisher) submit(ctx context.Context, msg proto.Message, opts []Option
 		}
 	} else if id == "" {
 		return nil, errors.New("publisher: WithID got an empty job ID; pass the job's ID or leave WithID out")
-	}
-	data, err := proto.Marshal(msg)
-	if err != nil {
-		return nil, fmt.Errorf("publisher: encoding %s: %w", typ, err)
 	}
 	attrs := make(map[string]string, 8+len(o.labels))
 	for k, v := range o.labels {
