@@ -142,12 +142,15 @@ func (p *publisherService) Publish(ctx context.Context, req *pubsubpb.PublishReq
 		return nil, errTopicNotFound(req.Topic)
 	}
 	now := time.Now()
+	pt := ts(now)
 	msgs := make([]*message, len(req.Messages))
 	ids := make([]string, len(req.Messages))
 	for i, m := range req.Messages {
 		e.seq++
-		msgs[i] = newMessage(e.seq, now, m.Data, m.Attributes, m.OrderingKey)
-		ids[i] = msgs[i].pb.MessageId
+		// The request is ours once the handler has it; its messages become
+		// the stored ones, all sharing one publish timestamp.
+		msgs[i] = stamp(m, e.seq, now, pt)
+		ids[i] = m.MessageId
 	}
 	e.fanOutLocked(t, msgs, nil)
 	if e.log != nil {

@@ -19,15 +19,16 @@ type message struct {
 }
 
 func newMessage(seq uint64, publish time.Time, data []byte, attrs map[string]string, key string) *message {
-	pb := &pubsubpb.PubsubMessage{
-		Data:        data,
-		Attributes:  attrs,
-		MessageId:   strconv.FormatUint(seq, 10),
-		PublishTime: timestamppb.New(publish),
-		OrderingKey: key,
-	}
-	size := int64(len(data) + len(key))
-	for k, v := range attrs {
+	pb := &pubsubpb.PubsubMessage{Data: data, Attributes: attrs, OrderingKey: key}
+	return stamp(pb, seq, publish, timestamppb.New(publish))
+}
+
+// stamp gives pb (which it takes over) its ID and publish time.
+func stamp(pb *pubsubpb.PubsubMessage, seq uint64, publish time.Time, pt *timestamppb.Timestamp) *message {
+	pb.MessageId = strconv.FormatUint(seq, 10)
+	pb.PublishTime = pt
+	size := int64(len(pb.Data) + len(pb.OrderingKey))
+	for k, v := range pb.Attributes {
 		size += int64(len(k) + len(v))
 	}
 	return &message{pb: pb, seq: seq, publish: publish, size: size}
