@@ -53,8 +53,11 @@ func checkSub(pb *pubsubpb.Subscription) (filter, error) {
 		if dlp.MaxDeliveryAttempts == 0 {
 			dlp.MaxDeliveryAttempts = 5
 		}
-		if dlp.MaxDeliveryAttempts < 5 || dlp.MaxDeliveryAttempts > 100 {
-			return nil, status.Errorf(codes.InvalidArgument, "Invalid dead_letter_policy.max_delivery_attempts %d: it must be between 5 and 100.", dlp.MaxDeliveryAttempts)
+		if dlp.MaxDeliveryAttempts < 5 {
+			return nil, status.Errorf(codes.OutOfRange, "The value for max_delivery_attempts is too small. You passed %d in the request, but the minimum value is 5.", dlp.MaxDeliveryAttempts)
+		}
+		if dlp.MaxDeliveryAttempts > 100 {
+			return nil, status.Errorf(codes.OutOfRange, "The value for max_delivery_attempts is too large. You passed %d in the request, but the maximum value is 100.", dlp.MaxDeliveryAttempts)
 		}
 	}
 	if rp := pb.RetryPolicy; rp != nil {
