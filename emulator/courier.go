@@ -161,4 +161,3 @@ func (e *engine) nextAckID() string {
 	e.ackSeq++
 	return e.ackPrefix + strconv.FormatUint(e.ackSeq, 36)
 }
-
