@@ -195,7 +195,7 @@ func TestStandaloneRestart(t *testing.T) {
 	defer mu.Unlock()
 	got := map[string]bool{}
 	for {
-		res, err := raw2.Sub.Pull(ctx, &pubsubpb.PullRequest{Subscription: sub, MaxMessages: 1000, ReturnImmediately: true})
+		res, err := emulatortest.PullNow(ctx, raw2.Sub, sub, 1000)
 		if err != nil {
 			t.Fatalf("Pull after restart: %v", err)
 		}
@@ -235,7 +235,7 @@ func TestStandaloneRestart(t *testing.T) {
 	second.done <- nil
 	third := runStandalone(t, "--data-dir", dir)
 	raw3 := emulatortest.NewRaw(t, third.server())
-	res, err := raw3.Sub.Pull(ctx, &pubsubpb.PullRequest{Subscription: sub, MaxMessages: 1000, ReturnImmediately: true})
+	res, err := emulatortest.PullNow(ctx, raw3.Sub, sub, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestStandaloneRestart(t *testing.T) {
 	if _, err := raw3.Sub.Seek(ctx, &pubsubpb.SeekRequest{Subscription: sub, Target: &pubsubpb.SeekRequest_Snapshot{Snapshot: snap}}); err != nil {
 		t.Fatal(err)
 	}
-	res, err = raw3.Sub.Pull(ctx, &pubsubpb.PullRequest{Subscription: sub, MaxMessages: 1000, ReturnImmediately: true})
+	res, err = emulatortest.PullNow(ctx, raw3.Sub, sub, 1000)
 	if err != nil || len(res.ReceivedMessages) == 0 {
 		t.Fatalf("Seek to the restored snapshot: %d messages, %v", len(res.ReceivedMessages), err)
 	}

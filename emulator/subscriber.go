@@ -304,6 +304,7 @@ func (p *subscriberService) Pull(ctx context.Context, req *pubsubpb.PullRequest)
 		notify:   make(chan struct{}, 1),
 	}
 	s.addConsumerLocked(c)
+	//lint:ignore SA1019 deprecated for clients, still honoured by the real service
 	if len(c.pending) == 0 && !req.ReturnImmediately {
 		unlock()
 		wait := time.NewTimer(60 * time.Second)

@@ -338,6 +338,42 @@ func testFlowControl(t *testing.T, e *env) {
 		}
 		outstanding = outstanding[1:]
 	}
+
+	// max_outstanding_bytes: with 100-byte messages and a 250-byte limit,
+	// the server may go past the limit by at most one message.
+	const size, byteLimit = 100, 250
+	topic = e.topic(t)
+	sub = e.sub(t, &pubsubpb.Subscription{Topic: topic, AckDeadlineSeconds: 60})
+	for range n {
+		e.publish(t, topic, &pubsubpb.PubsubMessage{Data: make([]byte, size)})
+	}
+	stream, err = e.raw.Sub.StreamingPull(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.CloseSend()
+	if err := stream.Send(&pubsubpb.StreamingPullRequest{Subscription: sub, StreamAckDeadlineSeconds: 60, MaxOutstandingBytes: byteLimit}); err != nil {
+		t.Fatal(err)
+	}
+	outstanding = nil
+	received := 0
+	for received < n {
+		res, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("Recv after %d messages: %v", received, err)
+		}
+		for _, rm := range res.ReceivedMessages {
+			outstanding = append(outstanding, rm.AckId)
+			received++
+		}
+		if got := len(outstanding) * size; got >= byteLimit+size {
+			t.Fatalf("%d bytes outstanding on a stream limited to %d bytes", got, byteLimit)
+		}
+		if err := stream.Send(&pubsubpb.StreamingPullRequest{AckIds: outstanding[:1]}); err != nil {
+			t.Fatal(err)
+		}
+		outstanding = outstanding[1:]
+	}
 }
 
 func testStreamAcks(t *testing.T, e *env) {

@@ -10,7 +10,6 @@ package emulatortest
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"sort"
 	"testing"
@@ -244,4 +243,10 @@ func sorted(xs []string) []string {
 
 func dur(d time.Duration) *durationpb.Duration { return durationpb.New(d) }
 
-var errStop = errors.New("stop")
+// PullNow is a Pull that returns at once, with whatever is ready.
+// return_immediately is deprecated for clients that poll, but it is the one
+// deterministic way to see "nothing is ready now", and servers must honour it.
+func PullNow(ctx context.Context, c pubsubpb.SubscriberClient, sub string, max int32) (*pubsubpb.PullResponse, error) {
+	//lint:ignore SA1019 see the doc comment
+	return c.Pull(ctx, &pubsubpb.PullRequest{Subscription: sub, MaxMessages: max, ReturnImmediately: true})
+}

@@ -69,7 +69,7 @@ func testFilters(t *testing.T, e *env) {
 	// Nothing beyond the matches.
 	for i, c := range cases {
 		ctxSub := subs[i]
-		res, err := e.raw.Sub.Pull(e.ctx, &pubsubpb.PullRequest{Subscription: ctxSub, MaxMessages: 10, ReturnImmediately: true})
+		res, err := PullNow(e.ctx, e.raw.Sub, ctxSub, 10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,7 +123,7 @@ func testSeekTime(t *testing.T, e *env) {
 	if _, err := e.raw.Sub.Seek(e.ctx, &pubsubpb.SeekRequest{Subscription: sub, Target: &pubsubpb.SeekRequest_Time{Time: timestamppb.New(time.Now().Add(time.Second))}}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := e.raw.Sub.Pull(e.ctx, &pubsubpb.PullRequest{Subscription: sub, MaxMessages: 10, ReturnImmediately: true})
+	res, err := PullNow(e.ctx, e.raw.Sub, sub, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
