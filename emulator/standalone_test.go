@@ -95,7 +95,9 @@ func (s *standalone) kill() {
 	}
 }
 
-func (s *standalone) server() *emulator.Server { return &emulator.Server{Addr: s.addr, Kind: emulator.KindCourier} }
+func (s *standalone) server() *emulator.Server {
+	return &emulator.Server{Addr: s.addr, Kind: emulator.KindCourier}
+}
 
 // TestStandaloneRestart publishes, acks part of the backlog, kills the
 // binary with SIGKILL while acks are in flight, restarts it on the same
