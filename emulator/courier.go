@@ -138,7 +138,7 @@ func newEngine(cfg Config) *engine {
 		topics:    make(map[string]*topic),
 		subs:      make(map[string]*subscription),
 		snapshots: make(map[string]*snapshot),
-		ackPrefix: strconv.FormatInt(time.Now().UnixNano()%(1<<40), 36) + "-",
+		ackPrefix: strconv.FormatInt(time.Now().UnixNano()&(1<<50-1), 36) + "-",
 	}
 }
 

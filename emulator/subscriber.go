@@ -108,7 +108,7 @@ func (p *subscriberService) CreateSubscription(ctx context.Context, req *pubsubp
 	}
 	t := e.topics[pb.Topic]
 	if t == nil {
-		return nil, errTopicNotFound(pb.Topic)
+		return nil, status.Errorf(codes.NotFound, "Subscription topic does not exist (resource=%s).", pb.Topic)
 	}
 	pb.State = pubsubpb.Subscription_ACTIVE
 	pb.TopicMessageRetentionDuration = t.pb.MessageRetentionDuration
@@ -402,9 +402,39 @@ func (s *subscription) ackIDsLocked(ids []string, now time.Time, partial bool) (
 	return ok, invalid
 }
 
+// checkAckIDs rejects ack IDs this emulator cannot have issued, as the
+// real service rejects malformed ones. Well-formed but unknown or stale
+// ones pass (and fail per ID in exactly-once subscriptions).
+func checkAckIDs(ids []string) error {
+	if len(ids) == 0 {
+		return status.Error(codes.InvalidArgument, "No ack_ids were given: the request must contain at least one ack ID.")
+	}
+	for _, id := range ids {
+		if !wellFormedAckID(id) {
+			return status.Errorf(codes.InvalidArgument, "Invalid ack id (ack_id=%s).", id)
+		}
+	}
+	return nil
+}
+
+// wellFormedAckID reports whether id has the shape of nextAckID's IDs:
+// two base-36 numbers joined by "-".
+func wellFormedAckID(id string) bool {
+	a, b, ok := strings.Cut(id, "-")
+	if !ok || a == "" || b == "" {
+		return false
+	}
+	for _, c := range a + b {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z') {
+			return false
+		}
+	}
+	return true
+}
+
 func (p *subscriberService) Acknowledge(ctx context.Context, req *pubsubpb.AcknowledgeRequest) (*emptypb.Empty, error) {
-	if len(req.AckIds) == 0 {
-		return nil, status.Error(codes.InvalidArgument, "No ack_ids were given: the request must contain at least one ack ID.")
+	if err := checkAckIDs(req.AckIds); err != nil {
+		return nil, err
 	}
 	s, unlock, err := p.e.lockSub(req.Subscription)
 	if err != nil {
@@ -457,8 +487,8 @@ func (p *subscriberService) ModifyAckDeadline(ctx context.Context, req *pubsubpb
 	if err := checkDeadline(req.AckDeadlineSeconds); err != nil {
 		return nil, err
 	}
-	if len(req.AckIds) == 0 {
-		return nil, status.Error(codes.InvalidArgument, "No ack_ids were given: the request must contain at least one ack ID.")
+	if err := checkAckIDs(req.AckIds); err != nil {
+		return nil, err
 	}
 	s, unlock, err := p.e.lockSub(req.Subscription)
 	if err != nil {

@@ -158,6 +158,11 @@ func testResourceNames(t *testing.T, e *env) {
 	wantCode(t, "CreateSubscription with a 1-character ID", err, codes.InvalidArgument)
 	_, err = e.raw.Pub.Publish(e.ctx, &pubsubpb.PublishRequest{Topic: topic, Messages: []*pubsubpb.PubsubMessage{{}}})
 	wantCode(t, "Publish of an empty message", err, codes.InvalidArgument)
+	sub := e.sub(t, &pubsubpb.Subscription{Topic: topic})
+	_, err = e.raw.Sub.Acknowledge(e.ctx, &pubsubpb.AcknowledgeRequest{Subscription: sub, AckIds: []string{"not an ack id"}})
+	wantCode(t, "Acknowledge of a malformed ack ID", err, codes.InvalidArgument)
+	_, err = e.raw.Sub.Pull(e.ctx, &pubsubpb.PullRequest{Subscription: sub, MaxMessages: 0})
+	wantCode(t, "Pull with max_messages 0", err, codes.InvalidArgument)
 	_, err = e.raw.Sub.CreateSubscription(e.ctx, &pubsubpb.Subscription{
 		Name: Name("subscriptions", "dl"), Topic: topic,
 		DeadLetterPolicy: &pubsubpb.DeadLetterPolicy{DeadLetterTopic: topic, MaxDeliveryAttempts: 2},
