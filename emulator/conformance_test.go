@@ -24,7 +24,7 @@ func TestCourierConformance(t *testing.T) {
 		}
 		t.Cleanup(func() { srv.Close() })
 		return srv
-	}, emulatortest.Courier)
+	}, emulatortest.Courier())
 }
 
 // googleFeatures is what Google's emulator does faithfully, as the suite

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -22,7 +21,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+	if err := run(ctx, os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
@@ -31,9 +30,9 @@ func main() {
 	}
 }
 
-// run starts the emulator, prints the line "listening on HOST:PORT" and
-// serves until ctx ends.
-func run(ctx context.Context, args []string, stdout io.Writer) error {
+// run starts the emulator, prints the line "listening on HOST:PORT" to
+// stdout (tests wait for it) and serves until ctx ends.
+func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("pubsub-emulator", flag.ContinueOnError)
 	host := fs.String("host", "127.0.0.1", "address to listen on")
 	port := fs.Int("port", 8085, "port to listen on (0: a free port)")
@@ -48,7 +47,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "listening on %s\n", srv.Addr)
+	fmt.Printf("listening on %s\n", srv.Addr)
+	if *dataDir != "" {
+		fmt.Fprintf(os.Stderr, "pubsub-emulator: keeping state in %s\n", *dataDir)
+	}
 	<-ctx.Done()
 	return srv.Close()
 }
