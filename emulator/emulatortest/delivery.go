@@ -283,6 +283,49 @@ func testExactlyOnce(t *testing.T, e *env) {
 		t.Fatal("acking an already acked message succeeded")
 	}
 
+	// On a stream, acks are confirmed one by one: good and stale ack IDs.
+	e.publish(t, topic, data("stream"))
+	stream, err := e.raw.Sub.StreamingPull(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&pubsubpb.StreamingPullRequest{Subscription: sub, StreamAckDeadlineSeconds: 60}); err != nil {
+		t.Fatal(err)
+	}
+	var live *pubsubpb.ReceivedMessage
+	for live == nil {
+		res, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.ReceivedMessages) > 0 {
+			live = res.ReceivedMessages[0]
+		}
+	}
+	if err := stream.Send(&pubsubpb.StreamingPullRequest{AckIds: []string{live.AckId, first.AckId}}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		res, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := res.AcknowledgeConfirmation; c != nil {
+			if !slices.Equal(c.AckIds, []string{live.AckId}) || !slices.Equal(c.InvalidAckIds, []string{first.AckId}) {
+				t.Fatalf("AcknowledgeConfirmation ack_ids %v invalid_ack_ids %v, want [%s] and [%s]", c.AckIds, c.InvalidAckIds, live.AckId, first.AckId)
+			}
+			break
+		}
+	}
+	// Close the stream and wait for its end, so the server no longer counts
+	// it as a consumer for the next message.
+	stream.CloseSend()
+	for {
+		if _, err := stream.Recv(); err != nil {
+			break
+		}
+	}
+
 	// Through the v2 client: AckWithResult reports success.
 	e.publish(t, topic, data("client"))
 	client := NewClient(t, e.srv)
