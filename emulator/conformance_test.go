@@ -30,12 +30,13 @@ func TestCourierConformance(t *testing.T) {
 // googleFeatures is what Google's emulator does faithfully, as the suite
 // found it; the rest it skips with the reason.
 var googleFeatures = emulatortest.Features{
-	Name:          "Google's emulator",
-	DeadLetter:    true,
-	SnapshotsSeek: true,
-	Push:          true,
-	Schemas:       true,
-	Validation:    true,
+	Name:           "Google's emulator",
+	DeadLetter:     true,
+	SnapshotsSeek:  true,
+	Push:           true,
+	TopicRetention: true,
+	Schemas:        true,
+	Validation:     true,
 }
 
 func TestGoogleConformance(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/courierq/courier/emulator"
@@ -83,6 +84,9 @@ func TestDataDirRoundTrip(t *testing.T) {
 	}
 	must(raw.Pub.CreateTopic(ctx, &pubsubpb.Topic{Name: topic}))
 	must(raw.Pub.CreateTopic(ctx, &pubsubpb.Topic{Name: gone}))
+	kept := emulatortest.Name("topics", "kept")
+	must(raw.Pub.CreateTopic(ctx, &pubsubpb.Topic{Name: kept, MessageRetentionDuration: durationpb.New(time.Hour)}))
+	must(raw.Pub.Publish(ctx, &pubsubpb.PublishRequest{Topic: kept, Messages: []*pubsubpb.PubsubMessage{{Data: []byte("kept")}}}))
 	must(raw.Sub.CreateSubscription(ctx, &pubsubpb.Subscription{Name: ordered, Topic: topic, EnableMessageOrdering: true, AckDeadlineSeconds: 60}))
 	must(raw.Sub.CreateSubscription(ctx, &pubsubpb.Subscription{Name: retained, Topic: topic, RetainAckedMessages: true, AckDeadlineSeconds: 60}))
 	must(raw.Sub.CreateSubscription(ctx, &pubsubpb.Subscription{Name: detached, Topic: topic}))
@@ -148,6 +152,13 @@ func TestDataDirRoundTrip(t *testing.T) {
 		}
 		if res, err := emulatortest.PullNow(ctx, raw.Sub, retained, 10); err != nil || len(res.ReceivedMessages) != 0 {
 			t.Fatalf("round %d: retained subscription delivered %d acked messages (%v)", round, len(res.GetReceivedMessages()), err)
+		}
+		// The topic's retained log survives: a new subscription can seek into it.
+		late := emulatortest.Name("subscriptions", "late")
+		must(raw.Sub.CreateSubscription(ctx, &pubsubpb.Subscription{Name: late, Topic: kept}))
+		must(raw.Sub.Seek(ctx, &pubsubpb.SeekRequest{Subscription: late, Target: &pubsubpb.SeekRequest_Time{Time: timestamppb.New(time.Now().Add(-time.Minute))}}))
+		if res, err := emulatortest.PullNow(ctx, raw.Sub, late, 10); err != nil || len(res.ReceivedMessages) != 1 || string(res.ReceivedMessages[0].Message.Data) != "kept" {
+			t.Fatalf("round %d: seek into the topic's retained messages: %v, %v", round, res, err)
 		}
 		if round == 0 {
 			// Seeking back to the start brings the retained acked messages back.

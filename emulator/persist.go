@@ -37,6 +37,7 @@ const (
 	opSnapUpd  = "snap-upd"
 	opSnapDel  = "snap-del"
 	opSeek     = "seek"
+	opTopicLog = "topic-log" // compacted: a topic's retained messages
 )
 
 type logRecord struct {
@@ -206,6 +207,12 @@ func (e *engine) apply(rec *logRecord, msgOf func(logMsg) *message) error {
 		} else {
 			e.createTopicLocked(pb)
 		}
+	case opTopicLog:
+		if t := e.topics[rec.Name]; t != nil {
+			for _, lm := range rec.Msgs {
+				t.log = append(t.log, msgOf(lm))
+			}
+		}
 	case opTopicDel:
 		if e.topics[rec.Name] != nil {
 			e.deleteTopicLocked(rec.Name)
@@ -333,6 +340,11 @@ func (e *engine) compacted() []*logRecord {
 		out = append(out, publishRecord("", []*message{h.m}, h.subs))
 		for _, name := range h.acked {
 			out = append(out, &logRecord{Op: opAck, Name: name, Seqs: []uint64{seq}})
+		}
+	}
+	for _, name := range sortedKeys(e.topics) {
+		if t := e.topics[name]; len(t.log) > 0 {
+			out = append(out, &logRecord{Op: opTopicLog, Name: name, Msgs: toLogMsgs(t.log)})
 		}
 	}
 	for _, name := range sortedKeys(e.snapshots) {

@@ -93,6 +93,7 @@ func (p *publisherService) UpdateTopic(ctx context.Context, req *pubsubpb.Update
 		return nil, err
 	}
 	t.pb = pb
+	t.retainLocked(nil, time.Now())
 	if err := e.record(&logRecord{Op: opTopicPut, PB: mustMarshal(pb)}); err != nil {
 		return nil, err
 	}
@@ -178,6 +179,9 @@ func (e *engine) fanOutLocked(t *topic, msgs []*message, only []string) {
 	if only == nil {
 		for _, sn := range t.snaps {
 			sn.msgs = append(sn.msgs, msgs...)
+		}
+		if t.pb.MessageRetentionDuration != nil && len(msgs) > 0 {
+			t.retainLocked(msgs, msgs[len(msgs)-1].publish)
 		}
 	}
 }

@@ -38,6 +38,27 @@ type topic struct {
 	pb    *pubsubpb.Topic
 	subs  map[string]*subscription
 	snaps map[string]*snapshot
+	// log keeps published messages for the topic's
+	// message_retention_duration, when it has one, for Seek to a time.
+	log []*message
+}
+
+// retainLocked appends msgs to the topic's log and drops what is older
+// than its retention.
+func (t *topic) retainLocked(msgs []*message, now time.Time) {
+	d := t.pb.GetMessageRetentionDuration()
+	if d == nil {
+		t.log = nil
+		return
+	}
+	t.log = append(t.log, msgs...)
+	keep := d.AsDuration()
+	i := 0
+	for i < len(t.log) && now.Sub(t.log[i].publish) > keep {
+		t.log[i] = nil
+		i++
+	}
+	t.log = t.log[i:]
 }
 
 type snapshot struct {

@@ -687,8 +687,9 @@ func (p *subscriberService) Seek(ctx context.Context, req *pubsubpb.SeekRequest)
 }
 
 // seekTimeLocked marks messages published before t acked and the others
-// unacked. Only messages the subscription still holds (unacked, or acked
-// and retained) can come back.
+// unacked. Messages come back from what the subscription still holds
+// (unacked, or acked and retained) and from its topic's retained log,
+// which may reach back before the subscription was made.
 func (s *subscription) seekTimeLocked(t time.Time) {
 	s.resetLocked()
 	var back []*subMsg
@@ -699,6 +700,16 @@ func (s *subscription) seekTimeLocked(t time.Time) {
 				delete(s.msgs, sm.m.seq)
 			}
 		} else {
+			back = append(back, sm)
+		}
+	}
+	if s.topic != nil {
+		for _, m := range s.topic.log {
+			if m.publish.Before(t) || s.msgs[m.seq] != nil || (s.filter != nil && !s.filter.match(m.pb.Attributes)) {
+				continue
+			}
+			sm := &subMsg{m: m, tidx: -1, ridx: -1}
+			s.msgs[m.seq] = sm
 			back = append(back, sm)
 		}
 	}

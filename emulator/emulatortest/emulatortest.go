@@ -50,6 +50,9 @@ type Features struct {
 	// SnapshotsSeek: snapshots, Seek to a snapshot and to a time (with
 	// retain_acked_messages).
 	SnapshotsSeek bool
+	// TopicRetention: a topic's message_retention_duration lets Seek to a
+	// time bring back messages published before the subscription existed.
+	TopicRetention bool
 	// Detach: DetachSubscription stops delivery and Pull fails with
 	// FailedPrecondition.
 	Detach bool
@@ -73,7 +76,7 @@ func Courier() Features {
 	return Features{
 		Name: "courier's emulator", Filters: true, FilterValidation: true, DeadLetter: true, RetryBackoff: true,
 		Ordering: true, ExactlyOnce: true, FlowControl: true, SnapshotsSeek: true, Detach: true, Push: true,
-		Validation: true, UpdateLabels: true,
+		Validation: true, UpdateLabels: true, TopicRetention: true,
 	}
 }
 
@@ -103,6 +106,7 @@ func Run(t *testing.T, start func(t *testing.T) *emulator.Server, f Features) {
 		{"StreamAcks", testStreamAcks},
 		{"RetainAckedSeekTime", testSeekTime},
 		{"SnapshotSeek", testSnapshotSeek},
+		{"TopicRetentionSeek", testTopicRetention},
 		{"Detach", testDetach},
 		{"Push", testPush},
 		{"PushNoWrapper", testPushNoWrapper},

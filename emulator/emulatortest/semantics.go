@@ -172,6 +172,24 @@ func testSnapshotSeek(t *testing.T, e *env) {
 	wantCode(t, "Seek to a deleted snapshot", err, codes.NotFound)
 }
 
+func testTopicRetention(t *testing.T, e *env) {
+	e.skipUnless(t, e.f.TopicRetention, "Seek to a time does not bring back messages kept by the topic's message_retention_duration")
+	topic := Name("topics", "retained")
+	if _, err := e.raw.Pub.CreateTopic(e.ctx, &pubsubpb.Topic{Name: topic, MessageRetentionDuration: dur(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now().Add(-time.Second)
+	id := e.publish(t, topic, data("early"))[0]
+	sub := e.sub(t, &pubsubpb.Subscription{Topic: topic, AckDeadlineSeconds: 60})
+	if _, err := e.raw.Sub.Seek(e.ctx, &pubsubpb.SeekRequest{Subscription: sub, Target: &pubsubpb.SeekRequest_Time{Time: timestamppb.New(before)}}); err != nil {
+		t.Fatal(err)
+	}
+	got := e.pull(t, sub, 1)
+	if got[0].Message.MessageId != id {
+		t.Fatalf("after seeking before the subscription existed got %s (%q), want %s", got[0].Message.MessageId, got[0].Message.Data, id)
+	}
+}
+
 func testDetach(t *testing.T, e *env) {
 	e.skipUnless(t, e.f.Detach, "DetachSubscription answers Unimplemented")
 	topic := e.topic(t)
