@@ -254,7 +254,7 @@ func (e *engine) apply(rec *logRecord, msgOf func(logMsg) *message) error {
 	case opAck:
 		if s := e.subs[rec.Name]; s != nil {
 			for _, seq := range rec.Seqs {
-				if sm := s.msgs[seq]; sm != nil && sm.st != stAcked {
+				if sm := s.msgs.get(seq); sm != nil && sm.st != stAcked {
 					s.ackLocked(sm)
 				}
 			}
@@ -318,7 +318,8 @@ func (e *engine) compacted() []*logRecord {
 	for _, name := range sortedKeys(e.subs) {
 		s := e.subs[name]
 		out = append(out, &logRecord{Op: opSubPut, PB: mustMarshal(s.pb)})
-		for seq, sm := range s.msgs {
+		s.msgs.all(func(sm *subMsg) {
+			seq := sm.m.seq
 			h := bySeq[seq]
 			if h == nil {
 				h = &holders{m: sm.m}
@@ -328,7 +329,7 @@ func (e *engine) compacted() []*logRecord {
 			if sm.st == stAcked {
 				h.acked = append(h.acked, name)
 			}
-		}
+		})
 	}
 	seqs := make([]uint64, 0, len(bySeq))
 	for seq := range bySeq {

@@ -354,7 +354,7 @@ func (p *publisherService) DetachSubscription(ctx context.Context, req *pubsubpb
 func (e *engine) detachLocked(s *subscription) {
 	s.pb.Detached = true
 	s.resetLocked()
-	clear(s.msgs)
+	s.msgs.clear()
 	for _, c := range s.cons {
 		c.removed = true
 		c.err = status.Errorf(codes.FailedPrecondition, "Subscription %s is detached from its topic.", s.pb.Name)

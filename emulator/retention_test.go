@@ -42,7 +42,7 @@ func TestRetentionDropsOldMessages(t *testing.T) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if _, ok := e.subs[name].msgs[old.seq]; ok {
+	if e.subs[name].msgs.get(old.seq) != nil {
 		t.Fatal("the expired message is still held")
 	}
 }

@@ -175,7 +175,7 @@ type subscription struct {
 	pb      *pubsubpb.Subscription
 	topic   *topic // nil once the topic is deleted
 	filter  filter
-	msgs    map[uint64]*subMsg
+	msgs    msgIndex
 	ready   readyHeap
 	timed   timedHeap
 	byAck   map[string]*subMsg
@@ -193,7 +193,6 @@ func newSubscription(e *engine, pb *pubsubpb.Subscription, f filter) *subscripti
 		e:      e,
 		pb:     pb,
 		filter: f,
-		msgs:   make(map[uint64]*subMsg),
 		byAck:  make(map[string]*subMsg),
 		keys:   make(map[string]*orderKey),
 	}
@@ -211,7 +210,7 @@ func (s *subscription) retention() time.Duration {
 // addLocked stores a newly published message (the filter already passed).
 func (s *subscription) addLocked(m *message) {
 	sm := &subMsg{m: m, tidx: -1, ridx: -1}
-	s.msgs[m.seq] = sm
+	s.msgs.add(sm)
 	s.enqueueLocked(sm)
 }
 
@@ -295,8 +294,7 @@ func (s *subscription) ackLocked(sm *subMsg) {
 	if s.pb.RetainAckedMessages {
 		sm.st = stAcked
 	} else {
-		sm.st = stGone
-		delete(s.msgs, sm.m.seq)
+		s.msgs.remove(sm)
 	}
 	s.advanceKeyLocked(sm)
 }
@@ -308,8 +306,7 @@ func (s *subscription) dropLocked(sm *subMsg) {
 		delete(s.byAck, sm.ackID)
 		sm.ackID = ""
 	}
-	sm.st = stGone
-	delete(s.msgs, sm.m.seq)
+	s.msgs.remove(sm)
 	s.advanceKeyLocked(sm)
 }
 
@@ -531,13 +528,13 @@ func (s *subscription) onTimer() {
 // resetLocked forgets every delivery: outstanding and delayed messages
 // become ready again and all ack IDs become invalid (Seek).
 func (s *subscription) resetLocked() {
-	for _, sm := range s.msgs {
+	s.msgs.all(func(sm *subMsg) {
 		s.releaseLocked(sm)
 		if sm.ackID != "" {
 			delete(s.byAck, sm.ackID)
 			sm.ackID = ""
 		}
-	}
+	})
 	s.ready = s.ready[:0]
 	s.timed = s.timed[:0]
 	clear(s.keys)

@@ -533,12 +533,11 @@ func (p *subscriberService) CreateSnapshot(ctx context.Context, req *pubsubpb.Cr
 // msgs, when restoring one from the log).
 func (e *engine) createSnapshotLocked(pb *pubsubpb.Snapshot, s *subscription, now time.Time, msgs []*message) *snapshot {
 	if s != nil {
-		for _, sm := range s.msgs {
-			if sm.st != stAcked && sm.st != stGone {
+		s.msgs.all(func(sm *subMsg) {
+			if sm.st != stAcked {
 				msgs = append(msgs, sm.m)
 			}
-		}
-		sort.Slice(msgs, func(i, j int) bool { return msgs[i].seq < msgs[j].seq })
+		})
 	}
 	oldest := now
 	if len(msgs) > 0 && msgs[0].publish.Before(now) {
@@ -693,23 +692,23 @@ func (p *subscriberService) Seek(ctx context.Context, req *pubsubpb.SeekRequest)
 func (s *subscription) seekTimeLocked(t time.Time) {
 	s.resetLocked()
 	var back []*subMsg
-	for _, sm := range s.msgs {
+	s.msgs.all(func(sm *subMsg) {
 		if sm.m.publish.Before(t) {
 			sm.st = stAcked
 			if !s.pb.RetainAckedMessages {
-				delete(s.msgs, sm.m.seq)
+				s.msgs.remove(sm)
 			}
 		} else {
 			back = append(back, sm)
 		}
-	}
+	})
 	if s.topic != nil {
 		for _, m := range s.topic.log {
-			if m.publish.Before(t) || s.msgs[m.seq] != nil || (s.filter != nil && !s.filter.match(m.pb.Attributes)) {
+			if m.publish.Before(t) || s.msgs.get(m.seq) != nil || (s.filter != nil && !s.filter.match(m.pb.Attributes)) {
 				continue
 			}
 			sm := &subMsg{m: m, tidx: -1, ridx: -1}
-			s.msgs[m.seq] = sm
+			s.msgs.add(sm)
 			back = append(back, sm)
 		}
 	}
@@ -727,21 +726,21 @@ func (s *subscription) seekSnapshotLocked(sn *snapshot) {
 			continue
 		}
 		in[m.seq] = true
-		sm := s.msgs[m.seq]
+		sm := s.msgs.get(m.seq)
 		if sm == nil {
 			sm = &subMsg{m: m, tidx: -1, ridx: -1}
-			s.msgs[m.seq] = sm
+			s.msgs.add(sm)
 		}
 		back = append(back, sm)
 	}
-	for seq, sm := range s.msgs {
-		if !in[seq] {
+	s.msgs.all(func(sm *subMsg) {
+		if !in[sm.m.seq] {
 			sm.st = stAcked
 			if !s.pb.RetainAckedMessages {
-				delete(s.msgs, seq)
+				s.msgs.remove(sm)
 			}
 		}
-	}
+	})
 	s.requeueLocked(back)
 }
 
