@@ -95,6 +95,9 @@ type Handlers struct {
 	// Disabled: this process runs no workers (an API-only replica); jobs are
 	// still accepted for the types above.
 	Disabled bool `json:"disabled,omitempty"`
+	// MaxOutstandingMessages is each subscription's flow control: how many
+	// messages a worker holds at once. 0 means 4000.
+	MaxOutstandingMessages int `json:"maxOutstandingMessages,omitempty"`
 }
 
 // Handler configures one handler; zero fields mean the handler's defaults.

@@ -370,7 +370,9 @@ func ToProto(j *jobs.Job) *courierv1.Job {
 	if j.ResultType != "" {
 		out.Result = &anypb.Any{TypeUrl: "type.googleapis.com/" + j.ResultType, Value: j.Result}
 	}
-	if j.ErrorCode != 0 || j.ErrorMessage != "" {
+	// A retried job that then succeeded keeps its last error in the store;
+	// the API shows errors only while they matter.
+	if (j.ErrorCode != 0 || j.ErrorMessage != "") && j.State != jobs.Succeeded {
 		out.Error = &spb.Status{Code: j.ErrorCode, Message: j.ErrorMessage}
 	}
 	if j.ProgressFraction != 0 || j.ProgressMessage != "" {

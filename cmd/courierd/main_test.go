@@ -2,36 +2,69 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/courierq/courier/client"
+	"github.com/courierq/courier/internal/testenv"
+	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
+	courierv1 "github.com/courierq/courier/proto/courier/v1"
 	hellov1 "github.com/courierq/courier/proto/hello/v1"
+	"github.com/courierq/courier/publisher"
 )
 
-// TestRunServesAndShutsDown runs courierd with a config on free ports, calls
-// it over gRPC and HTTP, then cancels and checks a clean exit.
-func TestRunServesAndShutsDown(t *testing.T) {
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// startCourierd runs courierd in this process with the given config body
+// (gRPC and HTTP on free ports are added) and returns the ready stack.
+func startCourierd(t *testing.T, body string) *stack {
+	t.Helper()
 	cfgPath := filepath.Join(t.TempDir(), "courierd.yaml")
-	os.WriteFile(cfgPath, []byte("grpc:\n  addr: 127.0.0.1:0\n  devMode: true\nhttp:\n  addr: 127.0.0.1:0\n"), 0o600)
+	doc := "grpc:\n  addr: 127.0.0.1:0\n  devMode: true\nhttp:\n  addr: 127.0.0.1:0\n" + body
+	if err := os.WriteFile(cfgPath, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	readyc := make(chan *stack, 1)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"--config", cfgPath}, io.Discard, func(st *stack) { readyc <- st }) }()
-	var st *stack
+	go func() { done <- run(ctx, []string{"--config", cfgPath, "--log-level", "warn"}, io.Discard, func(st *stack) { readyc <- st }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("courierd run after cancel: %v", err)
+		}
+	})
 	select {
-	case st = <-readyc:
+	case st := <-readyc:
+		return st
 	case err := <-done:
-		t.Fatalf("run: %v", err)
+		t.Fatalf("courierd run: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("courierd did not become ready in 60s")
 	}
+	return nil
+}
 
+func demoConfig(t *testing.T) string {
+	return fmt.Sprintf("pubsub:\n  emulator: embedded\nstore:\n  path: %s\nhandlers:\n  demo: true\n  types:\n    courier.demo.v1.Sleep: {maxAttempts: 5, minBackoff: 0s, maxBackoff: 1s}\n    courier.demo.v1.Echo: {maxAttempts: 3, minBackoff: 0s, maxBackoff: 1s}\n", filepath.Join(t.TempDir(), "jobs.db"))
+}
+
+func TestRunServesAndShutsDown(t *testing.T) {
+	st := startCourierd(t, demoConfig(t))
+	ctx := context.Background()
 	conn, err := client.Dial(st.grpcAddr(), client.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -41,9 +74,11 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	if err != nil || resp.Message != "Hello, x!" {
 		t.Fatalf("SayHello: %v %v", resp, err)
 	}
-	h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "hello.v1.Hello"})
-	if err != nil || h.Status != healthpb.HealthCheckResponse_SERVING {
-		t.Fatalf("health: %v %v", h, err)
+	for _, svc := range []string{"hello.v1.Hello", "courier.v1.JobService"} {
+		h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
+		if err != nil || h.Status != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("health of %s: %v %v", svc, h, err)
+		}
 	}
 	r, err := http.Get("http://" + st.httpAddr() + "/healthz")
 	if err != nil {
@@ -54,17 +89,180 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	if r.StatusCode != 200 || strings.TrimSpace(string(body)) != "ok" {
 		t.Fatalf("/healthz: %d %q", r.StatusCode, body)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("run after cancel: %v", err)
-	}
 }
 
 func TestRunRejectsBadConfig(t *testing.T) {
-	cfgPath := filepath.Join(t.TempDir(), "bad.yaml")
-	os.WriteFile(cfgPath, []byte("grpc:\n  addr: 0.0.0.0:0\n  devMode: true\n"), 0o600)
-	err := run(context.Background(), []string{"--config", cfgPath}, io.Discard, nil)
-	if err == nil || !strings.Contains(err.Error(), "loopback") {
-		t.Fatalf("run with a non-loopback dev config: %v", err)
+	for _, tc := range []struct{ doc, want string }{
+		{"grpc:\n  addr: 0.0.0.0:0\n  devMode: true\npubsub: {emulator: embedded}\n", "loopback"},
+		{"pubsub: {emulator: embedded}\nhandlers:\n  types:\n    no.such.Type: {}\n", "no.such.Type"},
+		{"grpc: {addr: 127.0.0.1:0}\n", "pubsub.project"},
+	} {
+		cfgPath := filepath.Join(t.TempDir(), "bad.yaml")
+		os.WriteFile(cfgPath, []byte(tc.doc), 0o600)
+		err := run(context.Background(), []string{"--config", cfgPath}, io.Discard, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("config %q: got %v, want an error containing %q", tc.doc, err, tc.want)
+		}
+	}
+}
+
+// watchUntilDone follows a job to its end and returns every state seen.
+func watchUntilDone(t *testing.T, jc courierv1.JobServiceClient, id string) (*courierv1.Job, []*courierv1.Job) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	stream, err := jc.WatchJob(ctx, &courierv1.WatchJobRequest{Id: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []*courierv1.Job
+	for {
+		j, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("watching %s: %v (seen %v)", id, err, seen)
+		}
+		seen = append(seen, j)
+	}
+	if len(seen) == 0 {
+		t.Fatalf("watch of %s sent nothing", id)
+	}
+	return seen[len(seen)-1], seen
+}
+
+func enqueue(t *testing.T, jc courierv1.JobServiceClient, m *anypb.Any, key string) *courierv1.EnqueueJobResponse {
+	t.Helper()
+	resp, err := jc.EnqueueJob(context.Background(), &courierv1.EnqueueJobRequest{Payload: m, IdempotencyKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// TestFullPath runs jobs end to end through courierd on each emulator and
+// store: gRPC enqueue and fire-and-forget publish reach SUCCEEDED with their
+// results; retries; permanent failure; idempotency; cancel.
+func TestFullPath(t *testing.T) {
+	for _, tc := range []struct{ name, emulator, store string }{
+		{"courier emulator, sqlite", "courier", "sqlite"},
+		{"google emulator, postgres", "google", "postgres"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := demoConfig(t)
+			if tc.emulator == "google" {
+				srv := testenv.Google(t)
+				t.Setenv("PUBSUB_EMULATOR_HOST", srv.Addr)
+				body = strings.Replace(body, "pubsub:\n  emulator: embedded\n", fmt.Sprintf("pubsub:\n  project: p-%d\n", time.Now().UnixNano()), 1)
+			}
+			if tc.store == "postgres" {
+				url, schema := testenv.PostgresSchema(t)
+				body = strings.Replace(body, "store:\n", fmt.Sprintf("store:\n  driver: postgres\n  url: %q\n  schema: %s\n", url, schema), 1)
+			}
+			st := startCourierd(t, body)
+			conn, err := client.Dial(st.grpcAddr(), client.Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			jc := courierv1.NewJobServiceClient(conn)
+			anyOf := func(m interface{}) *anypb.Any {
+				var a *anypb.Any
+				var err error
+				switch v := m.(type) {
+				case *demov1.Echo:
+					a, err = anypb.New(v)
+				case *demov1.Sleep:
+					a, err = anypb.New(v)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				return a
+			}
+
+			// gRPC enqueue.
+			id := enqueue(t, jc, anyOf(&demov1.Echo{Message: "hi"}), "").JobId
+			j, _ := watchUntilDone(t, jc, id)
+			var res demov1.EchoResult
+			if j.State != courierv1.State_SUCCEEDED || j.Result.UnmarshalTo(&res) != nil || res.Message != "hi" {
+				t.Fatalf("Echo by gRPC: %v", j)
+			}
+
+			// Fire-and-forget publish: the worker records the job on receipt.
+			pub, err := publisher.New(st.psClient, publisher.Config{NewID: func() (string, error) { return "fire-" + tc.store, nil }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			created, stopWatching := st.store.Subscribe("fire-" + tc.store)
+			defer stopWatching()
+			pid, err := pub.Publish(context.Background(), &demov1.Echo{Message: "fire"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := pub.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-created:
+			case <-time.After(60 * time.Second):
+				t.Fatal("the published job was not recorded in 60s")
+			}
+			pj, _ := watchUntilDone(t, jc, pid)
+			if pj.State != courierv1.State_SUCCEEDED || pj.Result.UnmarshalTo(&res) != nil || res.Message != "fire" {
+				t.Fatalf("published Echo: %v", pj)
+			}
+
+			// Retries: fails twice, succeeds on attempt 3.
+			id = enqueue(t, jc, anyOf(&demov1.Sleep{FailAttempts: 2}), "").JobId
+			j, _ = watchUntilDone(t, jc, id)
+			if j.State != courierv1.State_SUCCEEDED || j.Attempt != 3 {
+				t.Fatalf("Sleep fail_attempts 2: %v", j)
+			}
+
+			// Permanent failure: one attempt.
+			id = enqueue(t, jc, anyOf(&demov1.Sleep{PermanentFailure: true}), "").JobId
+			j, _ = watchUntilDone(t, jc, id)
+			if j.State != courierv1.State_FAILED || j.Attempt != 1 || j.Error.GetMessage() == "" {
+				t.Fatalf("Sleep permanent_failure: %v", j)
+			}
+
+			// Idempotency key.
+			first := enqueue(t, jc, anyOf(&demov1.Echo{Message: "once"}), "key-1")
+			again := enqueue(t, jc, anyOf(&demov1.Echo{Message: "once"}), "key-1")
+			if again.JobId != first.JobId || !again.Duplicate {
+				t.Fatalf("idempotency: %v then %v", first, again)
+			}
+
+			// Cancel a running job.
+			id = enqueue(t, jc, anyOf(&demov1.Sleep{Duration: durationpb.New(time.Hour)}), "").JobId
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			stream, err := jc.WatchJob(ctx, &courierv1.WatchJobRequest{Id: id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for {
+				j, err := stream.Recv()
+				if err != nil {
+					t.Fatalf("watching the long Sleep: %v", err)
+				}
+				if j.State == courierv1.State_RUNNING {
+					break
+				}
+			}
+			if _, err := jc.CancelJob(ctx, &courierv1.CancelJobRequest{Id: id}); err != nil {
+				t.Fatal(err)
+			}
+			j, _ = watchUntilDone(t, jc, id)
+			if j.State != courierv1.State_CANCELLED {
+				t.Fatalf("cancelled running Sleep: %v", j)
+			}
+			_, err = jc.CancelJob(ctx, &courierv1.CancelJobRequest{Id: id})
+			if status.Code(err) != codes.FailedPrecondition {
+				t.Fatalf("cancel of a cancelled job: %v", err)
+			}
+		})
 	}
 }

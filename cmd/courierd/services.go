@@ -8,8 +8,9 @@ import (
 // services lists every gRPC service courierd hosts, with its default
 // authorization policy (a config file's grpc.policies can replace it). This
 // is the one place a new service is added.
-func services() []backend.Service {
+func services(st *stack) []backend.Service {
 	return []backend.Service{
 		&hello.Service{Auth: hello.Open},
+		st.jobs,
 	}
 }

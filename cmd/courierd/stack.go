@@ -7,31 +7,172 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
+	"cloud.google.com/go/pubsub/v2"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/courierq/courier/backend"
+	"github.com/courierq/courier/backend/jobservice"
 	"github.com/courierq/courier/config"
+	"github.com/courierq/courier/emulator"
+	"github.com/courierq/courier/handlers"
+	"github.com/courierq/courier/handlers/demo"
+	"github.com/courierq/courier/ingest"
+	"github.com/courierq/courier/jobs"
+	"github.com/courierq/courier/jobs/postgres"
+	"github.com/courierq/courier/jobs/sqlite"
+	"github.com/courierq/courier/outbox"
+	"github.com/courierq/courier/publisher"
 )
 
 // stack is everything courierd runs, built from a Config.
 type stack struct {
-	log     *slog.Logger
+	log *slog.Logger
+
+	emu      *emulator.Server // embedded emulator, or nil
+	psClient *pubsub.Client
+	store    jobs.Store
+	registry *handlers.Registry
+	pub      *publisher.Publisher
+	relay    *outbox.Relay
+	worker   *ingest.Worker // nil when handlers are disabled
+	janitor  *jobs.Janitor
+	jobs     *jobservice.Service
+
 	grpc    *backend.Server
 	http    *http.Server
 	httpLis net.Listener
+
+	closers []func() error // in reverse order of creation
 }
 
-func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (*stack, error) {
-	gcfg := cfg.GRPC
-	gcfg.Logger = log
-	srv, err := backend.New(gcfg, services()...)
+// newStack builds the stack; on error it releases what it had built.
+func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *stack, err error) {
+	st := &stack{log: log}
+	defer func() {
+		if err != nil {
+			st.close()
+		}
+	}()
+
+	// Pub/Sub.
+	project := cfg.PubSub.Project
+	var opts []option.ClientOption
+	switch {
+	case cfg.PubSub.Emulator == "embedded":
+		if project == "" {
+			project = "courier-demo"
+		}
+		st.emu, err = emulator.Start(ctx, emulator.Config{DataDir: cfg.PubSub.EmulatorDataDir})
+		if err != nil {
+			return nil, err
+		}
+		st.closers = append(st.closers, st.emu.Close)
+		log.Info("courierd: embedded Pub/Sub emulator", "addr", st.emu.Addr, "project", project, "dataDir", cfg.PubSub.EmulatorDataDir)
+		opts = append(opts, option.WithEndpoint(st.emu.Addr), option.WithoutAuthentication(),
+			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())), option.WithTelemetryDisabled())
+	case os.Getenv("PUBSUB_EMULATOR_HOST") != "":
+		log.Info("courierd: Pub/Sub emulator from PUBSUB_EMULATOR_HOST", "addr", os.Getenv("PUBSUB_EMULATOR_HOST"), "project", project)
+	default:
+		log.Info("courierd: Google Cloud Pub/Sub", "project", project)
+	}
+	st.psClient, err = pubsub.NewClient(ctx, project, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("pubsub: client for project %s: %w", project, err)
+	}
+	st.closers = append(st.closers, st.psClient.Close)
+
+	// Job store.
+	switch cfg.Store.Driver {
+	case "", "sqlite":
+		st.store, err = sqlite.Open(ctx, sqlite.Config{Path: cfg.Store.Path})
+	case "postgres":
+		url := cfg.Store.URL
+		if url == "" {
+			url = os.Getenv("COURIER_POSTGRES_URL")
+		}
+		schema := cfg.Store.Schema
+		if schema == "" {
+			schema = "courier"
+		}
+		st.store, err = postgres.Open(ctx, postgres.Config{URL: url, Schema: schema})
+	}
 	if err != nil {
 		return nil, err
 	}
-	st := &stack{log: log, grpc: srv}
-	if err := srv.Listen(); err != nil {
+	st.closers = append(st.closers, st.store.Close)
+
+	// Handlers.
+	naming := publisher.Naming{Prefix: cfg.PubSub.TopicPrefix, Topics: cfg.PubSub.Topics}
+	st.registry = handlers.NewRegistry(handlers.RegistryConfig{Logger: log})
+	if cfg.Handlers.Demo {
+		if err := demo.Register(st.registry, demo.Config{
+			Echo:  handlerConfig(cfg.Handlers.Types["courier.demo.v1.Echo"]),
+			Sleep: handlerConfig(cfg.Handlers.Types["courier.demo.v1.Sleep"]),
+		}); err != nil {
+			return nil, err
+		}
+	}
+	for name := range cfg.Handlers.Types {
+		if _, ok := st.registry.Lookup(name); !ok {
+			return nil, &config.ValidationError{Field: "handlers.types." + name, Value: "configured", Fix: "no handler of this type is compiled into courierd (registered: " + fmt.Sprint(st.registry.Types()) + "); remove it or enable the handlers that provide it (handlers.demo)"}
+		}
+	}
+
+	// Publishing: publisher and outbox relay.
+	st.pub, err = publisher.New(st.psClient, publisher.Config{Naming: naming, Logger: log})
+	if err != nil {
 		return nil, err
 	}
+	st.relay, err = outbox.New(outbox.Config{Store: st.store, Publisher: st.pub, PollInterval: cfg.Jobs.RelayPollInterval.D(), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	st.janitor, err = jobs.NewJanitor(jobs.JanitorConfig{Store: st.store, Retention: cfg.Jobs.Retention.D(), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+
+	// Workers.
+	if !cfg.Handlers.Disabled && len(st.registry.Types()) > 0 {
+		maxOut := cfg.Handlers.MaxOutstandingMessages
+		if maxOut == 0 {
+			maxOut = 4000
+		}
+		st.worker, err = ingest.New(ingest.Config{
+			Client: st.psClient, Store: st.store, Registry: st.registry, Naming: naming,
+			DisableCreate: cfg.PubSub.DisableCreate, MaxOutstandingMessages: maxOut, Logger: log,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	// gRPC.
+	types := jobservice.TypeMap{}
+	for _, e := range st.registry.Entries() {
+		types[e.Type] = jobservice.TypeInfo{MaxAttempts: e.Config.MaxAttempts}
+	}
+	st.jobs, err = jobservice.New(jobservice.Config{Store: st.store, Types: types, Notify: st.relay.Notify})
+	if err != nil {
+		return nil, err
+	}
+	gcfg := cfg.GRPC
+	gcfg.Logger = log
+	st.grpc, err = backend.New(gcfg, services(st)...)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.grpc.Listen(); err != nil {
+		return nil, err
+	}
+	st.closers = append(st.closers, st.grpc.Close)
+
+	// HTTP.
 	if cfg.HTTP.Addr != "-" {
 		addr := cfg.HTTP.Addr
 		if addr == "" {
@@ -39,13 +180,21 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (*stack
 		}
 		lis, err := net.Listen("tcp", addr)
 		if err != nil {
-			srv.Close()
 			return nil, fmt.Errorf("http: listening on %s: %w", addr, err)
 		}
 		st.httpLis = lis
 		st.http = &http.Server{Handler: st.routes(), ReadHeaderTimeout: 10 * time.Second}
+		st.closers = append(st.closers, st.http.Close)
 	}
 	return st, nil
+}
+
+// handlerConfig converts a config file's handler settings.
+func handlerConfig(h config.Handler) handlers.Config {
+	return handlers.Config{
+		RatePerSecond: h.RatePerSecond, Burst: h.Burst, Concurrency: h.Concurrency,
+		Timeout: h.Timeout.D(), MaxAttempts: h.MaxAttempts, MinBackoff: h.MinBackoff.D(), MaxBackoff: h.MaxBackoff.D(),
+	}
 }
 
 func (st *stack) routes() http.Handler {
@@ -57,24 +206,45 @@ func (st *stack) routes() http.Handler {
 	return mux
 }
 
-// run serves until ctx ends, then shuts down: gRPC first (draining
-// in-flight RPCs and the workers registered on it), then HTTP.
+// run serves until ctx ends, then shuts down in order: gRPC (draining
+// in-flight RPCs), the workers (draining in-flight handlers), the relay, the
+// publisher, and then the store, the Pub/Sub client and the emulator.
 func (st *stack) run(ctx context.Context, shutdownTimeout time.Duration, ready func(*stack)) error {
-	errc := make(chan error, 2)
+	defer st.close()
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+	errc := make(chan error, 4)
 	go func() { errc <- st.grpc.Serve() }()
 	if st.http != nil {
 		st.log.Info("courierd: serving HTTP", "addr", st.httpLis.Addr().String())
 		go func() { errc <- st.http.Serve(st.httpLis) }()
 	}
-	if ready != nil {
+	relayDone := make(chan struct{})
+	go func() { defer close(relayDone); st.relay.Run(bg) }()
+	go st.janitor.Run(bg)
+	workerDone := make(chan error, 1)
+	if st.worker != nil {
+		go func() { workerDone <- st.worker.Run(bg) }()
+		select {
+		case <-st.worker.Ready():
+		case err := <-workerDone:
+			return fmt.Errorf("workers: %w", err)
+		case <-ctx.Done():
+		}
+	}
+	if ready != nil && ctx.Err() == nil {
 		ready(st)
 	}
+
 	var serveErr error
 	select {
 	case <-ctx.Done():
 		st.log.Info("courierd: shutting down", "timeout", shutdownTimeout)
 	case serveErr = <-errc:
 		st.log.Error("courierd: a server stopped; shutting down", "err", serveErr)
+	case serveErr = <-workerDone:
+		st.log.Error("courierd: the workers stopped; shutting down", "err", serveErr)
+		serveErr = fmt.Errorf("workers: %w", serveErr)
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
@@ -82,10 +252,26 @@ func (st *stack) run(ctx context.Context, shutdownTimeout time.Duration, ready f
 	if st.http != nil {
 		err = errors.Join(err, st.http.Shutdown(sctx))
 	}
-	if serveErr != nil && !errors.Is(serveErr, backend.ErrClosed) && !errors.Is(serveErr, http.ErrServerClosed) {
+	if st.worker != nil {
+		err = errors.Join(err, st.worker.Shutdown(sctx))
+	}
+	stopBG()
+	<-relayDone
+	err = errors.Join(err, st.pub.Close(sctx))
+	if serveErr != nil && !errors.Is(serveErr, backend.ErrClosed) && !errors.Is(serveErr, http.ErrServerClosed) && !errors.Is(serveErr, ingest.ErrClosed) {
 		err = errors.Join(serveErr, err)
 	}
 	return err
+}
+
+// close releases everything, newest first. It is idempotent.
+func (st *stack) close() {
+	for i := len(st.closers) - 1; i >= 0; i-- {
+		if err := st.closers[i](); err != nil && !errors.Is(err, jobs.ErrClosed) {
+			st.log.Debug("courierd: closing", "err", err)
+		}
+	}
+	st.closers = nil
 }
 
 // grpcAddr and httpAddr are the bound addresses.

@@ -53,14 +53,8 @@ func Store(t testing.TB, kind StoreKind) jobs.Store {
 	case SQLite:
 		s, err = sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "jobs.db")})
 	case Postgres:
-		conn, cerr := pgx.Connect(ctx, PostgresURL())
-		if cerr != nil {
-			Missing(t, "PostgreSQL at "+PostgresURL(), cerr)
-		}
-		conn.Close(ctx)
-		schema := fmt.Sprintf("testenv_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9, schemaSeq.Add(1))
-		t.Cleanup(func() { dropSchema(t, schema) })
-		s, err = postgres.Open(ctx, postgres.Config{URL: PostgresURL(), Schema: schema, MaxConns: 8})
+		url, schema := PostgresSchema(t)
+		s, err = postgres.Open(ctx, postgres.Config{URL: url, Schema: schema, MaxConns: 8})
 	default:
 		t.Fatalf("testenv: unknown store kind %q", kind)
 	}
@@ -69,6 +63,23 @@ func Store(t testing.TB, kind StoreKind) jobs.Store {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// PostgresSchema checks PostgreSQL is reachable (skipping, or failing under
+// CI=true, when not) and returns its URL and a fresh schema name that
+// cleanup drops, for tests that open their own store (e.g. through a config).
+func PostgresSchema(t testing.TB) (url, schema string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, PostgresURL())
+	if err != nil {
+		Missing(t, "PostgreSQL at "+PostgresURL(), err)
+	}
+	conn.Close(ctx)
+	schema = fmt.Sprintf("testenv_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9, schemaSeq.Add(1))
+	t.Cleanup(func() { dropSchema(t, schema) })
+	return PostgresURL(), schema
 }
 
 func dropSchema(t testing.TB, schema string) {
