@@ -67,7 +67,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(*stack
 		return err
 	}
 
-	st, err := newStack(ctx, cfg, logger)
+	st, err := newStack(ctx, cfg, logger, hooks{})
 	if err != nil {
 		return err
 	}

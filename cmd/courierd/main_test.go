@@ -40,7 +40,9 @@ func startCourierd(t *testing.T, body string) *stack {
 	ctx, cancel := context.WithCancel(context.Background())
 	readyc := make(chan *stack, 1)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"--config", cfgPath, "--log-level", "warn"}, io.Discard, func(st *stack) { readyc <- st }) }()
+	go func() {
+		done <- run(ctx, []string{"--config", cfgPath, "--log-level", "warn"}, io.Discard, func(st *stack) { readyc <- st })
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -50,8 +50,15 @@ type stack struct {
 	closers []func() error // in reverse order of creation
 }
 
+// hooks let tests and benchmarks observe the stack. The zero value adds
+// nothing.
+type hooks struct {
+	// wrapStore, when set, wraps the job store every component uses.
+	wrapStore func(jobs.Store) jobs.Store
+}
+
 // newStack builds the stack; on error it releases what it had built.
-func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *stack, err error) {
+func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger, h hooks) (_ *stack, err error) {
 	st := &stack{log: log}
 	defer func() {
 		if err != nil {
@@ -105,6 +112,9 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *sta
 		return nil, err
 	}
 	st.closers = append(st.closers, st.store.Close)
+	if h.wrapStore != nil {
+		st.store = h.wrapStore(st.store)
+	}
 
 	// Handlers.
 	naming := publisher.Naming{Prefix: cfg.PubSub.TopicPrefix, Topics: cfg.PubSub.Topics}

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/courierq/courier/backend"
+	"github.com/courierq/courier/backend/jobservice"
+	"github.com/courierq/courier/jobs"
+	"github.com/courierq/courier/jobs/sqlite"
+	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
+	courierv1 "github.com/courierq/courier/proto/courier/v1"
+)
+
+// server runs a JobService on a real SQLite store; tests move jobs through
+// the store as a worker would.
+func server(t *testing.T) (addr string, store jobs.Store) {
+	t.Helper()
+	store, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "jobs.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	svc, err := jobservice.New(jobservice.Config{Store: store, Types: jobservice.TypeMap{"courier.demo.v1.Echo": {MaxAttempts: 3}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := backend.New(backend.Config{Addr: "127.0.0.1:0", DevMode: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve()
+	t.Cleanup(func() { srv.Close() })
+	return srv.Addr().String(), store
+}
+
+func cli(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := run(ctx, args, &out, &errb)
+	return out.String() + errb.String(), err
+}
+
+func TestEnqueueGetListCancel(t *testing.T) {
+	addr, _ := server(t)
+	out, err := cli(t, "--addr", addr, "enqueue", "courier.demo.v1.Echo", `{"message":"hi"}`, "--key", "k1", "--label", "team=a")
+	if err != nil {
+		t.Fatal(out, err)
+	}
+	id := strings.TrimSpace(out)
+	out, err = cli(t, "enqueue", "--addr", addr, "courier.demo.v1.Echo", `{"message":"hi"}`, "--key", "k1")
+	if err != nil || !strings.Contains(out, id) || !strings.Contains(out, "duplicate") {
+		t.Fatalf("second enqueue with the same key: %q %v", out, err)
+	}
+	out, err = cli(t, "--addr", addr, "get", id)
+	if err != nil || !strings.Contains(out, "QUEUED") || !strings.Contains(out, `{"message":"hi"}`) || !strings.Contains(out, "team=a") {
+		t.Fatalf("get: %q %v", out, err)
+	}
+	out, err = cli(t, "--addr", addr, "-o", "json", "get", id)
+	var j courierv1.Job
+	if err != nil || protojson.Unmarshal([]byte(out), &j) != nil || j.Id != id {
+		t.Fatalf("get -o json: %q %v", out, err)
+	}
+	out, err = cli(t, "--addr", addr, "list", "--state", "queued")
+	if err != nil || !strings.Contains(out, id) {
+		t.Fatalf("list: %q %v", out, err)
+	}
+	out, err = cli(t, "--addr", addr, "cancel", id)
+	if err != nil || !strings.Contains(out, "CANCELLED") {
+		t.Fatalf("cancel: %q %v", out, err)
+	}
+	out, err = cli(t, "--addr", addr, "cancel", id)
+	if err == nil || !strings.Contains(err.Error(), "FailedPrecondition") {
+		t.Fatalf("cancel again: %q %v", out, err)
+	}
+}
+
+// TestWaitExitCodes: enqueue --wait prints the result and exits 0 on
+// success, 3 on failure.
+func TestWaitExitCodes(t *testing.T) {
+	addr, store := server(t)
+	for _, tc := range []struct {
+		name    string
+		succeed bool
+		want    error
+	}{{"succeeds", true, nil}, {"fails", false, exitError{3}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The CLI's first line names the job it enqueued (ID QUEUED ...).
+			pr, pw := io.Pipe()
+			done := make(chan struct{})
+			var rest bytes.Buffer
+			var err error
+			go func() {
+				defer close(done)
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				err = run(ctx, []string{"--addr", addr, "enqueue", "courier.demo.v1.Echo", `{"message":"` + tc.name + `"}`, "--wait"}, pw, io.Discard)
+				pw.Close()
+			}()
+			first, rerr := bufio.NewReader(pr).ReadString('\n')
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			id, _, _ := strings.Cut(first, " ")
+			copied := make(chan struct{})
+			go func() { io.Copy(&rest, pr); close(copied) }()
+			// Act as the worker on the job the CLI enqueued.
+			ctx := context.Background()
+			if _, err := store.Start(ctx, jobs.StartParams{ID: id, Attempt: 1}); err != nil {
+				t.Fatal(err)
+			}
+			if tc.succeed {
+				res, _ := proto.Marshal(&demov1.EchoResult{Message: "done " + tc.name})
+				if _, err := store.Succeed(ctx, jobs.SucceedParams{ID: id, ResultType: "courier.demo.v1.EchoResult", Result: res}); err != nil {
+					t.Fatal(err)
+				}
+			} else if _, err := store.Fail(ctx, jobs.FailParams{ID: id, Code: 9, Message: "it broke"}); err != nil {
+				t.Fatal(err)
+			}
+			<-done
+			<-copied
+			out := first + rest.String()
+			if !errors.Is(err, tc.want) && err != tc.want {
+				t.Fatalf("exit: %v, want %v; output:\n%s", err, tc.want, out)
+			}
+			want := `"done succeeds"`
+			if !tc.succeed {
+				want = "it broke"
+			}
+			if !strings.Contains(out, want) {
+				t.Fatalf("output lacks %q:\n%s", want, out)
+			}
+		})
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"frobnicate"}, "unknown command"},
+		{[]string{"enqueue", "no.such.Type", "{}"}, "unknown message type"},
+		{[]string{"enqueue", "courier.demo.v1.Echo", "{bad"}, "not a valid courier.demo.v1.Echo"},
+		{[]string{"get"}, "one job ID"},
+		{[]string{"-o", "xml", "get", "x"}, "text and json"},
+		{[]string{"list", "--state", "done"}, "QUEUED, RUNNING"},
+		{[]string{"--addr", "127.0.0.1:1", "get", "x"}, "is it running?"},
+		{[]string{"--addr", "10.0.0.1:8005", "get", "x"}, "TLS"},
+	} {
+		out, err := cli(t, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("courier %v: %v (output %q), want an error containing %q", tc.args, err, out, tc.want)
+		}
+	}
+	out, err := cli(t, "help")
+	if err != nil || !strings.Contains(out, "enqueue TYPE JSON") {
+		t.Fatalf("help: %q %v", out, err)
+	}
+}

@@ -1,0 +1,319 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/courierq/courier/client"
+	"github.com/courierq/courier/config"
+	"github.com/courierq/courier/emulator"
+	"github.com/courierq/courier/jobs"
+	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
+	courierv1 "github.com/courierq/courier/proto/courier/v1"
+)
+
+// countingStore counts Succeed calls and closes done at target.
+type countingStore struct {
+	jobs.Store
+	n      atomic.Int64
+	target int64
+	done   chan struct{}
+}
+
+func (c *countingStore) Succeed(ctx context.Context, p jobs.SucceedParams) (*jobs.Job, error) {
+	j, err := c.Store.Succeed(ctx, p)
+	if err == nil && c.n.Add(1) == c.target {
+		close(c.done)
+	}
+	return j, err
+}
+
+// benchStack runs a stack on the shared emulator (PUBSUB_EMULATOR_HOST) and
+// the SQLite file dbPath; stop shuts it down.
+func benchStack(b *testing.B, dbPath string, workers bool, target int64) (st *stack, cs *countingStore, stop func()) {
+	b.Helper()
+	doc := fmt.Sprintf(`grpc: {addr: "127.0.0.1:0", devMode: true}
+http: {addr: "-"}
+pubsub: {project: bench}
+store: {path: %q}
+handlers: {demo: true, disabled: %v}
+`, dbPath, !workers)
+	cfg, err := config.Parse([]byte(doc))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cs = &countingStore{target: target, done: make(chan struct{})}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err = newStack(context.Background(), cfg, log, hooks{wrapStore: func(s jobs.Store) jobs.Store { cs.Store = s; return cs }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- st.run(ctx, time.Minute, func(*stack) { close(ready) }) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		b.Fatal(err)
+	}
+	return st, cs, func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Errorf("stack: %v", err)
+		}
+	}
+}
+
+// enqueueAll enqueues n Echo jobs through gRPC from callers goroutines and
+// returns their IDs.
+func enqueueAll(b *testing.B, addr string, n, callers int) []string {
+	b.Helper()
+	payload, _ := anypb.New(&demov1.Echo{Message: "bench"})
+	ids := make([]string, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range callers {
+		conn, err := client.Dial(addr, client.Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Close()
+		jc := courierv1.NewJobServiceClient(conn)
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				resp, err := jc.EnqueueJob(context.Background(), &courierv1.EnqueueJobRequest{Payload: payload})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				ids[i] = resp.JobId
+			}
+		})
+	}
+	wg.Wait()
+	return ids
+}
+
+func waitDone(b *testing.B, cs *countingStore, what string) {
+	b.Helper()
+	select {
+	case <-cs.done:
+	case <-time.After(5 * time.Minute):
+		b.Fatalf("%s: only %d of %d jobs succeeded in 5 minutes", what, cs.n.Load(), cs.target)
+	}
+}
+
+// startLatencies returns p50 and p99 of StartTime-CreateTime over ids.
+func startLatencies(b *testing.B, s jobs.Store, ids []string) (p50, p99 time.Duration) {
+	b.Helper()
+	lat := make([]time.Duration, 0, len(ids))
+	for _, id := range ids {
+		j, err := s.Get(context.Background(), id)
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, j.StartTime.Sub(j.CreateTime))
+	}
+	slices.Sort(lat)
+	return lat[len(lat)/2], lat[len(lat)*99/100]
+}
+
+type benchRun struct {
+	e2e, burn, lookups, raw float64
+	p50, p99                time.Duration
+}
+
+// BenchmarkSystem measures the embedded stack (courier's emulator, SQLite,
+// the demo Echo handler) on 20,000 jobs, three runs, and prints the figures
+// of issue 4 beside the raw Pub/Sub client on the same emulator:
+//
+//	go test -run '^$' -bench System -benchtime 1x ./cmd/courierd
+func BenchmarkSystem(b *testing.B) {
+	n := 20000
+	if s := os.Getenv("COURIER_BENCH_JOBS"); s != "" {
+		fmt.Sscan(s, &n)
+	}
+	const callers = 16
+	emu, err := emulator.Start(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer emu.Close()
+	b.Setenv("PUBSUB_EMULATOR_HOST", emu.Addr)
+
+	var runs []benchRun
+	for run := range 3 {
+		var r benchRun
+		dir := b.TempDir()
+
+		// End to end: 16 callers enqueue through gRPC while the workers run.
+		st, cs, stop := benchStack(b, filepath.Join(dir, "e2e.db"), true, int64(n))
+		t0 := time.Now()
+		ids := enqueueAll(b, st.grpcAddr(), n, callers)
+		waitDone(b, cs, "end to end")
+		r.e2e = float64(n) / time.Since(t0).Seconds()
+		r.p50, r.p99 = startLatencies(b, cs.Store, ids)
+
+		// GetJob look-ups: 16 callers for 3 seconds.
+		r.lookups = lookups(b, st.grpcAddr(), ids, callers, 3*time.Second)
+		stop()
+
+		// Burn-down: jobs published with no worker running, then drained.
+		burnDB := filepath.Join(dir, "burn.db")
+		// A worker first creates the subscriptions, so the messages wait.
+		_, _, stop = benchStack(b, burnDB, true, 1)
+		stop()
+		st, cs, stop = benchStack(b, burnDB, false, 0)
+		enqueueAll(b, st.grpcAddr(), n, callers)
+		for {
+			count, _, err := cs.Store.OutboxStats(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if count == 0 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		stop()
+		t0 = time.Now()
+		_, cs, stop = benchStack(b, burnDB, true, int64(n))
+		waitDone(b, cs, "burn-down")
+		r.burn = float64(n) / time.Since(t0).Seconds()
+		stop()
+
+		// Raw client: publish, receive and ack n messages, no store.
+		r.raw = rawClient(b, emu.Addr, fmt.Sprintf("raw-%d", run), n)
+		runs = append(runs, r)
+		fmt.Printf("run %d: end-to-end %.0f jobs/s (enqueue-to-start p50 %v, p99 %v), burn-down %.0f jobs/s, GetJob %.0f/s, raw client %.0f msgs/s\n",
+			run+1, r.e2e, r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), r.burn, r.lookups, r.raw)
+	}
+	med := func(f func(benchRun) float64) float64 {
+		v := make([]float64, len(runs))
+		for i, r := range runs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	medD := func(f func(benchRun) time.Duration) time.Duration {
+		return time.Duration(med(func(r benchRun) float64 { return float64(f(r)) }))
+	}
+	raw := med(func(r benchRun) float64 { return r.raw })
+	fmt.Printf("\n%d Echo jobs, embedded stack (courier's emulator, SQLite), median of %d runs:\n", n, len(runs))
+	fmt.Printf("| scenario | courier | bar | raw v2 client, same emulator | courier/raw |\n|---|---|---|---|---|\n")
+	fmt.Printf("| end-to-end, jobs/s (16 gRPC callers) | %.0f (p50 %v, p99 %v) | >= 6,500, p99 < 1s | %.0f | %.2f |\n",
+		med(func(r benchRun) float64 { return r.e2e }), medD(func(r benchRun) time.Duration { return r.p50 }).Round(time.Millisecond),
+		medD(func(r benchRun) time.Duration { return r.p99 }).Round(time.Millisecond), raw, med(func(r benchRun) float64 { return r.e2e })/raw)
+	fmt.Printf("| burn-down, jobs/s | %.0f | >= 10,500 | %.0f | %.2f |\n", med(func(r benchRun) float64 { return r.burn }), raw, med(func(r benchRun) float64 { return r.burn })/raw)
+	fmt.Printf("| GetJob look-ups/s (16 callers) | %.0f | >= 20,000 | | |\n", med(func(r benchRun) float64 { return r.lookups }))
+	b.ReportMetric(med(func(r benchRun) float64 { return r.e2e }), "e2e-jobs/s")
+	b.ReportMetric(med(func(r benchRun) float64 { return r.burn }), "burndown-jobs/s")
+	b.ReportMetric(med(func(r benchRun) float64 { return r.lookups }), "getjob/s")
+	b.ReportMetric(raw, "raw-msgs/s")
+}
+
+func lookups(b *testing.B, addr string, ids []string, callers int, d time.Duration) float64 {
+	b.Helper()
+	var count atomic.Int64
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for range callers {
+		conn, err := client.Dial(addr, client.Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Close()
+		jc := courierv1.NewJobServiceClient(conn)
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				if _, err := jc.GetJob(context.Background(), &courierv1.GetJobRequest{Id: ids[rand.IntN(len(ids))]}); err != nil {
+					b.Error(err)
+					return
+				}
+				count.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return float64(count.Load()) / d.Seconds()
+}
+
+// rawClient publishes n 256-byte messages and receives and acks them with
+// the v2 client, and returns messages per second over the whole.
+func rawClient(b *testing.B, addr, id string, n int) float64 {
+	b.Helper()
+	ctx := context.Background()
+	c, err := pubsub.NewClient(ctx, "raw-bench", option.WithEndpoint(addr), option.WithoutAuthentication(),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())), option.WithTelemetryDisabled())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	topic := "projects/raw-bench/topics/" + id
+	sub := "projects/raw-bench/subscriptions/" + id
+	if _, err := c.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topic}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := c.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{Name: sub, Topic: topic, AckDeadlineSeconds: 60}); err != nil {
+		b.Fatal(err)
+	}
+	s := c.Subscriber(sub)
+	s.ReceiveSettings.MaxOutstandingMessages = 4000
+	var got atomic.Int64
+	rctx, cancel := context.WithCancel(ctx)
+	recvDone := make(chan error, 1)
+	t0 := time.Now()
+	go func() {
+		recvDone <- s.Receive(rctx, func(_ context.Context, m *pubsub.Message) {
+			m.Ack()
+			if got.Add(1) == int64(n) {
+				cancel()
+			}
+		})
+	}()
+	p := c.Publisher(topic)
+	data := make([]byte, 256)
+	results := make([]*pubsub.PublishResult, n)
+	for i := range n {
+		results[i] = p.Publish(ctx, &pubsub.Message{Data: data})
+	}
+	for _, r := range results {
+		if _, err := r.Get(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	p.Stop()
+	select {
+	case err := <-recvDone:
+		if err != nil {
+			b.Fatal(err)
+		}
+	case <-time.After(5 * time.Minute):
+		b.Fatalf("raw client received %d of %d in 5 minutes", got.Load(), n)
+	}
+	return float64(n) / time.Since(t0).Seconds()
+}
+
