@@ -45,9 +45,15 @@ lint: fmt-check
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); test -z "$$out" || { echo "gofmt needed on:"; echo "$$out"; exit 1; }
 
-## bench: whole-system benchmarks.
+## bench: whole-system benchmarks (issue figures, median of 3 runs, beside their baselines).
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x $(PKGS)
+	$(GO) test -run '^$$' -bench System -benchtime 1x -timeout 30m ./cmd/courierd
+	$(GO) test -run '^$$' -bench 'BurnDown|RawReceive' -benchtime 20000x -timeout 30m ./ingest
+	$(GO) test -run '^$$' -bench Store -benchtime 1x -count 3 ./jobs/sqlite/ ./jobs/postgres/
+
+## bench-emulator: courier's and Google's emulators on the same workload.
+bench-emulator:
+	$(GO) test -run '^$$' -bench Emulators -benchtime 1x -timeout 30m ./emulator
 
 clean:
 	rm -rf .courier

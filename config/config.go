@@ -95,6 +95,10 @@ type Handlers struct {
 	// Disabled: this process runs no workers (an API-only replica); jobs are
 	// still accepted for the types above.
 	Disabled bool `json:"disabled,omitempty"`
+	// AckDeadline of the subscriptions courierd creates: after a crash, the
+	// messages a worker held come back this long after it last extended
+	// them. 0 means 60s.
+	AckDeadline Duration `json:"ackDeadline,omitempty"`
 	// MaxOutstandingMessages is each subscription's flow control: how many
 	// messages a worker holds at once. 0 means 4000.
 	MaxOutstandingMessages int `json:"maxOutstandingMessages,omitempty"`

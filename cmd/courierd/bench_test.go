@@ -316,4 +316,3 @@ func rawClient(b *testing.B, addr, id string, n int) float64 {
 	}
 	return float64(n) / time.Since(t0).Seconds()
 }
-

@@ -156,6 +156,7 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger, h hooks
 		st.worker, err = ingest.New(ingest.Config{
 			Client: st.psClient, Store: st.store, Registry: st.registry, Naming: naming,
 			DisableCreate: cfg.PubSub.DisableCreate, MaxOutstandingMessages: maxOut, Logger: log,
+			AckDeadline: cfg.Handlers.AckDeadline.D(),
 		})
 		if err != nil {
 			return nil, err
