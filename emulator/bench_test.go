@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -136,6 +137,7 @@ func BenchmarkEmulators(b *testing.B) {
 		}
 	}
 	heap, rss := courierMemory(b, n)
+	standaloneRSS := standaloneMemory(b, n)
 	// For reference: the client's default flow control (1,000 outstanding
 	// messages, acks flushed every 100 ms) caps any faithful server near
 	// 10,000 msg/s.
@@ -159,6 +161,7 @@ func BenchmarkEmulators(b *testing.B) {
 	fmt.Printf("workload: %d messages of 256 bytes, median of %d runs, GOMAXPROCS=%d, ReceiveSettings.MaxOutstandingMessages=%d on both\n", n, runs, runtime.GOMAXPROCS(0), benchOutstanding)
 	fmt.Printf("courier: publish %8.0f msg/s  receive+ack %8.0f msg/s  start %.1f ms (median)  heap %.1f MB  RSS %.1f MB holding %d messages\n",
 		cp, cr, median(starts), heap, rss, n)
+	fmt.Printf("courier standalone binary: RSS %.1f MB holding %d messages\n", standaloneRSS, n)
 	fmt.Printf("courier with the client's default MaxOutstandingMessages (1000): receive+ack %8.0f msg/s (one run)\n", defaultRate)
 	if len(googleRes) > 0 {
 		gp, gr := pick(googleRes, pubOf), pick(googleRes, recvOf)
@@ -173,6 +176,24 @@ func BenchmarkEmulators(b *testing.B) {
 	}
 }
 
+// standaloneMemory publishes n messages to the pubsub-emulator binary and
+// returns its resident set in MB.
+func standaloneMemory(b *testing.B, n int) float64 {
+	s := runStandalone(b)
+	publishN(b, emulatortest.NewRaw(b, s.server()), n)
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return float64(kb) / 1000
+		}
+	}
+	return 0
+}
+
 // courierMemory publishes n messages to a fresh in-process emulator and
 // returns the Go heap in use and the process's resident set, in MB. The
 // RSS includes the test binary and the client, so it overstates the
@@ -183,7 +204,17 @@ func courierMemory(b *testing.B, n int) (heapMB, rssMB float64) {
 		b.Fatal(err)
 	}
 	defer srv.Close()
-	raw := emulatortest.NewRaw(b, srv)
+	publishN(b, emulatortest.NewRaw(b, srv), n)
+	runtime.GC()
+	debug.FreeOSMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return float64(ms.HeapAlloc) / 1e6, rssNow() / 1e6
+}
+
+// publishN creates a topic with one subscription and publishes n
+// messages of 256 bytes to it, 1,000 per request.
+func publishN(b *testing.B, raw emulatortest.Raw, n int) {
 	ctx := context.Background()
 	topic := emulatortest.Name("topics", "mem")
 	if _, err := raw.Pub.CreateTopic(ctx, &pubsubpb.Topic{Name: topic}); err != nil {
@@ -202,11 +233,6 @@ func courierMemory(b *testing.B, n int) (heapMB, rssMB float64) {
 			b.Fatal(err)
 		}
 	}
-	runtime.GC()
-	debug.FreeOSMemory()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return float64(ms.HeapAlloc) / 1e6, rssNow() / 1e6
 }
 
 // rssNow reads this process's resident set size from /proc, in bytes.

@@ -13,6 +13,9 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	google.close()
+	if built.dir != "" {
+		os.RemoveAll(built.dir) // the pubsub-emulator binary built by binary()
+	}
 	os.Exit(code)
 }
 

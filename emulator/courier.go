@@ -61,12 +61,14 @@ func Start(ctx context.Context, cfgs ...Config) (*Server, error) {
 	e := newEngine(cfg)
 	if cfg.DataDir != "" {
 		if err := e.openLog(cfg.DataDir); err != nil {
+			e.shutdown() // replay may have started push workers
 			return nil, err
 		}
 	}
 	lis, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
 	if err != nil {
 		e.shutdown()
+		_ = e.closeLog()
 		return nil, fmt.Errorf("emulator: listening on %s:%d: %w; pick another --port or stop what holds it", cfg.Host, cfg.Port, err)
 	}
 	gs := grpc.NewServer(grpc.MaxRecvMsgSize(20<<20), grpc.MaxSendMsgSize(64<<20))

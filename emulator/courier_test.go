@@ -40,6 +40,32 @@ func TestStartConfigErrors(t *testing.T) {
 	}
 }
 
+func TestDataDirInUse(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv, err := emulator.Start(context.Background(), emulator.Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := emulator.Start(context.Background(), emulator.Config{DataDir: dir})
+	if err == nil {
+		other.Close()
+		t.Fatal("a second emulator started on a data dir in use")
+	}
+	if !strings.Contains(err.Error(), "in use by another emulator") {
+		t.Fatalf("error %q does not say the data dir is in use", err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Once the first is closed the dir is free again.
+	again, err := emulator.Start(context.Background(), emulator.Config{DataDir: dir})
+	if err != nil {
+		t.Fatalf("restart after Close: %v", err)
+	}
+	again.Close()
+}
+
 func TestStartAndClose(t *testing.T) {
 	srv, err := emulator.Start(context.Background())
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
@@ -60,7 +61,8 @@ type logMsg struct {
 }
 
 type opLog struct {
-	f *os.File
+	f    *os.File
+	lock *os.File // DataDir/LOCK, flocked while the emulator runs
 }
 
 func mustMarshal(m proto.Message) []byte {
@@ -106,6 +108,7 @@ func (e *engine) closeLog() error {
 		return nil
 	}
 	err := e.log.f.Close()
+	e.log.lock.Close() // releases the flock
 	e.log = nil
 	return err
 }
@@ -115,6 +118,20 @@ func (e *engine) openLog(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("emulator: creating data dir: %w", err)
 	}
+	lock, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return fmt.Errorf("emulator: creating the lock file in %s: %w", dir, err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return fmt.Errorf("emulator: data dir %s is in use by another emulator (%v); stop it or pick another --data-dir", dir, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			lock.Close()
+		}
+	}()
 	path := filepath.Join(dir, logName)
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -160,7 +177,8 @@ func (e *engine) openLog(dir string) error {
 	if err != nil {
 		return fmt.Errorf("emulator: opening %s: %w", path, err)
 	}
-	e.log = &opLog{f: f}
+	e.log = &opLog{f: f, lock: lock}
+	ok = true
 	return nil
 }
 

@@ -27,7 +27,7 @@ var built struct {
 }
 
 // binary builds cmd/pubsub-emulator once per test binary.
-func binary(t *testing.T) string {
+func binary(t testing.TB) string {
 	t.Helper()
 	built.once.Do(func() {
 		built.dir, built.err = os.MkdirTemp("", "pubsub-emulator-bin-")
@@ -54,7 +54,7 @@ type standalone struct {
 
 // runStandalone starts the binary with args (plus --port 0) and waits for
 // its "listening on" line. It is killed at the end of the test.
-func runStandalone(t *testing.T, args ...string) *standalone {
+func runStandalone(t testing.TB, args ...string) *standalone {
 	t.Helper()
 	cmd := exec.Command(binary(t), append([]string{"--host", "127.0.0.1", "--port", "0"}, args...)...)
 	stdout, err := cmd.StdoutPipe()

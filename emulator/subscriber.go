@@ -692,7 +692,12 @@ func (p *subscriberService) Seek(ctx context.Context, req *pubsubpb.SeekRequest)
 func (s *subscription) seekTimeLocked(t time.Time) {
 	s.resetLocked()
 	var back []*subMsg
+	expired := time.Now().Add(-s.retention())
 	s.msgs.all(func(sm *subMsg) {
+		if sm.m.publish.Before(expired) {
+			s.msgs.remove(sm) // past the subscription's retention: gone for good
+			return
+		}
 		if sm.m.publish.Before(t) {
 			sm.st = stAcked
 			if !s.pb.RetainAckedMessages {
