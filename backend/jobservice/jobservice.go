@@ -1,0 +1,389 @@
+// Package jobservice implements courier.v1.JobService, the enqueue-and-poll
+// API: EnqueueJob validates the payload and records the job with its outbox
+// entry in one store transaction (the outbox relay publishes it), and
+// GetJob, WatchJob, CancelJob and ListJobs read and change the job store.
+//
+// It is the gRPC face of the job store and nothing more: it does not publish
+// to Pub/Sub (the relay does), run handlers (ingest does), or know how a job
+// type is handled beyond the Types it is given.
+package jobservice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/courierq/courier/backend"
+	"github.com/courierq/courier/jobs"
+	courierv1 "github.com/courierq/courier/proto/courier/v1"
+)
+
+// MaxPayloadBytes is Pub/Sub's limit on a message's data: 10 MB.
+const MaxPayloadBytes = 10 * 1000 * 1000
+
+// TypeInfo is what the service needs to know of a registered job type.
+type TypeInfo struct {
+	// MaxAttempts recorded on new jobs. 0 leaves it to the handler.
+	MaxAttempts int
+	// Check, when set, is called before a job of this type is recorded; an
+	// error is returned to the caller as is (it should be a status error,
+	// e.g. FailedPrecondition or ResourceExhausted) and nothing is recorded.
+	Check func(ctx context.Context) error
+}
+
+// Types says which job types can be enqueued. Lookup gets the full protobuf
+// name of a payload type.
+type Types interface {
+	Lookup(typeName string) (TypeInfo, bool)
+}
+
+// TypeMap is a Types backed by a map.
+type TypeMap map[string]TypeInfo
+
+// Lookup implements Types.
+func (m TypeMap) Lookup(name string) (TypeInfo, bool) { t, ok := m[name]; return t, ok }
+
+// Config configures the service.
+type Config struct {
+	// Store records jobs. Required.
+	Store jobs.Store
+	// Types are the job types that may be enqueued. Required.
+	Types Types
+	// Resolver finds payload message types by name. Nil means
+	// protoregistry.GlobalTypes.
+	Resolver interface {
+		FindMessageByName(protoreflect.FullName) (protoreflect.MessageType, error)
+	}
+	// Auth is the service's authorization policy. The zero value denies
+	// everyone outside dev mode.
+	Auth backend.Policy
+	// Notify, when set, is called after each successful enqueue of a new job
+	// (the outbox relay uses it to publish at once instead of at its next
+	// poll).
+	Notify func()
+	// NewID makes job IDs. Nil means UUIDv7 (time-ordered).
+	NewID func() string
+	// MaxPayloadBytes bounds a payload. 0 means MaxPayloadBytes (Pub/Sub's
+	// limit); larger values are refused by New.
+	MaxPayloadBytes int
+}
+
+// Service implements courier.v1.JobService.
+type Service struct {
+	courierv1.UnimplementedJobServiceServer
+	cfg Config
+}
+
+var _ backend.Service = (*Service)(nil)
+
+// New validates cfg and returns the service.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("jobservice: Config.Store is nil; pass the job store")
+	}
+	if cfg.Types == nil {
+		return nil, errors.New("jobservice: Config.Types is nil; pass the registered job types")
+	}
+	if cfg.Resolver == nil {
+		cfg.Resolver = protoregistry.GlobalTypes
+	}
+	if cfg.NewID == nil {
+		cfg.NewID = func() string { return uuid.Must(uuid.NewV7()).String() }
+	}
+	switch {
+	case cfg.MaxPayloadBytes == 0:
+		cfg.MaxPayloadBytes = MaxPayloadBytes
+	case cfg.MaxPayloadBytes < 0 || cfg.MaxPayloadBytes > MaxPayloadBytes:
+		return nil, fmt.Errorf("jobservice: Config.MaxPayloadBytes is %d; it must be between 1 and Pub/Sub's limit of %d", cfg.MaxPayloadBytes, MaxPayloadBytes)
+	}
+	return &Service{cfg: cfg}, nil
+}
+
+// Desc implements backend.Service.
+func (s *Service) Desc() *grpc.ServiceDesc { return &courierv1.JobService_ServiceDesc }
+
+// Register implements backend.Service.
+func (s *Service) Register(r grpc.ServiceRegistrar) { courierv1.RegisterJobServiceServer(r, s) }
+
+// Policy implements backend.Service.
+func (s *Service) Policy() backend.Policy { return s.cfg.Auth }
+
+// EnqueueJob implements courier.v1.JobService.
+func (s *Service) EnqueueJob(ctx context.Context, req *courierv1.EnqueueJobRequest) (*courierv1.EnqueueJobResponse, error) {
+	payload := req.GetPayload()
+	if payload == nil || payload.GetTypeUrl() == "" {
+		return nil, status.Error(codes.InvalidArgument, "jobservice: payload is missing: set it to a google.protobuf.Any holding a registered job message, e.g. courier.demo.v1.Echo")
+	}
+	typeName := string(payload.MessageName())
+	if typeName == "" {
+		return nil, status.Errorf(codes.InvalidArgument, "jobservice: payload type URL %q names no message; it should end in /FULL.MESSAGE.NAME", payload.GetTypeUrl())
+	}
+	mt, err := s.cfg.Resolver.FindMessageByName(protoreflect.FullName(typeName))
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "jobservice: payload type %s is unknown to this server: no such protobuf message is compiled in; registered job types: %s", typeName, s.typeList())
+	}
+	info, ok := s.cfg.Types.Lookup(typeName)
+	if !ok {
+		return nil, status.Errorf(codes.InvalidArgument, "jobservice: payload type %s has no registered handler, so no job of it can run; registered job types: %s", typeName, s.typeList())
+	}
+	if n := len(payload.GetValue()); n > s.cfg.MaxPayloadBytes {
+		return nil, status.Errorf(codes.InvalidArgument, "jobservice: payload of %s is %d bytes, over the limit of %d bytes (Pub/Sub's message limit); store large inputs elsewhere and pass a reference", typeName, n, s.cfg.MaxPayloadBytes)
+	}
+	if err := proto.Unmarshal(payload.GetValue(), mt.New().Interface()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "jobservice: payload bytes are not a valid %s: %v", typeName, err)
+	}
+	if err := validateLabels(req.GetLabels()); err != nil {
+		return nil, err
+	}
+	if info.Check != nil {
+		if err := info.Check(ctx); err != nil {
+			return nil, err
+		}
+	}
+	job := jobs.Job{
+		ID:             s.cfg.NewID(),
+		Type:           typeName,
+		MaxAttempts:    info.MaxAttempts,
+		Payload:        payload.GetValue(),
+		Labels:         req.GetLabels(),
+		IdempotencyKey: req.GetIdempotencyKey(),
+	}
+	if req.GetRunAfter() != nil {
+		if err := req.GetRunAfter().CheckValid(); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "jobservice: run_after: %v", err)
+		}
+		job.RunAfter = req.GetRunAfter().AsTime()
+	}
+	stored, dup, err := s.cfg.Store.Enqueue(ctx, jobs.EnqueueParams{Job: job})
+	if err != nil {
+		return nil, toStatus(err, job.ID)
+	}
+	if !dup && s.cfg.Notify != nil {
+		s.cfg.Notify()
+	}
+	return &courierv1.EnqueueJobResponse{JobId: stored.ID, Duplicate: dup}, nil
+}
+
+// GetJob implements courier.v1.JobService.
+func (s *Service) GetJob(ctx context.Context, req *courierv1.GetJobRequest) (*courierv1.Job, error) {
+	if err := requireID(req.GetId()); err != nil {
+		return nil, err
+	}
+	j, err := s.cfg.Store.Get(ctx, req.GetId())
+	if err != nil {
+		return nil, toStatus(err, req.GetId())
+	}
+	return ToProto(j), nil
+}
+
+// WatchJob implements courier.v1.JobService: the current state, then each
+// change, until a terminal state. It waits on the store's change
+// notifications, so watchers do not poll the database.
+func (s *Service) WatchJob(req *courierv1.WatchJobRequest, stream grpc.ServerStreamingServer[courierv1.Job]) error {
+	if err := requireID(req.GetId()); err != nil {
+		return err
+	}
+	ctx := stream.Context()
+	changed, cancel := s.cfg.Store.Subscribe(req.GetId())
+	defer cancel()
+	var last time.Time
+	var lastState jobs.State
+	var lastProgress float64
+	var lastMsg string
+	first := true
+	for {
+		j, err := s.cfg.Store.Get(ctx, req.GetId())
+		if err != nil {
+			return toStatus(err, req.GetId())
+		}
+		if first || !j.UpdateTime.Equal(last) || j.State != lastState || j.ProgressFraction != lastProgress || j.ProgressMessage != lastMsg {
+			if err := stream.Send(ToProto(j)); err != nil {
+				return err
+			}
+			first, last, lastState, lastProgress, lastMsg = false, j.UpdateTime, j.State, j.ProgressFraction, j.ProgressMessage
+		}
+		if j.State.Terminal() {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+}
+
+// CancelJob implements courier.v1.JobService.
+func (s *Service) CancelJob(ctx context.Context, req *courierv1.CancelJobRequest) (*courierv1.Job, error) {
+	if err := requireID(req.GetId()); err != nil {
+		return nil, err
+	}
+	j, err := s.cfg.Store.Cancel(ctx, req.GetId())
+	if err != nil {
+		if errors.Is(err, jobs.ErrConflict) && j != nil {
+			return nil, status.Errorf(codes.FailedPrecondition, "jobservice: job %s has already ended (%s), so it cannot be cancelled", j.ID, j.State)
+		}
+		return nil, toStatus(err, req.GetId())
+	}
+	return ToProto(j), nil
+}
+
+// ListJobs implements courier.v1.JobService.
+func (s *Service) ListJobs(ctx context.Context, req *courierv1.ListJobsRequest) (*courierv1.ListJobsResponse, error) {
+	p := jobs.ListParams{Type: req.GetType(), Labels: req.GetLabels(), PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken()}
+	if p.PageSize < 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "jobservice: page_size is %d; it must be 0 (default 50) or positive", p.PageSize)
+	}
+	if req.GetState() != courierv1.State_STATE_UNSPECIFIED {
+		st, ok := stateFromProto[req.GetState()]
+		if !ok {
+			return nil, status.Errorf(codes.InvalidArgument, "jobservice: state %v is not a job state", req.GetState())
+		}
+		p.State = st
+	}
+	list, next, err := s.cfg.Store.List(ctx, p)
+	if err != nil {
+		return nil, toStatus(err, "")
+	}
+	resp := &courierv1.ListJobsResponse{NextPageToken: next}
+	for _, j := range list {
+		resp.Jobs = append(resp.Jobs, ToProto(j))
+	}
+	return resp, nil
+}
+
+func (s *Service) typeList() string {
+	if m, ok := s.cfg.Types.(TypeMap); ok {
+		names := make([]string, 0, len(m))
+		for n := range m {
+			names = append(names, n)
+		}
+		if len(names) > 0 {
+			return strings.Join(sorted(names), ", ")
+		}
+		return "(none)"
+	}
+	return "see the server's configuration"
+}
+
+func requireID(id string) error {
+	if id == "" {
+		return status.Error(codes.InvalidArgument, "jobservice: id is empty; pass the job_id that EnqueueJob returned")
+	}
+	return nil
+}
+
+func validateLabels(labels map[string]string) error {
+	if len(labels) > 64 {
+		return status.Errorf(codes.InvalidArgument, "jobservice: %d labels; at most 64 are allowed", len(labels))
+	}
+	for k, v := range labels {
+		if k == "" || len(k) > 63 || len(v) > 256 {
+			return status.Errorf(codes.InvalidArgument, "jobservice: label %q=%q: keys must be 1 to 63 bytes and values at most 256 bytes", k, v)
+		}
+	}
+	return nil
+}
+
+// toStatus maps store errors to gRPC status errors: the one place this is
+// decided.
+func toStatus(err error, id string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, jobs.ErrNotFound):
+		return status.Errorf(codes.NotFound, "jobservice: no job has id %q; job IDs come from EnqueueJob, and finished jobs are deleted after the retention period", id)
+	case errors.Is(err, jobs.ErrConflict):
+		return status.Errorf(codes.FailedPrecondition, "jobservice: job %s: %v", id, err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Err()
+	case errors.Is(err, jobs.ErrClosed):
+		return status.Error(codes.Unavailable, "jobservice: the job store is closed (server shutting down); retry against another replica")
+	case errors.Is(err, jobs.ErrInvalidArgument):
+		return status.Errorf(codes.InvalidArgument, "jobservice: %v", err)
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	st := status.New(codes.Unavailable, fmt.Sprintf("jobservice: the job store failed: %v; retry later", err))
+	if d, e := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)}); e == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+var stateToProto = map[jobs.State]courierv1.State{
+	jobs.Queued:    courierv1.State_QUEUED,
+	jobs.Running:   courierv1.State_RUNNING,
+	jobs.Succeeded: courierv1.State_SUCCEEDED,
+	jobs.Failed:    courierv1.State_FAILED,
+	jobs.Cancelled: courierv1.State_CANCELLED,
+}
+
+var stateFromProto = func() map[courierv1.State]jobs.State {
+	m := map[courierv1.State]jobs.State{}
+	for k, v := range stateToProto {
+		m[v] = k
+	}
+	return m
+}()
+
+// StateToProto maps a store state to the API's.
+func StateToProto(s jobs.State) courierv1.State { return stateToProto[s] }
+
+// StateFromProto maps an API state to the store's ("" for an invalid one).
+func StateFromProto(s courierv1.State) jobs.State { return stateFromProto[s] }
+
+// ToProto converts a stored job to the API's Job.
+func ToProto(j *jobs.Job) *courierv1.Job {
+	out := &courierv1.Job{
+		Id:             j.ID,
+		Type:           j.Type,
+		State:          stateToProto[j.State],
+		Attempt:        int32(j.Attempt),
+		MaxAttempts:    int32(j.MaxAttempts),
+		Payload:        &anypb.Any{TypeUrl: "type.googleapis.com/" + j.Type, Value: j.Payload},
+		Labels:         j.Labels,
+		CreateTime:     ts(j.CreateTime),
+		StartTime:      ts(j.StartTime),
+		EndTime:        ts(j.EndTime),
+		UpdateTime:     ts(j.UpdateTime),
+		RunAfter:       ts(j.RunAfter),
+		IdempotencyKey: j.IdempotencyKey,
+	}
+	if j.ResultType != "" {
+		out.Result = &anypb.Any{TypeUrl: "type.googleapis.com/" + j.ResultType, Value: j.Result}
+	}
+	if j.ErrorCode != 0 || j.ErrorMessage != "" {
+		out.Error = &spb.Status{Code: j.ErrorCode, Message: j.ErrorMessage}
+	}
+	if j.ProgressFraction != 0 || j.ProgressMessage != "" {
+		out.Progress = &courierv1.Progress{Fraction: j.ProgressFraction, Message: j.ProgressMessage}
+	}
+	return out
+}
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func sorted(s []string) []string { slices.Sort(s); return s }

@@ -1,0 +1,194 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// Rule says who may call: anyone, or authenticated callers holding one of
+// Roles. The zero Rule denies everyone.
+type Rule struct {
+	// AllowUnauthenticated lets any caller in, with or without credentials.
+	AllowUnauthenticated bool `json:"allowUnauthenticated,omitempty"`
+	// Roles: an authenticated caller needs at least one of them.
+	Roles []string `json:"roles,omitempty"`
+}
+
+// Policy is a service's authorization policy: a Rule for the whole service,
+// and optional Rules per method (by short name, e.g. "SayHello") that replace
+// it for that method. The zero Policy denies every call.
+type Policy struct {
+	Rule
+	Methods map[string]Rule `json:"methods,omitempty"`
+}
+
+// rule returns the rule for a method.
+func (p Policy) rule(method string) Rule {
+	if r, ok := p.Methods[method]; ok {
+		return r
+	}
+	return p.Rule
+}
+
+// ReflectionAccess says who may use server reflection.
+type ReflectionAccess string
+
+const (
+	// ReflectionOpen lets anyone list services. The default in dev mode.
+	ReflectionOpen ReflectionAccess = "open"
+	// ReflectionAuthenticated lets any authenticated caller use it. The
+	// default outside dev mode.
+	ReflectionAuthenticated ReflectionAccess = "authenticated"
+	// ReflectionOff does not register the reflection service.
+	ReflectionOff ReflectionAccess = "off"
+)
+
+// authorizer holds the policies of the hosted services and decides each call.
+type authorizer struct {
+	authenticators []Authenticator
+	policies       map[string]Policy // by full service name
+	reflection     ReflectionAccess
+	devMode        bool
+	logger         *slog.Logger
+}
+
+// splitMethod splits "/pkg.Service/Method".
+func splitMethod(full string) (service, method string) {
+	full = strings.TrimPrefix(full, "/")
+	service, method, _ = strings.Cut(full, "/")
+	return service, method
+}
+
+// authenticate runs the authenticators in order; the first that recognises
+// the caller wins. No credential at all gives the anonymous identity.
+func (a *authorizer) authenticate(ctx context.Context) (Identity, error) {
+	for _, au := range a.authenticators {
+		id, ok, err := au.Authenticate(ctx)
+		if err != nil {
+			if errors.Is(err, ErrBadCredentials) {
+				return Identity{}, status.Error(codes.Unauthenticated, err.Error())
+			}
+			return Identity{}, status.Errorf(codes.Internal, "backend: authenticating: %v", err)
+		}
+		if ok {
+			return id, nil
+		}
+	}
+	return Identity{}, nil
+}
+
+// authorize decides one call.
+func (a *authorizer) authorize(fullMethod string, id Identity) error {
+	service, method := splitMethod(fullMethod)
+	switch {
+	case service == healthpb.Health_ServiceDesc.ServiceName:
+		return nil // health is open: load balancers and probes carry no credentials
+	case isReflection(service):
+		switch {
+		case a.reflection == ReflectionOpen || a.devMode:
+			return nil
+		case id.Anonymous():
+			return status.Error(codes.Unauthenticated, "backend: server reflection needs credentials (a bearer token, a client certificate or proxy headers)")
+		}
+		return nil
+	}
+	if a.devMode {
+		return nil // dev mode: loopback only, checked at listen
+	}
+	p, ok := a.policies[service]
+	if !ok {
+		return status.Errorf(codes.PermissionDenied, "backend: service %s has no authorization policy on this server, so every call is denied; list it with a policy", service)
+	}
+	r := p.rule(method)
+	if r.AllowUnauthenticated {
+		return nil
+	}
+	if id.Anonymous() {
+		return status.Errorf(codes.Unauthenticated, "backend: %s needs credentials (a bearer token, a client certificate or proxy headers)", fullMethod)
+	}
+	if len(r.Roles) == 0 || !id.HasAnyRole(r.Roles) {
+		return status.Errorf(codes.PermissionDenied, "backend: %s %q may not call %s: it needs one of the roles %v and holds %v", id.Method, id.Name, fullMethod, r.Roles, id.Roles)
+	}
+	return nil
+}
+
+func isReflection(service string) bool {
+	return service == "grpc.reflection.v1.ServerReflection" || service == "grpc.reflection.v1alpha.ServerReflection"
+}
+
+// check authenticates and authorizes one call, returning the context to run
+// it with.
+func (a *authorizer) check(ctx context.Context, fullMethod string) (context.Context, error) {
+	id, err := a.authenticate(ctx)
+	if err != nil {
+		return ctx, err
+	}
+	ctx = ContextWithIdentity(ctx, id)
+	return ctx, a.authorize(fullMethod, id)
+}
+
+// unary authenticates, authorizes, runs and logs a unary RPC.
+func (a *authorizer) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	start := time.Now()
+	ctx, err = a.check(ctx, info.FullMethod)
+	if err == nil {
+		resp, err = handler(ctx, req)
+	}
+	a.log(ctx, info.FullMethod, start, err)
+	return resp, err
+}
+
+// stream authenticates, authorizes, runs and logs a streaming RPC.
+func (a *authorizer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	start := time.Now()
+	ctx, err := a.check(ss.Context(), info.FullMethod)
+	if err == nil {
+		err = handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
+	}
+	a.log(ctx, info.FullMethod, start, err)
+	return err
+}
+
+// contextStream replaces a ServerStream's context.
+type contextStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *contextStream) Context() context.Context { return s.ctx }
+
+// log records one finished RPC: method, code, duration, caller.
+func (a *authorizer) log(ctx context.Context, method string, start time.Time, err error) {
+	code := status.Code(err)
+	attrs := []slog.Attr{
+		slog.String("method", method),
+		slog.String("code", code.String()),
+		slog.Duration("duration", time.Since(start)),
+	}
+	if id, ok := IdentityFromContext(ctx); ok && !id.Anonymous() {
+		attrs = append(attrs, slog.String("caller", id.Name), slog.String("auth", id.Method))
+	} else {
+		attrs = append(attrs, slog.String("caller", "anonymous"))
+	}
+	if p, ok := peer.FromContext(ctx); ok {
+		attrs = append(attrs, slog.String("peer", p.Addr.String()))
+	}
+	level := slog.LevelInfo
+	switch code {
+	case codes.OK, codes.Canceled, codes.NotFound, codes.AlreadyExists, codes.InvalidArgument,
+		codes.FailedPrecondition, codes.ResourceExhausted, codes.Unauthenticated, codes.PermissionDenied:
+	default:
+		level = slog.LevelWarn
+		attrs = append(attrs, slog.String("error", err.Error()))
+	}
+	a.logger.LogAttrs(ctx, level, "rpc", attrs...)
+}
