@@ -70,11 +70,11 @@ func TestBisectSucceedsWithProgress(t *testing.T) {
 		t.Errorf("progress seen %v: no value between 0 and 1", progress)
 	}
 	// The workflow ran under the job's ID and completed.
-	desc, err := s.temporal.DescribeWorkflowExecution(s.ctx, id, "")
+	desc, err := s.temporal.DescribeWorkflow(s.ctx, id, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := desc.GetWorkflowExecutionInfo().GetStatus(); st != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+	if st := desc.Status; st != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
 		t.Errorf("workflow %s is %v, want COMPLETED", id, st)
 	}
 }
@@ -182,11 +182,11 @@ func TestBisectFailure(t *testing.T) {
 	if final.Attempt != 1 {
 		t.Errorf("attempt %d, want 1: a failed workflow is not retried", final.Attempt)
 	}
-	desc, err := s.temporal.DescribeWorkflowExecution(s.ctx, id, "")
+	desc, err := s.temporal.DescribeWorkflow(s.ctx, id, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := desc.GetWorkflowExecutionInfo().GetStatus(); st != enumspb.WORKFLOW_EXECUTION_STATUS_FAILED {
+	if st := desc.Status; st != enumspb.WORKFLOW_EXECUTION_STATUS_FAILED {
 		t.Errorf("workflow %s is %v, want FAILED", id, st)
 	}
 }

@@ -246,9 +246,9 @@ func (r *runner[T, R]) cancel(ctx context.Context, log *slog.Logger, id string) 
 		return fmt.Errorf("workflows: job %s cancelled before its workflow started: %w", id, handlers.ErrCancelled)
 	case err != nil:
 		// Cancelling a workflow that already closed fails too: check first.
-		if desc, derr := r.c.DescribeWorkflowExecution(cctx, id, ""); derr == nil &&
-			desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-			return fmt.Errorf("workflows: job %s cancelled after its workflow ended (%s): %w", id, desc.GetWorkflowExecutionInfo().GetStatus(), handlers.ErrCancelled)
+		if desc, derr := r.c.DescribeWorkflow(cctx, id, ""); derr == nil &&
+			desc.Status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			return fmt.Errorf("workflows: job %s cancelled after its workflow ended (%s): %w", id, desc.Status, handlers.ErrCancelled)
 		}
 		log.Error("workflows: cancelling the workflow of a cancelled job failed; it may keep running", "err", err)
 		return fmt.Errorf("workflows: cancelling workflow %s (ID %s): %w", r.name, id, err)

@@ -158,11 +158,11 @@ func TestWorkerStopLeavesWorkflowRunning(t *testing.T) {
 	if err == nil || handlers.IsPermanent(err) || !errors.Is(err, stopping) {
 		t.Fatalf("handler stopped by its runner returned %v, want a retryable error wrapping the cause", err)
 	}
-	desc, err := env.client.DescribeWorkflowExecution(ctx, id, "")
+	desc, err := env.client.DescribeWorkflow(ctx, id, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := desc.GetWorkflowExecutionInfo().GetStatus(); st != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+	if st := desc.Status; st != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		t.Fatalf("workflow is %v after its handler stopped, want RUNNING", st)
 	}
 
