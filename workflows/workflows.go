@@ -20,7 +20,12 @@
 // (WorkflowIDConflictPolicy USE_EXISTING) instead of starting a second one.
 // After the workflow closed, a redelivery gets its outcome again
 // (WorkflowIDReusePolicy REJECT_DUPLICATE): a job ID runs at most one
-// workflow.
+// workflow. The Pub/Sub client stops extending a lease after its
+// ReceiveSettings.MaxExtension (60 minutes by default): a workflow that runs
+// longer is redelivered each time the lease lapses, and each redelivery
+// attaches to it too, but counts as a delivery attempt toward the
+// subscription's dead-letter policy; raise MaxExtension (and the dead-letter
+// attempts) for workflows of many hours.
 package workflows
 
 import (
@@ -239,15 +244,15 @@ func jobCancelled(ctx context.Context) bool {
 func (r *runner[T, R]) cancel(ctx context.Context, log *slog.Logger, id string) error {
 	cctx, done := context.WithTimeout(context.WithoutCancel(ctx), r.spec.CancelTimeout)
 	defer done()
-	err := r.c.CancelWorkflow(cctx, id, "")
-	var nf *serviceerror.NotFound
-	switch {
-	case errors.As(err, &nf):
-		return fmt.Errorf("workflows: job %s cancelled before its workflow started: %w", id, handlers.ErrCancelled)
-	case err != nil:
-		// Cancelling a workflow that already closed fails too: check first.
-		if desc, derr := r.c.DescribeWorkflow(cctx, id, ""); derr == nil &&
-			desc.Status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+	if err := r.c.CancelWorkflow(cctx, id, ""); err != nil {
+		// Cancelling a workflow that never started, or that already
+		// closed, fails: that is no failure here.
+		desc, derr := r.c.DescribeWorkflow(cctx, id, "")
+		var nf *serviceerror.NotFound
+		switch {
+		case errors.As(derr, &nf):
+			return fmt.Errorf("workflows: job %s cancelled before its workflow started: %w", id, handlers.ErrCancelled)
+		case derr == nil && desc.Status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
 			return fmt.Errorf("workflows: job %s cancelled after its workflow ended (%s): %w", id, desc.Status, handlers.ErrCancelled)
 		}
 		log.Error("workflows: cancelling the workflow of a cancelled job failed; it may keep running", "err", err)
