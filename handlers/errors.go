@@ -43,3 +43,10 @@ var ErrTimeout = errors.New("handlers: handler timed out")
 
 // ErrDuplicate is returned by Register for a type that is already registered.
 var ErrDuplicate = errors.New("handlers: type already registered")
+
+// ErrCancelled is the cause (context.Cause) of a running handler's context
+// when its job was cancelled (CancelJob), as opposed to the worker stopping
+// or a timeout. A handler that started work elsewhere (a Temporal workflow,
+// say) checks errors.Is(context.Cause(ctx), ErrCancelled) to know it must
+// cancel that work too rather than leave it for a retry.
+var ErrCancelled = errors.New("handlers: job cancelled")

@@ -53,8 +53,9 @@ const (
 var (
 	// ErrClosed is returned by Run after Close or Shutdown, and by a second Run.
 	ErrClosed = errors.New("ingest: worker closed")
-	// errJobCancelled is the cause of a handler ctx cancelled by CancelJob.
-	errJobCancelled = errors.New("ingest: job cancelled")
+	// errJobCancelled is the cause of a handler ctx cancelled by CancelJob;
+	// it wraps handlers.ErrCancelled, which handlers check.
+	errJobCancelled = fmt.Errorf("ingest: job cancelled: %w", handlers.ErrCancelled)
 	// errStopping is the cause of a handler ctx cancelled by Shutdown or Close.
 	errStopping = errors.New("ingest: worker stopping")
 )

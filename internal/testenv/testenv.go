@@ -1,5 +1,6 @@
 // Package testenv gives courier's tests the real components they run on: a
-// Pub/Sub emulator shared by one test binary, and clients of it. A missing
+// Pub/Sub emulator and a Temporal dev server, each shared by one test
+// binary, clients of them, and job stores. A missing
 // component skips the test, except under CI=true, where it fails it.
 //
 // It is for tests only.
@@ -30,12 +31,16 @@ var (
 	projectSeq atomic.Int64
 )
 
-// Main runs the tests of a package and then stops the emulators they shared.
+// Main runs the tests of a package and then stops the emulators and the
+// Temporal dev server they shared.
 // Call it from TestMain: func TestMain(m *testing.M) { testenv.Main(m) }.
 func Main(m *testing.M) {
 	code := m.Run()
 	if googleSrv != nil {
 		googleSrv.Close()
+	}
+	if temporalSrv != nil {
+		temporalSrv.Close()
 	}
 	os.Exit(code)
 }

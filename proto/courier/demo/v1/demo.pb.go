@@ -234,6 +234,140 @@ func (x *SleepResult) GetSlept() *durationpb.Duration {
 	return nil
 }
 
+// Bisect finds the first bad commit between a good and a bad one, as `git
+// bisect` does, over integer "commits". It runs as a Temporal workflow whose
+// activity tests one commit at a time; the job's progress follows the range
+// as it shrinks. culprit is the simulation's ground truth: a commit tests bad
+// when it is at or after culprit.
+type Bisect struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A commit known to be good.
+	Good int64 `protobuf:"varint,1,opt,name=good,proto3" json:"good,omitempty"`
+	// A commit known to be bad; greater than good.
+	Bad int64 `protobuf:"varint,2,opt,name=bad,proto3" json:"bad,omitempty"`
+	// The first bad commit, which the bisection should find: good < culprit <=
+	// bad. One outside that range makes the bisection fail, as a real one does
+	// when its endpoints are wrong.
+	Culprit       int64 `protobuf:"varint,3,opt,name=culprit,proto3" json:"culprit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Bisect) Reset() {
+	*x = Bisect{}
+	mi := &file_courier_demo_v1_demo_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Bisect) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Bisect) ProtoMessage() {}
+
+func (x *Bisect) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_demo_v1_demo_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Bisect.ProtoReflect.Descriptor instead.
+func (*Bisect) Descriptor() ([]byte, []int) {
+	return file_courier_demo_v1_demo_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Bisect) GetGood() int64 {
+	if x != nil {
+		return x.Good
+	}
+	return 0
+}
+
+func (x *Bisect) GetBad() int64 {
+	if x != nil {
+		return x.Bad
+	}
+	return 0
+}
+
+func (x *Bisect) GetCulprit() int64 {
+	if x != nil {
+		return x.Culprit
+	}
+	return 0
+}
+
+// BisectResult is the result of a Bisect job.
+type BisectResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The first bad commit found.
+	Culprit int64 `protobuf:"varint,1,opt,name=culprit,proto3" json:"culprit,omitempty"`
+	// How many commits were tested.
+	Steps int32 `protobuf:"varint,2,opt,name=steps,proto3" json:"steps,omitempty"`
+	// The commits tested, in order (the two endpoints first).
+	Tested        []int64 `protobuf:"varint,3,rep,packed,name=tested,proto3" json:"tested,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BisectResult) Reset() {
+	*x = BisectResult{}
+	mi := &file_courier_demo_v1_demo_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BisectResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BisectResult) ProtoMessage() {}
+
+func (x *BisectResult) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_demo_v1_demo_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BisectResult.ProtoReflect.Descriptor instead.
+func (*BisectResult) Descriptor() ([]byte, []int) {
+	return file_courier_demo_v1_demo_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *BisectResult) GetCulprit() int64 {
+	if x != nil {
+		return x.Culprit
+	}
+	return 0
+}
+
+func (x *BisectResult) GetSteps() int32 {
+	if x != nil {
+		return x.Steps
+	}
+	return 0
+}
+
+func (x *BisectResult) GetTested() []int64 {
+	if x != nil {
+		return x.Tested
+	}
+	return nil
+}
+
 var File_courier_demo_v1_demo_proto protoreflect.FileDescriptor
 
 const file_courier_demo_v1_demo_proto_rawDesc = "" +
@@ -250,7 +384,15 @@ const file_courier_demo_v1_demo_proto_rawDesc = "" +
 	"\x11permanent_failure\x18\x03 \x01(\bR\x10permanentFailure\"X\n" +
 	"\vSleepResult\x12\x18\n" +
 	"\aattempt\x18\x01 \x01(\x05R\aattempt\x12/\n" +
-	"\x05slept\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05sleptB:Z8github.com/courierq/courier/proto/courier/demo/v1;demov1b\x06proto3"
+	"\x05slept\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05slept\"H\n" +
+	"\x06Bisect\x12\x12\n" +
+	"\x04good\x18\x01 \x01(\x03R\x04good\x12\x10\n" +
+	"\x03bad\x18\x02 \x01(\x03R\x03bad\x12\x18\n" +
+	"\aculprit\x18\x03 \x01(\x03R\aculprit\"V\n" +
+	"\fBisectResult\x12\x18\n" +
+	"\aculprit\x18\x01 \x01(\x03R\aculprit\x12\x14\n" +
+	"\x05steps\x18\x02 \x01(\x05R\x05steps\x12\x16\n" +
+	"\x06tested\x18\x03 \x03(\x03R\x06testedB:Z8github.com/courierq/courier/proto/courier/demo/v1;demov1b\x06proto3"
 
 var (
 	file_courier_demo_v1_demo_proto_rawDescOnce sync.Once
@@ -264,17 +406,19 @@ func file_courier_demo_v1_demo_proto_rawDescGZIP() []byte {
 	return file_courier_demo_v1_demo_proto_rawDescData
 }
 
-var file_courier_demo_v1_demo_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_courier_demo_v1_demo_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_courier_demo_v1_demo_proto_goTypes = []any{
 	(*Echo)(nil),                // 0: courier.demo.v1.Echo
 	(*EchoResult)(nil),          // 1: courier.demo.v1.EchoResult
 	(*Sleep)(nil),               // 2: courier.demo.v1.Sleep
 	(*SleepResult)(nil),         // 3: courier.demo.v1.SleepResult
-	(*durationpb.Duration)(nil), // 4: google.protobuf.Duration
+	(*Bisect)(nil),              // 4: courier.demo.v1.Bisect
+	(*BisectResult)(nil),        // 5: courier.demo.v1.BisectResult
+	(*durationpb.Duration)(nil), // 6: google.protobuf.Duration
 }
 var file_courier_demo_v1_demo_proto_depIdxs = []int32{
-	4, // 0: courier.demo.v1.Sleep.duration:type_name -> google.protobuf.Duration
-	4, // 1: courier.demo.v1.SleepResult.slept:type_name -> google.protobuf.Duration
+	6, // 0: courier.demo.v1.Sleep.duration:type_name -> google.protobuf.Duration
+	6, // 1: courier.demo.v1.SleepResult.slept:type_name -> google.protobuf.Duration
 	2, // [2:2] is the sub-list for method output_type
 	2, // [2:2] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
@@ -293,7 +437,7 @@ func file_courier_demo_v1_demo_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_courier_demo_v1_demo_proto_rawDesc), len(file_courier_demo_v1_demo_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

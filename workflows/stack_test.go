@@ -1,0 +1,300 @@
+package workflows_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
+	"go.temporal.io/sdk/worker"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/courierq/courier/backend"
+	"github.com/courierq/courier/backend/jobservice"
+	courierclient "github.com/courierq/courier/client"
+	"github.com/courierq/courier/handlers"
+	"github.com/courierq/courier/ingest"
+	"github.com/courierq/courier/internal/testenv"
+	"github.com/courierq/courier/jobs"
+	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
+	courierv1 "github.com/courierq/courier/proto/courier/v1"
+	"github.com/courierq/courier/publisher"
+	"github.com/courierq/courier/workflows"
+	"github.com/courierq/courier/workflows/demo"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// quiet is a logger for the parts under test that log on their own.
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// testCtx is a context that ends with the test (or after two minutes).
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+var queueSeq atomic.Int64
+
+// stack is the whole path of a workflow job: JobService on a real gRPC
+// server over a SQLite store, Google's Pub/Sub emulator, an ingest worker
+// whose registry holds the Bisect workflow job type, and a Temporal worker
+// on a task queue of the test's own, on the shared Temporal dev server.
+type stack struct {
+	ctx      context.Context
+	store    jobs.Store
+	jobs     courierv1.JobServiceClient
+	pub      *publisher.Publisher
+	temporal client.Client // the test's own client, for checking
+	starts   *startRecorder
+}
+
+// hook is demo.Config.OnTest: called before each commit is tested, with the
+// workflow (= job) ID in the activity's info.
+type hook func(ctx context.Context, jobID string, commit int64) error
+
+func newStack(t *testing.T, onTest hook) *stack {
+	t.Helper()
+	ctx := testCtx(t)
+	tmp := newTemporal(t, onTest, nil)
+	psc := testenv.Client(t, testenv.Google(t))
+	store := testenv.Store(t, testenv.SQLite)
+
+	// Ingest worker.
+	reg := handlers.NewRegistry(handlers.RegistryConfig{Logger: quiet})
+	if err := demo.Register(reg, tmp.handlerClient, tmp.cfg); err != nil {
+		t.Fatal(err)
+	}
+	iw, err := ingest.New(ingest.Config{Client: psc, Store: store, Registry: reg, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	iwErr := make(chan error, 1)
+	go func() { iwErr <- iw.Run(context.Background()) }()
+	t.Cleanup(func() {
+		iw.Close()
+		if err := <-iwErr; err != nil {
+			t.Errorf("ingest worker: %v", err)
+		}
+	})
+	select {
+	case <-iw.Ready():
+	case err := <-iwErr:
+		t.Fatalf("ingest worker: %v", err)
+	case <-ctx.Done():
+		t.Fatal("ingest worker not ready")
+	}
+
+	pub, err := publisher.New(psc, publisher.Config{DelayThreshold: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pub.Close(context.Background()) })
+
+	return &stack{ctx: ctx, store: store, jobs: serveJobs(t, store, jobservice.TypeMap{workflows.Name[*demov1.Bisect](): {MaxAttempts: 3}}),
+		pub: pub, temporal: tmp.client, starts: tmp.starts}
+}
+
+// temporalEnv is a Temporal worker running the Bisect workflow on a task
+// queue of the test's own, on the shared dev server.
+type temporalEnv struct {
+	cfg           demo.Config   // the Bisect job type's config
+	client        client.Client // for checking
+	handlerClient client.Client // for the job handler: records starts
+	starts        *startRecorder
+}
+
+// newTemporal starts a Temporal worker for the Bisect workflow; tweak, when
+// set, changes the demo config first.
+func newTemporal(t *testing.T, onTest hook, tweak func(*demo.Config)) *temporalEnv {
+	t.Helper()
+	srv := testenv.Temporal(t)
+	// The handler side's Temporal client records every workflow start.
+	starts := &startRecorder{runs: map[string][]string{}}
+	opts := srv.ClientOptions()
+	opts.Interceptors = []interceptor.ClientInterceptor{starts}
+	hc, err := client.Dial(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(hc.Close)
+
+	cfg := demo.Config{
+		TaskQueue:        fmt.Sprintf("courier-test-%d", queueSeq.Add(1)),
+		TestDelay:        -1,
+		ProgressInterval: 10 * time.Millisecond,
+		Handler:          handlers.Config{MaxAttempts: 3},
+	}
+	if onTest != nil {
+		cfg.OnTest = func(ctx context.Context, commit int64) error {
+			return onTest(ctx, activity.GetInfo(ctx).WorkflowExecution.ID, commit)
+		}
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	tc := testenv.TemporalClient(t, srv)
+	tw, err := workflows.NewWorker(workflows.WorkerConfig{
+		Client: tc, TaskQueue: cfg.TaskQueue, Logger: quiet,
+		Register: func(r worker.Registry) { demo.RegisterWorker(r, cfg) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	twErr := make(chan error, 1)
+	go func() { twErr <- tw.Run(context.Background()) }()
+	t.Cleanup(func() {
+		tw.Stop()
+		if err := <-twErr; err != nil {
+			t.Errorf("Temporal worker: %v", err)
+		}
+	})
+	return &temporalEnv{cfg: cfg, client: tc, handlerClient: hc, starts: starts}
+}
+
+// serveJobs serves a JobService over store on a loopback gRPC server and
+// returns a client of it.
+func serveJobs(t *testing.T, store jobs.Store, types jobservice.TypeMap) courierv1.JobServiceClient {
+	t.Helper()
+	svc, err := jobservice.New(jobservice.Config{Store: store, Types: types})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := backend.New(backend.Config{Addr: "127.0.0.1:0", DevMode: true, Logger: quiet}, svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve()
+	t.Cleanup(func() { srv.Close() })
+	conn, err := courierclient.Dial(srv.Addr().String(), courierclient.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return courierv1.NewJobServiceClient(conn)
+}
+
+// enqueue records a job through JobService, then publishes its message as the
+// outbox relay would (the relay is not wired here), copies times.
+func (s *stack) enqueue(t *testing.T, m proto.Message, copies int) string {
+	t.Helper()
+	a, err := anypb.New(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.jobs.EnqueueJob(s.ctx, &courierv1.EnqueueJobRequest{Payload: a})
+	if err != nil {
+		t.Fatalf("EnqueueJob: %v", err)
+	}
+	for range copies {
+		if _, err := s.pub.PublishSync(s.ctx, m, publisher.WithID(resp.JobId)); err != nil {
+			t.Fatalf("publishing job %s: %v", resp.JobId, err)
+		}
+	}
+	return resp.JobId
+}
+
+// watch streams the job through WatchJob until it ends, calling each (when
+// set) with every state seen, and returns the last one.
+func (s *stack) watch(t *testing.T, id string, each func(*courierv1.Job)) *courierv1.Job {
+	t.Helper()
+	stream, err := s.jobs.WatchJob(s.ctx, &courierv1.WatchJobRequest{Id: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last *courierv1.Job
+	for {
+		j, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("WatchJob %s after %v: %v", id, last, err)
+		}
+		if each != nil {
+			each(j)
+		}
+		last = j
+	}
+	if last == nil {
+		t.Fatalf("WatchJob %s sent nothing", id)
+	}
+	return last
+}
+
+// startRecorder is a Temporal client interceptor that records, per workflow
+// ID, the run ID each ExecuteWorkflow call got.
+type startRecorder struct {
+	interceptor.ClientInterceptorBase
+	mu      sync.Mutex
+	runs    map[string][]string
+	changed chan struct{} // closed and replaced on each start
+}
+
+func (r *startRecorder) InterceptClient(next interceptor.ClientOutboundInterceptor) interceptor.ClientOutboundInterceptor {
+	return &startOut{ClientOutboundInterceptorBase: interceptor.ClientOutboundInterceptorBase{Next: next}, r: r}
+}
+
+// waitStarts waits until ExecuteWorkflow was called n times for id, and
+// returns the run IDs.
+func (r *startRecorder) waitStarts(ctx context.Context, id string, n int) ([]string, error) {
+	for {
+		r.mu.Lock()
+		runs := append([]string(nil), r.runs[id]...)
+		if r.changed == nil {
+			r.changed = make(chan struct{})
+		}
+		ch := r.changed
+		r.mu.Unlock()
+		if len(runs) >= n {
+			return runs, nil
+		}
+		select {
+		case <-ctx.Done():
+			return runs, fmt.Errorf("%d workflow starts of %s, waiting for %d: %w", len(runs), id, n, ctx.Err())
+		case <-ch:
+		}
+	}
+}
+
+type startOut struct {
+	interceptor.ClientOutboundInterceptorBase
+	r *startRecorder
+}
+
+func (o *startOut) ExecuteWorkflow(ctx context.Context, in *interceptor.ClientExecuteWorkflowInput) (client.WorkflowRun, error) {
+	run, err := o.Next.ExecuteWorkflow(ctx, in)
+	if err == nil {
+		o.r.mu.Lock()
+		o.r.runs[in.Options.ID] = append(o.r.runs[in.Options.ID], run.GetRunID())
+		if o.r.changed != nil {
+			close(o.r.changed)
+			o.r.changed = nil
+		}
+		o.r.mu.Unlock()
+	}
+	return run, err
+}
+
+func mustContain(t *testing.T, what, s, want string) {
+	t.Helper()
+	if !strings.Contains(s, want) {
+		t.Errorf("%s %q does not contain %q", what, s, want)
+	}
+}
+
+// activityRunID is the workflow run ID of the activity running in ctx.
+func activityRunID(ctx context.Context) string { return activity.GetInfo(ctx).WorkflowExecution.RunID }
