@@ -250,6 +250,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		sub.ReceiveSettings.MaxOutstandingMessages = w.cfg.MaxOutstandingMessages
 		sub.ReceiveSettings.MaxOutstandingBytes = w.cfg.MaxOutstandingBytes
 		sub.ReceiveSettings.NumGoroutines = w.cfg.NumStreams
+		// Receive waits for its acks to be sent before it returns; bound that
+		// wait, so that a Pub/Sub that has gone away cannot hold shutdown.
+		sub.ReceiveSettings.ShutdownOptions = &pubsub.ShutdownOptions{Behavior: pubsub.ShutdownBehaviorWaitForProcessing, Timeout: 10 * time.Second}
 		s := &subscription{entry: e, names: n, dl: w.deadLetterPublisher(n.DeadLetterTopic)}
 		wg.Go(func() {
 			err := sub.Receive(recvCtx, func(_ context.Context, m *pubsub.Message) { w.handle(s, m) })

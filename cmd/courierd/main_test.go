@@ -40,8 +40,18 @@ func startCourierd(t *testing.T, body string) *stack {
 	ctx, cancel := context.WithCancel(context.Background())
 	readyc := make(chan *stack, 1)
 	done := make(chan error, 1)
+	var logw io.Writer = io.Discard
+	level := "warn"
+	if p := os.Getenv("COURIER_TEST_LOG"); p != "" { // debugging aid: courierd's log to a file
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		logw, level = f, "debug"
+	}
 	go func() {
-		done <- run(ctx, []string{"--config", cfgPath, "--log-level", "warn"}, io.Discard, func(st *stack) { readyc <- st })
+		done <- run(ctx, []string{"--config", cfgPath, "--log-level", level}, logw, func(st *stack) { readyc <- st })
 	}()
 	t.Cleanup(func() {
 		cancel()
