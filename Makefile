@@ -4,7 +4,7 @@ GO       ?= go
 PKGS     ?= ./...
 TESTFLAGS ?=
 
-.PHONY: all build run run-demo-backend test test-setup test-go proto proto-check lint fmt-check bench bench-emulator clean
+.PHONY: all build run run-temporal run-demo-backend test test-setup test-go proto proto-check lint fmt-check bench bench-emulator clean
 
 all: build
 
@@ -17,6 +17,10 @@ run:
 
 ## run-demo-backend: alias of run (the seed's name).
 run-demo-backend: run
+
+## run-temporal: a local Temporal dev server, then the demo stack against it.
+run-temporal:
+	@scripts/run-temporal.sh
 
 ## test: everything CI checks: generated code, lint, and the test suites.
 test: test-setup proto-check lint test-go

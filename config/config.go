@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/courierq/courier/backend"
+	"github.com/courierq/courier/workflows"
 )
 
 // Demo is the committed demo configuration (demo.yaml), which courierd runs
@@ -41,6 +42,11 @@ type Config struct {
 	Jobs Jobs `json:"jobs"`
 	// Handlers chooses the handlers this process runs and configures them.
 	Handlers Handlers `json:"handlers"`
+	// Temporal, when set, connects workflow job types (e.g. the demo's
+	// courier.demo.v1.Bisect) to Temporal and runs a Temporal worker for
+	// them. Unset, workflow job types are refused at enqueue with
+	// FailedPrecondition.
+	Temporal *workflows.WorkerConfig `json:"temporal,omitempty"`
 }
 
 // PubSub configures Pub/Sub.
@@ -113,6 +119,12 @@ type Handler struct {
 	MaxAttempts   int      `json:"maxAttempts,omitempty"`
 	MinBackoff    Duration `json:"minBackoff,omitempty"`
 	MaxBackoff    Duration `json:"maxBackoff,omitempty"`
+	// EnqueueRatePerSecond limits EnqueueJob for this type (per replica):
+	// over it, EnqueueJob answers ResourceExhausted with the retry delay and
+	// records nothing. 0 means no limit.
+	EnqueueRatePerSecond float64 `json:"enqueueRatePerSecond,omitempty"`
+	// EnqueueBurst is the enqueue limit's burst. 0 means 1.
+	EnqueueBurst int `json:"enqueueBurst,omitempty"`
 }
 
 // HTTP configures the HTTP server.

@@ -31,5 +31,24 @@ elif [ "${CI:-}" = "true" ]; then
   fail "Google's Pub/Sub emulator is not installed (gcloud components install pubsub-emulator)"
 fi
 
+# The Temporal CLI (its dev server), built once outside courier's module graph.
+if bin=$(scripts/temporal.sh); then
+  say "Temporal CLI: $bin"
+elif [ "${CI:-}" = "true" ]; then
+  fail "building the Temporal CLI failed (scripts/temporal.sh)"
+else
+  say "Temporal CLI unavailable: workflow tests will skip"
+fi
+
+# Node's Pub/Sub client, for the emulator's cross-language test.
+if command -v npm >/dev/null; then
+  if [ ! -d emulator/testdata/node/node_modules ] || [ emulator/testdata/node/package-lock.json -nt emulator/testdata/node/node_modules ]; then
+    say "installing @google-cloud/pubsub for the Node test (npm ci)"
+    npm ci --prefix emulator/testdata/node --no-audit --no-fund >&2
+  fi
+elif [ "${CI:-}" = "true" ]; then
+  fail "npm is not installed; the emulator's Node client test needs it"
+fi
+
 # Go modules and pinned tools, so test time is not download time.
 go mod download

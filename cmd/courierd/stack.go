@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
+	tclient "go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -27,6 +29,8 @@ import (
 	"github.com/courierq/courier/jobs/sqlite"
 	"github.com/courierq/courier/outbox"
 	"github.com/courierq/courier/publisher"
+	"github.com/courierq/courier/workflows"
+	wdemo "github.com/courierq/courier/workflows/demo"
 )
 
 // stack is everything courierd runs, built from a Config.
@@ -39,7 +43,8 @@ type stack struct {
 	registry *handlers.Registry
 	pub      *publisher.Publisher
 	relay    *outbox.Relay
-	worker   *ingest.Worker // nil when handlers are disabled
+	worker   *ingest.Worker    // nil when handlers are disabled
+	temporal *workflows.Worker // nil without a temporal section
 	janitor  *jobs.Janitor
 	jobs     *jobservice.Service
 
@@ -127,9 +132,28 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger, h hooks
 			return nil, err
 		}
 	}
-	for name := range cfg.Handlers.Types {
-		if _, ok := st.registry.Lookup(name); !ok {
+	checks := map[string]func(context.Context) error{}
+	if cfg.Temporal != nil {
+		if err := st.startTemporal(ctx, cfg); err != nil {
+			return nil, err
+		}
+	} else if cfg.Handlers.Demo {
+		checks[bisectType] = workflows.RequireTemporal(bisectType)
+	}
+	for name, h := range cfg.Handlers.Types {
+		if _, ok := st.registry.Lookup(name); !ok && checks[name] == nil {
 			return nil, &config.ValidationError{Field: "handlers.types." + name, Value: "configured", Fix: "no handler of this type is compiled into courierd (registered: " + fmt.Sprint(st.registry.Types()) + "); remove it or enable the handlers that provide it (handlers.demo)"}
+		}
+		if h.EnqueueRatePerSecond > 0 && checks[name] == nil {
+			burst := h.EnqueueBurst
+			if burst == 0 {
+				burst = 1
+			}
+			check, err := workflows.EnqueueLimit(h.EnqueueRatePerSecond, burst, nil)
+			if err != nil {
+				return nil, &config.ValidationError{Field: "handlers.types." + name + ".enqueueBurst", Value: h.EnqueueBurst, Fix: err.Error()}
+			}
+			checks[name] = check
 		}
 	}
 
@@ -166,7 +190,12 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger, h hooks
 	// gRPC.
 	types := jobservice.TypeMap{}
 	for _, e := range st.registry.Entries() {
-		types[e.Type] = jobservice.TypeInfo{MaxAttempts: e.Config.MaxAttempts}
+		types[e.Type] = jobservice.TypeInfo{MaxAttempts: e.Config.MaxAttempts, Check: checks[e.Type]}
+	}
+	for name, check := range checks {
+		if _, ok := types[name]; !ok {
+			types[name] = jobservice.TypeInfo{Check: check} // refused at enqueue, e.g. no Temporal
+		}
 	}
 	st.jobs, err = jobservice.New(jobservice.Config{Store: st.store, Types: types, Notify: st.relay.Notify})
 	if err != nil {
@@ -198,6 +227,39 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger, h hooks
 		st.closers = append(st.closers, st.http.Close)
 	}
 	return st, nil
+}
+
+// bisectType is the demo's workflow job type.
+const bisectType = "courier.demo.v1.Bisect"
+
+// startTemporal dials Temporal, registers the demo workflow job type (when
+// the demo handlers are on) and builds the Temporal worker.
+func (st *stack) startTemporal(ctx context.Context, cfg *config.Config) error {
+	wcfg := *cfg.Temporal
+	wcfg.Logger = st.log
+	wcfg = wcfg.WithDefaults()
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := tclient.DialContext(dctx, wcfg.ClientOptions())
+	if err != nil {
+		return fmt.Errorf("temporal: cannot reach %s (namespace %s): %w; start a dev server with `make run-temporal`, or fix the temporal section of the config", wcfg.HostPort, wcfg.Namespace, err)
+	}
+	st.closers = append(st.closers, func() error { c.Close(); return nil })
+	st.log.Info("courierd: Temporal", "hostPort", wcfg.HostPort, "namespace", wcfg.Namespace, "taskQueue", wcfg.TaskQueue)
+	dcfg := wdemo.Config{TaskQueue: wcfg.TaskQueue, Handler: handlerConfig(cfg.Handlers.Types[bisectType])}
+	if cfg.Handlers.Demo {
+		if err := wdemo.Register(st.registry, c, dcfg); err != nil {
+			return err
+		}
+	}
+	wcfg.Client = c
+	wcfg.Register = func(r worker.Registry) {
+		if cfg.Handlers.Demo {
+			wdemo.RegisterWorker(r, dcfg)
+		}
+	}
+	st.temporal, err = workflows.NewWorker(wcfg)
+	return err
 }
 
 // handlerConfig converts a config file's handler settings.
@@ -233,6 +295,10 @@ func (st *stack) run(ctx context.Context, shutdownTimeout time.Duration, ready f
 	relayDone := make(chan struct{})
 	go func() { defer close(relayDone); st.relay.Run(bg) }()
 	go st.janitor.Run(bg)
+	temporalDone := make(chan error, 1)
+	if st.temporal != nil {
+		go func() { temporalDone <- st.temporal.Run(bg) }()
+	}
 	workerDone := make(chan error, 1)
 	if st.worker != nil {
 		go func() { workerDone <- st.worker.Run(bg) }()
@@ -265,6 +331,12 @@ func (st *stack) run(ctx context.Context, shutdownTimeout time.Duration, ready f
 	}
 	if st.worker != nil {
 		err = errors.Join(err, st.worker.Shutdown(sctx))
+	}
+	if st.temporal != nil {
+		st.temporal.Stop()
+		if terr := <-temporalDone; terr != nil && !errors.Is(terr, workflows.ErrClosed) {
+			err = errors.Join(err, fmt.Errorf("temporal worker: %w", terr))
+		}
 	}
 	stopBG()
 	<-relayDone
