@@ -159,6 +159,8 @@ func enqueue(t *testing.T, jc courierv1.JobServiceClient, m *anypb.Any, key stri
 func TestFullPath(t *testing.T) {
 	for _, tc := range []struct{ name, emulator, store string }{
 		{"courier emulator, sqlite", "courier", "sqlite"},
+		{"courier emulator, postgres", "courier", "postgres"},
+		{"google emulator, sqlite", "google", "sqlite"},
 		{"google emulator, postgres", "google", "postgres"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
