@@ -169,6 +169,16 @@ func (s *contextStream) Context() context.Context { return s.ctx }
 // log records one finished RPC: method, code, duration, caller.
 func (a *authorizer) log(ctx context.Context, method string, start time.Time, err error) {
 	code := status.Code(err)
+	level := slog.LevelInfo
+	switch code {
+	case codes.OK, codes.Canceled, codes.NotFound, codes.AlreadyExists, codes.InvalidArgument,
+		codes.FailedPrecondition, codes.ResourceExhausted, codes.Unauthenticated, codes.PermissionDenied:
+	default:
+		level = slog.LevelWarn
+	}
+	if !a.logger.Enabled(ctx, level) {
+		return
+	}
 	attrs := []slog.Attr{
 		slog.String("method", method),
 		slog.String("code", code.String()),
@@ -182,12 +192,7 @@ func (a *authorizer) log(ctx context.Context, method string, start time.Time, er
 	if p, ok := peer.FromContext(ctx); ok {
 		attrs = append(attrs, slog.String("peer", p.Addr.String()))
 	}
-	level := slog.LevelInfo
-	switch code {
-	case codes.OK, codes.Canceled, codes.NotFound, codes.AlreadyExists, codes.InvalidArgument,
-		codes.FailedPrecondition, codes.ResourceExhausted, codes.Unauthenticated, codes.PermissionDenied:
-	default:
-		level = slog.LevelWarn
+	if level == slog.LevelWarn {
 		attrs = append(attrs, slog.String("error", err.Error()))
 	}
 	a.logger.LogAttrs(ctx, level, "rpc", attrs...)
