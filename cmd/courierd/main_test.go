@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/courierq/courier/client"
 	"github.com/courierq/courier/internal/testenv"
@@ -247,6 +248,24 @@ func TestFullPath(t *testing.T) {
 			again := enqueue(t, jc, anyOf(&demov1.Echo{Message: "once"}), "key-1")
 			if again.JobId != first.JobId || !again.Duplicate {
 				t.Fatalf("idempotency: %v then %v", first, again)
+			}
+
+			// Cancel a queued job (held back by run_after): it ends CANCELLED and never runs.
+			qresp, err := jc.EnqueueJob(context.Background(), &courierv1.EnqueueJobRequest{Payload: anyOf(&demov1.Echo{Message: "later"}), RunAfter: timestamppb.New(time.Now().Add(time.Hour))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if q, err := jc.CancelJob(context.Background(), &courierv1.CancelJobRequest{Id: qresp.JobId}); err != nil || q.State != courierv1.State_CANCELLED || q.StartTime != nil {
+				t.Fatalf("cancel queued: %v %v", q, err)
+			}
+			due, err := st.store.DueOutbox(context.Background(), time.Now().Add(2*time.Hour), 1000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range due {
+				if e.JobID == qresp.JobId {
+					t.Fatalf("the cancelled job %s is still in the outbox", e.JobID)
+				}
 			}
 
 			// Cancel a running job.
