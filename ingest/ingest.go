@@ -448,7 +448,7 @@ func (w *Worker) handle(s *subscription, m *pubsub.Message) {
 		admitted bool
 		hctx     context.Context
 		hcancel  context.CancelCauseFunc = func(error) {}
-		runEnd            = func(error) {}
+		runEnd                           = func(error) {}
 	)
 	watchDone := make(chan struct{})
 	defer func() { close(watchDone); hcancel(nil) }()

@@ -143,7 +143,9 @@ func (m *Metrics) DeadLettered(typ, _ string) { m.deadLettered.WithLabelValues(t
 
 // PublishError records a failed fire-and-forget publish
 // (publisher.Config.OnError).
-func (m *Metrics) PublishError(e *publisher.PublishError) { m.publishErrors.WithLabelValues(e.Type).Inc() }
+func (m *Metrics) PublishError(e *publisher.PublishError) {
+	m.publishErrors.WithLabelValues(e.Type).Inc()
+}
 
 // ObserveOutbox records the outcome of an outbox publish
 // (outbox.Config.Observe).
@@ -161,7 +163,11 @@ type outboxCollector struct {
 	backlog, age, up *prometheus.Desc
 }
 
-func (c *outboxCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.backlog; ch <- c.age; ch <- c.up }
+func (c *outboxCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.backlog
+	ch <- c.age
+	ch <- c.up
+}
 
 func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.m.cfg.ScrapeTimeout)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -46,6 +47,7 @@ type stack struct {
 	grpc    *backend.Server
 	http    *http.Server
 	httpLis net.Listener
+	obs     *observe // metrics, tracing, readiness (observe.go)
 
 	closers []func() error // in reverse order of creation
 }
@@ -55,6 +57,10 @@ type stack struct {
 type hooks struct {
 	// wrapStore, when set, wraps the job store every component uses.
 	wrapStore func(jobs.Store) jobs.Store
+	// spanExporter, when set, receives the spans (tracing on).
+	spanExporter sdktrace.SpanExporter
+	// readyInterval is how often readiness is checked. 0 means 5s.
+	readyInterval time.Duration
 }
 
 // newStack builds the stack; on error it releases what it had built.
@@ -112,13 +118,17 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger, h hooks
 		return nil, err
 	}
 	st.closers = append(st.closers, st.store.Close)
+	if st.obs, err = newObserve(ctx, cfg, st, h); err != nil { // observe.go
+		return nil, err
+	}
+	st.store = st.obs.wrapStore(st.store)
 	if h.wrapStore != nil {
 		st.store = h.wrapStore(st.store)
 	}
 
 	// Handlers.
 	naming := publisher.Naming{Prefix: cfg.PubSub.TopicPrefix, Topics: cfg.PubSub.Topics}
-	st.registry = handlers.NewRegistry(handlers.RegistryConfig{Logger: log})
+	st.registry = handlers.NewRegistry(handlers.RegistryConfig{Logger: log, OnRateLimitWait: st.obs.metrics.RateLimitWait})
 	if cfg.Handlers.Demo {
 		if err := demo.Register(st.registry, demo.Config{
 			Echo:  handlerConfig(cfg.Handlers.Types["courier.demo.v1.Echo"]),
@@ -134,11 +144,13 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger, h hooks
 	}
 
 	// Publishing: publisher and outbox relay.
-	st.pub, err = publisher.New(st.psClient, publisher.Config{Naming: naming, Logger: log})
+	st.pub, err = publisher.New(st.psClient, publisher.Config{Naming: naming, Logger: log,
+		OnError: st.obs.publishError, InjectTrace: st.obs.tracing.Inject})
 	if err != nil {
 		return nil, err
 	}
-	st.relay, err = outbox.New(outbox.Config{Store: st.store, Publisher: st.pub, PollInterval: cfg.Jobs.RelayPollInterval.D(), Logger: log})
+	st.relay, err = outbox.New(outbox.Config{Store: st.store, Publisher: st.pub, PollInterval: cfg.Jobs.RelayPollInterval.D(), Logger: log,
+		Observe: st.obs.outboxObserve})
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +168,7 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger, h hooks
 		st.worker, err = ingest.New(ingest.Config{
 			Client: st.psClient, Store: st.store, Registry: st.registry, Naming: naming,
 			DisableCreate: cfg.PubSub.DisableCreate, MaxOutstandingMessages: maxOut, Logger: log,
-			AckDeadline: cfg.Handlers.AckDeadline.D(),
+			AckDeadline: cfg.Handlers.AckDeadline.D(), Hooks: st.obs.ingestHooks(),
 		})
 		if err != nil {
 			return nil, err
@@ -174,6 +186,7 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger, h hooks
 	}
 	gcfg := cfg.GRPC
 	gcfg.Logger = log
+	gcfg.ServerOptions = append(gcfg.ServerOptions, st.obs.serverOptions()...)
 	st.grpc, err = backend.New(gcfg, services(st)...)
 	if err != nil {
 		return nil, err
@@ -214,6 +227,7 @@ func (st *stack) routes() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})
+	st.obs.routes(mux)
 	return mux
 }
 
@@ -233,6 +247,7 @@ func (st *stack) run(ctx context.Context, shutdownTimeout time.Duration, ready f
 	relayDone := make(chan struct{})
 	go func() { defer close(relayDone); st.relay.Run(bg) }()
 	go st.janitor.Run(bg)
+	go st.obs.ready.Run(bg)
 	workerDone := make(chan error, 1)
 	if st.worker != nil {
 		go func() { workerDone <- st.worker.Run(bg) }()

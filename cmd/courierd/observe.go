@@ -1,0 +1,125 @@
+package main
+
+// observe.go wires issue 6 (metrics, tracing, readiness, dashboard) into the
+// stack; stack.go calls it in a few marked lines.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/api/iterator"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/courierq/courier/config"
+	"github.com/courierq/courier/ingest"
+	"github.com/courierq/courier/jobs"
+	"github.com/courierq/courier/metrics"
+	"github.com/courierq/courier/publisher"
+	"github.com/courierq/courier/readiness"
+	"github.com/courierq/courier/tracing"
+)
+
+// observe is the stack's metrics, tracing and readiness.
+type observe struct {
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	metrics *metrics.Metrics
+	tracing *tracing.Tracing
+	ready   *readiness.Checker
+}
+
+// newObserve builds metrics and tracing around st.store (already open) and
+// the readiness checks; it registers tracing's shutdown in st.closers.
+func newObserve(ctx context.Context, cfg *config.Config, st *stack, h hooks) (*observe, error) {
+	o := &observe{log: st.log, reg: prometheus.NewRegistry()}
+	var err error
+	if o.metrics, err = metrics.New(metrics.Config{Registry: o.reg, Store: st.store, ProcessCollectors: true}); err != nil {
+		return nil, err
+	}
+	tcfg := cfg.Tracing
+	if h.spanExporter != nil {
+		tcfg.SpanExporter = h.spanExporter
+	}
+	if o.tracing, err = tracing.New(ctx, tcfg); err != nil {
+		return nil, err
+	}
+	st.closers = append(st.closers, func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), 5e9)
+		defer cancel()
+		return o.tracing.Shutdown(sctx)
+	})
+	store := st.store // the undecorated store: pinging needs no metrics
+	ps := st.psClient
+	o.ready, err = readiness.New(readiness.Config{
+		Checks: []readiness.Check{
+			{Name: "store", Func: store.Ping},
+			{Name: "pubsub", Func: func(ctx context.Context) error {
+				it := ps.TopicAdminClient.ListTopics(ctx, &pubsubpb.ListTopicsRequest{Project: "projects/" + ps.Project(), PageSize: 1})
+				if _, err := it.Next(); err != nil && !errors.Is(err, iterator.Done) {
+					return fmt.Errorf("pubsub: listing topics of %s: %w", ps.Project(), err)
+				}
+				return nil
+			}},
+		},
+		Interval: h.readyInterval,
+		OnChange: func(ready bool, r readiness.Report) {
+			status := healthpb.HealthCheckResponse_SERVING
+			if !ready {
+				status = healthpb.HealthCheckResponse_NOT_SERVING
+				o.log.Warn("courierd: not ready", "checks", r.Checks)
+			} else {
+				o.log.Info("courierd: ready")
+			}
+			if st.grpc != nil {
+				st.grpc.Health().SetServingStatus("", status)
+				st.grpc.Health().SetServingStatus("courier.v1.JobService", status)
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// wrapStore decorates the store with metrics and tracing.
+func (o *observe) wrapStore(s jobs.Store) jobs.Store {
+	return o.metrics.WrapStore(o.tracing.WrapStore(s))
+}
+
+// publishError counts and logs a failed fire-and-forget publish.
+func (o *observe) publishError(e *publisher.PublishError) {
+	o.metrics.PublishError(e)
+	o.log.Error("publisher: publish failed", "err", e)
+}
+
+// outboxObserve traces and counts each outbox publish.
+func (o *observe) outboxObserve(ctx context.Context, e jobs.OutboxEntry) (context.Context, func(error)) {
+	ctx, endTrace := o.tracing.OutboxObserve(ctx, e)
+	ctx, endMetrics := o.metrics.ObserveOutbox(ctx, e)
+	return ctx, func(err error) { endMetrics(err); endTrace(err) }
+}
+
+func (o *observe) ingestHooks() ingest.Hooks {
+	h := ingest.Hooks{Running: o.metrics.Running, DeadLettered: o.metrics.DeadLettered}
+	if o.tracing.Enabled() {
+		h.Deliver = o.tracing.IngestDeliver
+	}
+	return h
+}
+
+func (o *observe) serverOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{o.tracing.ServerOption()}
+}
+
+// routes adds /metrics and /readyz.
+func (o *observe) routes(mux *http.ServeMux) {
+	mux.Handle("GET /metrics", o.metrics.Handler())
+	mux.Handle("GET /readyz", o.ready)
+}
