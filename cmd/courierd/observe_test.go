@@ -3,19 +3,26 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/courierq/courier/client"
+	"github.com/courierq/courier/internal/testenv"
 	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
 	courierv1 "github.com/courierq/courier/proto/courier/v1"
 )
@@ -143,5 +150,105 @@ func TestMetricsCountAWorkload(t *testing.T) {
 	}
 	if _, ok := fams["go_goroutines"]; !ok {
 		t.Error("go runtime collector missing from /metrics")
+	}
+}
+
+// readyz returns /readyz's status code and body.
+func readyz(t *testing.T, st *stack) (int, string) {
+	t.Helper()
+	r, err := http.Get("http://" + st.httpAddr() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	return r.StatusCode, string(b)
+}
+
+// TestReadyzFollowsTheStore runs courierd on PostgreSQL as a role of its own,
+// then stops the store for it (the role may no longer log in and its
+// connections are terminated): /readyz and the gRPC health of
+// courier.v1.JobService turn unready, naming the store, and ready again when
+// the role may log in again.
+func TestReadyzFollowsTheStore(t *testing.T) {
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, testenv.PostgresURL())
+	if err != nil {
+		testenv.Missing(t, "PostgreSQL at "+testenv.PostgresURL(), err)
+	}
+	t.Cleanup(func() { admin.Close(ctx) })
+	role := fmt.Sprintf("courier_readyz_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9)
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := admin.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	exec("CREATE ROLE " + role + " LOGIN")
+	t.Cleanup(func() {
+		for _, sql := range []string{"DROP OWNED BY " + role + " CASCADE", "DROP ROLE " + role} {
+			if _, err := admin.Exec(ctx, sql); err != nil {
+				t.Errorf("%s: %v", sql, err)
+			}
+		}
+	})
+	exec("GRANT CREATE ON DATABASE " + admin.Config().Database + " TO " + role)
+	_, schema := testenv.PostgresSchema(t)
+	u, err := url.Parse(testenv.PostgresURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+
+	st := startCourierd(t, fmt.Sprintf("pubsub:\n  emulator: embedded\nstore:\n  driver: postgres\n  url: %s\n  schema: %s\nhandlers:\n  demo: true\n", u, schema))
+	conn, err := client.Dial(st.grpcAddr(), client.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	health := healthpb.NewHealthClient(conn)
+	jobHealth := func() healthpb.HealthCheckResponse_ServingStatus {
+		t.Helper()
+		h, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: "courier.v1.JobService"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h.Status
+	}
+
+	if code, body := readyz(t, st); code != 200 || !strings.Contains(body, "store: ok") || !strings.Contains(body, "pubsub: ok") {
+		t.Fatalf("/readyz before: %d %q, want 200 with store and pubsub ok", code, body)
+	}
+	if s := jobHealth(); s != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("JobService health before: %v", s)
+	}
+
+	exec("ALTER ROLE " + role + " NOLOGIN")
+	exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '" + role + "'")
+	code, body := readyz(t, st)
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "not ready") || strings.Contains(body, "store: ok") || !strings.Contains(body, "pubsub: ok") {
+		t.Fatalf("/readyz with the store stopped: %d %q, want 503 naming the store (and pubsub ok)", code, body)
+	}
+	if s := jobHealth(); s != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("JobService health with the store stopped: %v, want NOT_SERVING", s)
+	}
+
+	exec("ALTER ROLE " + role + " LOGIN")
+	// The pool still holds connections the server terminated; each fails
+	// one ping and is dropped, so poll until a ping gets a fresh one.
+	polls := 0
+	for deadline := time.Now().Add(30 * time.Second); ; polls++ {
+		code, body := readyz(t, st)
+		if code == 200 && strings.Contains(body, "store: ok") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz after the store returned: still %d %q after %d polls in 30s, want 200", code, body, polls)
+		}
+		time.Sleep(20 * time.Millisecond) // polling: no event says a stale connection is gone
+	}
+	t.Logf("/readyz ready again after %d failing polls", polls)
+	if s := jobHealth(); s != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("JobService health after the store returned: %v, want SERVING", s)
 	}
 }
