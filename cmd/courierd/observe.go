@@ -15,11 +15,16 @@ import (
 	"google.golang.org/api/iterator"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/courierq/courier/client"
 	"github.com/courierq/courier/config"
+	"github.com/courierq/courier/dashboard"
 	"github.com/courierq/courier/ingest"
 	"github.com/courierq/courier/jobs"
 	"github.com/courierq/courier/metrics"
+	courierv1 "github.com/courierq/courier/proto/courier/v1"
 	"github.com/courierq/courier/publisher"
 	"github.com/courierq/courier/readiness"
 	"github.com/courierq/courier/tracing"
@@ -27,6 +32,8 @@ import (
 
 // observe is the stack's metrics, tracing and readiness.
 type observe struct {
+	st      *stack
+	cfg     *config.Config
 	log     *slog.Logger
 	reg     *prometheus.Registry
 	metrics *metrics.Metrics
@@ -37,7 +44,7 @@ type observe struct {
 // newObserve builds metrics and tracing around st.store (already open) and
 // the readiness checks; it registers tracing's shutdown in st.closers.
 func newObserve(ctx context.Context, cfg *config.Config, st *stack, h hooks) (*observe, error) {
-	o := &observe{log: st.log, reg: prometheus.NewRegistry()}
+	o := &observe{st: st, cfg: cfg, log: st.log, reg: prometheus.NewRegistry()}
 	var err error
 	if o.metrics, err = metrics.New(metrics.Config{Registry: o.reg, Store: st.store, ProcessCollectors: true}); err != nil {
 		return nil, err
@@ -118,8 +125,44 @@ func (o *observe) serverOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{o.tracing.ServerOption()}
 }
 
-// routes adds /metrics and /readyz.
-func (o *observe) routes(mux *http.ServeMux) {
+// routes adds /metrics, /readyz and the dashboard. It runs after the gRPC
+// server listens (the dashboard's actions call it).
+func (o *observe) routes(mux *http.ServeMux) error {
 	mux.Handle("GET /metrics", o.metrics.Handler())
 	mux.Handle("GET /readyz", o.ready)
+	if o.cfg.HTTP.Dashboard == "off" {
+		return nil
+	}
+	dcfg := dashboard.Config{Store: o.st.store, Types: o.st.registry.Types(), Resolver: protoregistry.GlobalTypes, Logger: o.log}
+	switch {
+	case o.cfg.GRPC.TLS != nil:
+		dcfg.ActionsNote = "Actions are off: the dashboard calls the gRPC API over plaintext loopback, and this server uses TLS. Use the courier CLI."
+	default:
+		conn, err := client.Dial(o.st.grpcAddr(), client.Config{})
+		if err != nil {
+			return fmt.Errorf("dashboard: client for the gRPC API: %w", err)
+		}
+		o.st.closers = append(o.st.closers, conn.Close)
+		jc := courierv1.NewJobServiceClient(conn)
+		dcfg.Cancel = func(ctx context.Context, r *http.Request, id string) error {
+			// The RPC carries the browser's credentials, so the gRPC API's
+			// authentication and policy decide, as for any caller.
+			if a := r.Header.Get("Authorization"); a != "" {
+				ctx = metadata.AppendToOutgoingContext(ctx, "authorization", a)
+			}
+			_, err := jc.CancelJob(ctx, &courierv1.CancelJobRequest{Id: id})
+			return err
+		}
+		if o.cfg.GRPC.DevMode {
+			dcfg.ActionsNote = "Dev mode: actions are not authenticated."
+		} else {
+			dcfg.ActionsNote = "Actions are CancelJob calls to the gRPC API with this request's Authorization header (e.g. set by an authenticating proxy); its policy decides."
+		}
+	}
+	d, err := dashboard.New(dcfg)
+	if err != nil {
+		return err
+	}
+	d.Routes(mux)
+	return nil
 }

@@ -207,7 +207,12 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger, h hooks
 			return nil, fmt.Errorf("http: listening on %s: %w", addr, err)
 		}
 		st.httpLis = lis
-		st.http = &http.Server{Handler: st.routes(), ReadHeaderTimeout: 10 * time.Second}
+		h, err := st.routes()
+		if err != nil {
+			lis.Close()
+			return nil, err
+		}
+		st.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		st.closers = append(st.closers, st.http.Close)
 	}
 	return st, nil
@@ -221,14 +226,16 @@ func handlerConfig(h config.Handler) handlers.Config {
 	}
 }
 
-func (st *stack) routes() http.Handler {
+func (st *stack) routes() (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})
-	st.obs.routes(mux)
-	return mux
+	if err := st.obs.routes(mux); err != nil { // observe.go
+		return nil, err
+	}
+	return mux, nil
 }
 
 // run serves until ctx ends, then shuts down in order: gRPC (draining
