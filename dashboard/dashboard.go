@@ -22,6 +22,7 @@
 package dashboard
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"encoding/json"
@@ -337,11 +338,16 @@ func (d *Dashboard) toJSON(name string, data []byte) string {
 	if err := proto.Unmarshal(data, m); err != nil {
 		return raw("does not decode: " + err.Error())
 	}
-	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", EmitUnpopulated: true}.Marshal(m)
+	b, err := protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(m)
 	if err != nil {
 		return raw(err.Error())
 	}
-	return string(b)
+	// protojson varies its white space on purpose; indent it stably.
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return string(b)
+	}
+	return out.String()
 }
 
 func (d *Dashboard) cancel(w http.ResponseWriter, r *http.Request) {

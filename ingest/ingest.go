@@ -472,9 +472,13 @@ func (w *Worker) handle(s *subscription, m *pubsub.Message) {
 				return nil, &startError{err}
 			}
 			admitted = true
-			var stopRun context.CancelFunc
-			hctx, stopRun = withValues(values, w.runCtx)
-			hctx, hcancel = context.WithCancelCause(hctx)
+			stopRun := func() {}
+			if w.cfg.Hooks.Deliver != nil {
+				hctx, stopRun = withValues(values, w.runCtx)
+				hctx, hcancel = context.WithCancelCause(hctx)
+			} else {
+				hctx, hcancel = context.WithCancelCause(w.runCtx)
+			}
 			if done := w.cfg.Hooks.Running; done != nil {
 				end := done(typ)
 				runEnd = func(err error) { end(err) }

@@ -1,0 +1,125 @@
+package dashboard_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/courierq/courier/dashboard"
+	"github.com/courierq/courier/jobs"
+	"github.com/courierq/courier/jobs/sqlite"
+	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
+)
+
+func serve(t *testing.T, cancel func(context.Context, *http.Request, string) error) (*httptest.Server, jobs.Store) {
+	t.Helper()
+	s, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "jobs.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	data, _ := proto.Marshal(&demov1.Echo{Message: "hi <script>"})
+	if _, _, err := s.Enqueue(context.Background(), jobs.EnqueueParams{Job: jobs.Job{ID: "j1", Type: "courier.demo.v1.Echo", Payload: data, Labels: map[string]string{"team": "a"}}}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := dashboard.New(dashboard.Config{Store: s, Types: []string{"courier.demo.v1.Echo"}, Resolver: protoregistry.GlobalTypes, Cancel: cancel, ActionsNote: "note"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(d)
+	t.Cleanup(srv.Close)
+	return srv, s
+}
+
+func get(t *testing.T, u string) (int, string) {
+	t.Helper()
+	r, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	return r.StatusCode, string(b)
+}
+
+func TestViews(t *testing.T) {
+	srv, _ := serve(t, nil)
+	for _, c := range []struct {
+		path, want string
+		code       int
+	}{
+		{"/", `data-type="courier.demo.v1.Echo"`, 200},
+		{"/jobs?label=team%3Da", `data-id="j1"`, 200},
+		{"/jobs?label=team%3Db", "No jobs match.", 200},
+		{"/jobs?state=QUEUED&fragment=1", `data-state="QUEUED"`, 200},
+		{"/jobs?state=bogus", "state \"bogus\" is unknown", 400},
+		{"/jobs?label=nokey", "must be KEY=VALUE", 400},
+		{"/jobs/j1", `&#34;message&#34;: &#34;hi &lt;script&gt;&#34;`, 200},
+		{"/jobs/nope", "no job", 404},
+		{"/static/live.js", "fragment", 200},
+	} {
+		code, body := get(t, srv.URL+c.path)
+		if code != c.code || !strings.Contains(body, c.want) {
+			t.Errorf("GET %s: %d, want %d with %q; body:\n%s", c.path, code, c.code, c.want, body)
+		}
+	}
+	// No Cancel func: no button, and POST is refused naming why.
+	if _, body := get(t, srv.URL+"/jobs/j1"); strings.Contains(body, `id="cancel"`) {
+		t.Error("cancel button shown without a Cancel func")
+	}
+	r, err := http.PostForm(srv.URL+"/jobs/j1/cancel", url.Values{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if r.StatusCode != 403 || !strings.Contains(string(b), "actions are off: note") {
+		t.Fatalf("POST cancel without actions: %d %q", r.StatusCode, b)
+	}
+}
+
+func TestCancelGoesThroughCancelFunc(t *testing.T) {
+	var gotAuth string
+	srv, _ := serve(t, func(ctx context.Context, r *http.Request, id string) error {
+		gotAuth = r.Header.Get("Authorization")
+		if gotAuth != "Bearer good" {
+			return errors.New("PermissionDenied: no")
+		}
+		return nil
+	})
+	post := func(auth, origin string) (*http.Response, string) {
+		req, _ := http.NewRequest("POST", srv.URL+"/jobs/j1/cancel", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		r, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		b, _ := io.ReadAll(r.Body)
+		return r, string(b)
+	}
+	if r, body := post("Bearer good", "http://evil.example"); r.StatusCode != 403 || !strings.Contains(body, "cross-origin") {
+		t.Fatalf("cross-origin POST: %d %q", r.StatusCode, body)
+	}
+	if r, _ := post("Bearer bad", srv.URL); r.StatusCode != 303 || !strings.Contains(r.Header.Get("Location"), "cancel+failed") {
+		t.Fatalf("refused cancel: %d %q, want a redirect with the failure", r.StatusCode, r.Header.Get("Location"))
+	}
+	if r, _ := post("Bearer good", srv.URL); r.StatusCode != 303 || !strings.Contains(r.Header.Get("Location"), "flash=cancelled") || gotAuth != "Bearer good" {
+		t.Fatalf("allowed cancel: %d %q (auth seen %q)", r.StatusCode, r.Header.Get("Location"), gotAuth)
+	}
+}
