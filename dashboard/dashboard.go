@@ -16,9 +16,11 @@
 // port private or behind an authenticating proxy), and never changes state
 // itself: actions go through Config.Cancel, which courierd implements with a
 // CancelJob RPC to its own gRPC server carrying the browser's Authorization
-// header, so the gRPC API's authentication and policy decide. Not done yet:
-// the throughput chart, the state-change timeline and dead-letter
-// re-enqueue of issue 6.
+// header, so the gRPC API's authentication and policy decide. The overview's
+// 15-minute throughput chart shows what this process's metrics saw (jobs
+// that ended here), not the whole fleet. Not done yet: the state-change
+// timeline, rate-limit waiting on the overview, and dead-letter re-enqueue
+// of issue 6.
 package dashboard
 
 import (
@@ -70,6 +72,10 @@ type Config struct {
 	// credentials it must check). nil: the cancel button is not shown and
 	// POST .../cancel answers 403.
 	Cancel func(ctx context.Context, r *http.Request, id string) error
+	// Throughput, when set, gives the jobs of typ that succeeded and failed
+	// in each of the last n minutes, oldest first (metrics.Metrics.Throughput);
+	// the overview charts the last 15 minutes. nil hides the chart.
+	Throughput func(typ string, n int) (succeeded, failed []int)
 	// ActionsNote explains, on job pages, why actions are off or how they
 	// are authorized. "" shows nothing.
 	ActionsNote string
@@ -192,6 +198,48 @@ type TypeSummary struct {
 	Capped       map[jobs.State]bool // count reached CountLimit
 	OldestQueued time.Time
 	DeadLettered int
+	Chart        *Chart // nil without Config.Throughput
+}
+
+// Chart is a per-minute bar chart of job ends, drawn as inline SVG.
+type Chart struct {
+	Bars          []Bar
+	Width, Height int
+	Total, Failed int
+	Max           int
+}
+
+// Bar is one minute: a green bar of successes with a red one of failures on
+// top.
+type Bar struct {
+	X, OKY, OKH, FailY, FailH, W int
+	Label                        string
+}
+
+const chartMinutes = 15
+
+func (d *Dashboard) chart(typ string) *Chart {
+	if d.cfg.Throughput == nil {
+		return nil
+	}
+	ok, failed := d.cfg.Throughput(typ, chartMinutes)
+	c := &Chart{Width: chartMinutes * 8, Height: 30}
+	for i := range ok {
+		c.Max = max(c.Max, ok[i]+failed[i])
+		c.Total += ok[i] + failed[i]
+		c.Failed += failed[i]
+	}
+	for i := range ok {
+		b := Bar{X: i * 8, W: 6, Label: fmt.Sprintf("%d min ago: %d succeeded, %d failed", len(ok)-1-i, ok[i], failed[i])}
+		if c.Max > 0 {
+			b.OKH = ok[i] * c.Height / c.Max
+			b.FailH = failed[i] * c.Height / c.Max
+		}
+		b.OKY = c.Height - b.OKH
+		b.FailY = b.OKY - b.FailH
+		c.Bars = append(c.Bars, b)
+	}
+	return c
 }
 
 func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
@@ -225,6 +273,7 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
 		}
 		// Every FAILED job's last message went to the dead-letter topic.
 		s.DeadLettered = s.Counts[jobs.Failed]
+		s.Chart = d.chart(t)
 		rows = append(rows, s)
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].Type < rows[j].Type })

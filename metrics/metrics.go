@@ -53,6 +53,8 @@ type Metrics struct {
 	publishErrors                                                          *prometheus.CounterVec
 	handlerDuration, startLatency, rateLimitWait                           *prometheus.HistogramVec
 	inFlight                                                               *prometheus.GaugeVec
+
+	through throughput
 }
 
 // New validates cfg and registers the collectors on cfg.Registry.

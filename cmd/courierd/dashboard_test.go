@@ -146,6 +146,10 @@ func TestDashboardInChromium(t *testing.T) {
 	if f := strings.Fields(echoRow); len(f) < 4 || f[3] != "3" { // type, QUEUED, RUNNING, SUCCEEDED…
 		t.Errorf("overview Echo row %q, want SUCCEEDED 3", echoRow)
 	}
+	total, err := chromedp.Run(ctx, chromedp.Text(css(`#overview tr[data-type="courier.demo.v1.Echo"] .chart-total`)))
+	if err != nil || total != "3" {
+		t.Errorf("overview chart total for Echo %q (%v), want 3 ended in the last 15 minutes", total, err)
+	}
 
 	// Job page: result as JSON.
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/jobs/"+echoIDs[0])); err != nil {

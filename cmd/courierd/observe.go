@@ -133,7 +133,8 @@ func (o *observe) routes(mux *http.ServeMux) error {
 	if o.cfg.HTTP.Dashboard == "off" {
 		return nil
 	}
-	dcfg := dashboard.Config{Store: o.st.store, Types: o.st.registry.Types(), Resolver: protoregistry.GlobalTypes, Logger: o.log}
+	dcfg := dashboard.Config{Store: o.st.store, Types: o.st.registry.Types(), Resolver: protoregistry.GlobalTypes,
+		Throughput: o.metrics.Throughput, Logger: o.log}
 	switch {
 	case o.cfg.GRPC.TLS != nil:
 		dcfg.ActionsNote = "Actions are off: the dashboard calls the gRPC API over plaintext loopback, and this server uses TLS. Use the courier CLI."
