@@ -3,11 +3,14 @@ package dashboard_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -121,5 +124,31 @@ func TestCancelGoesThroughCancelFunc(t *testing.T) {
 	}
 	if r, _ := post("Bearer good", srv.URL); r.StatusCode != 303 || !strings.Contains(r.Header.Get("Location"), "flash=cancelled") || gotAuth != "Bearer good" {
 		t.Fatalf("allowed cancel: %d %q (auth seen %q)", r.StatusCode, r.Header.Get("Location"), gotAuth)
+	}
+}
+
+// TestPaging: the list shows 50 jobs and a next link that shows the rest.
+func TestPaging(t *testing.T) {
+	srv, s := serve(t, nil)
+	for i := range 59 { // plus j1: 60
+		if _, _, err := s.Enqueue(context.Background(), jobs.EnqueueParams{Job: jobs.Job{ID: fmt.Sprintf("p%02d", i), Type: "courier.demo.v1.Echo"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, body := get(t, srv.URL+"/jobs?type=courier.demo.v1.Echo")
+	if n := strings.Count(body, "<tr data-id="); n != 50 {
+		t.Fatalf("first page has %d rows, want 50", n)
+	}
+	m := regexp.MustCompile(`id="next" href="([^"]+)"`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatal("first page has no next link")
+	}
+	next := html.UnescapeString(m[1])
+	if !strings.Contains(next, "type=courier.demo.v1.Echo") {
+		t.Errorf("next link %q lost the type filter", next)
+	}
+	_, body = get(t, srv.URL+next)
+	if n := strings.Count(body, "<tr data-id="); n != 10 || strings.Contains(body, `id="next"`) {
+		t.Fatalf("second page has %d rows (want 10) or a next link", n)
 	}
 }
