@@ -2,7 +2,8 @@
 // type (counts by state, oldest queued job, dead letters), a jobs list with
 // filters (type, state, label) and paging that refreshes itself, and a job
 // page (payload and result as JSON, error, attempts, progress, timestamps)
-// with a cancel button.
+// with cancel and re-enqueue (of a FAILED job, i.e. a dead letter) buttons,
+// and re-enqueue of all failed jobs of a type from the overview.
 //
 // The front end is server-rendered html/template with a few lines of vanilla
 // JavaScript (live refresh replaces a page fragment fetched from the same
@@ -19,8 +20,9 @@
 // header, so the gRPC API's authentication and policy decide. The overview's
 // 15-minute throughput chart shows what this process's metrics saw (jobs
 // that ended here), not the whole fleet. Not done yet: the state-change
-// timeline, rate-limit waiting on the overview, and dead-letter re-enqueue
-// of issue 6.
+// timeline, and rate-limit waiting on the overview. Re-enqueue makes a new
+// job from the FAILED job's payload and labels; the copy on the dead-letter
+// topic stays there (it is kept for inspection with Pub/Sub tools).
 package dashboard
 
 import (
@@ -72,6 +74,11 @@ type Config struct {
 	// credentials it must check). nil: the cancel button is not shown and
 	// POST .../cancel answers 403.
 	Cancel func(ctx context.Context, r *http.Request, id string) error
+	// Reenqueue enqueues a new job with the payload and labels of a FAILED
+	// job (a dead letter) on behalf of r, and returns the new job's ID. It
+	// should be idempotent per failed job. nil: no re-enqueue buttons, and
+	// the POSTs answer 403.
+	Reenqueue func(ctx context.Context, r *http.Request, failed *jobs.Job) (newID string, err error)
 	// Throughput, when set, gives the jobs of typ that succeeded and failed
 	// in each of the last n minutes, oldest first (metrics.Metrics.Throughput);
 	// the overview charts the last 15 minutes. nil hides the chart.
@@ -138,6 +145,8 @@ func New(cfg Config) (*Dashboard, error) {
 	d.mux.HandleFunc("GET /jobs", d.list)
 	d.mux.HandleFunc("GET /jobs/{id}", d.job)
 	d.mux.HandleFunc("POST /jobs/{id}/cancel", d.cancel)
+	d.mux.HandleFunc("POST /jobs/{id}/reenqueue", d.reenqueue)
+	d.mux.HandleFunc("POST /types/{type}/reenqueue-failed", d.reenqueueFailed)
 	return d, nil
 }
 
@@ -145,7 +154,7 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) { d.mux.Se
 
 // Routes adds the dashboard's routes to mux.
 func (d *Dashboard) Routes(mux *http.ServeMux) {
-	for _, p := range []string{"GET /static/", "GET /{$}", "GET /jobs", "GET /jobs/{id}", "POST /jobs/{id}/cancel"} {
+	for _, p := range []string{"GET /static/", "GET /{$}", "GET /jobs", "GET /jobs/{id}", "POST /jobs/{id}/cancel", "POST /jobs/{id}/reenqueue", "POST /types/{type}/reenqueue-failed"} {
 		mux.Handle(p, d)
 	}
 }
@@ -277,7 +286,8 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
 		rows = append(rows, s)
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].Type < rows[j].Type })
-	d.render(w, r, "overview", map[string]any{"Title": "Overview", "Rows": rows, "States": jobs.States()})
+	d.render(w, r, "overview", map[string]any{"Title": "Overview", "Rows": rows, "States": jobs.States(),
+		"CanReenqueue": d.cfg.Reenqueue != nil, "Flash": r.URL.Query().Get("flash")})
 }
 
 // count pages through the jobs of typ in state st, up to CountLimit, and
@@ -347,7 +357,7 @@ func (d *Dashboard) list(w http.ResponseWriter, r *http.Request) {
 type jobView struct {
 	*jobs.Job
 	PayloadJSON, ResultJSON string
-	CanCancel               bool
+	CanCancel, CanReenqueue bool
 	ActionsNote             string
 	Flash                   string
 }
@@ -367,6 +377,7 @@ func (d *Dashboard) job(w http.ResponseWriter, r *http.Request) {
 		v.ResultJSON = d.toJSON(j.ResultType, j.Result)
 	}
 	v.CanCancel = d.cfg.Cancel != nil && !j.State.Terminal()
+	v.CanReenqueue = d.cfg.Reenqueue != nil && j.State == jobs.Failed
 	d.render(w, r, "job", map[string]any{"Title": "Job " + j.ID, "Job": v})
 }
 
@@ -401,12 +412,7 @@ func (d *Dashboard) toJSON(name string, data []byte) string {
 
 func (d *Dashboard) cancel(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if !sameOrigin(r) {
-		d.fail(w, http.StatusForbidden, "dashboard: cross-origin request refused; use the dashboard's own cancel button")
-		return
-	}
-	if d.cfg.Cancel == nil {
-		d.fail(w, http.StatusForbidden, "dashboard: actions are off: "+d.cfg.ActionsNote)
+	if !d.actionAllowed(w, r, d.cfg.Cancel != nil) {
 		return
 	}
 	flash := "cancelled"
@@ -415,6 +421,81 @@ func (d *Dashboard) cancel(w http.ResponseWriter, r *http.Request) {
 		flash = "cancel failed: " + err.Error()
 	}
 	http.Redirect(w, r, "/jobs/"+url.PathEscape(id)+"?flash="+url.QueryEscape(flash), http.StatusSeeOther)
+}
+
+func (d *Dashboard) reenqueue(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !d.actionAllowed(w, r, d.cfg.Reenqueue != nil) {
+		return
+	}
+	j, err := d.cfg.Store.Get(r.Context(), id)
+	if err != nil {
+		d.fail(w, http.StatusNotFound, fmt.Sprintf("dashboard: job %q: %v", id, err))
+		return
+	}
+	if j.State != jobs.Failed {
+		d.fail(w, http.StatusConflict, fmt.Sprintf("dashboard: job %s is %s; only FAILED jobs (dead letters) are re-enqueued", id, j.State))
+		return
+	}
+	newID, err := d.cfg.Reenqueue(r.Context(), r, j)
+	if err != nil {
+		d.cfg.Logger.Warn("dashboard: re-enqueue refused or failed", "job_id", id, "err", err)
+		http.Redirect(w, r, "/jobs/"+url.PathEscape(id)+"?flash="+url.QueryEscape("re-enqueue failed: "+err.Error()), http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, "/jobs/"+url.PathEscape(newID)+"?flash="+url.QueryEscape("re-enqueued from "+id), http.StatusSeeOther)
+}
+
+// reenqueueFailed re-enqueues every FAILED job of a type (up to
+// CountLimit).
+func (d *Dashboard) reenqueueFailed(w http.ResponseWriter, r *http.Request) {
+	typ := r.PathValue("type")
+	if !d.actionAllowed(w, r, d.cfg.Reenqueue != nil) {
+		return
+	}
+	var failed []*jobs.Job
+	token := ""
+	for len(failed) < d.cfg.CountLimit {
+		js, next, err := d.cfg.Store.List(r.Context(), jobs.ListParams{Type: typ, State: jobs.Failed, PageSize: 1000, PageToken: token})
+		if err != nil {
+			d.fail(w, http.StatusServiceUnavailable, "dashboard: listing failed jobs: "+err.Error())
+			return
+		}
+		failed = append(failed, js...)
+		if next == "" {
+			break
+		}
+		token = next
+	}
+	n := 0
+	var firstErr error
+	for _, j := range failed {
+		if _, err := d.cfg.Reenqueue(r.Context(), r, j); err != nil {
+			firstErr = err
+			break // the same refusal would repeat
+		}
+		n++
+	}
+	flash := fmt.Sprintf("re-enqueued %d failed %s jobs", n, typ)
+	if firstErr != nil {
+		d.cfg.Logger.Warn("dashboard: re-enqueue refused or failed", "type", typ, "err", firstErr)
+		flash += "; stopped: " + firstErr.Error()
+	}
+	http.Redirect(w, r, "/?flash="+url.QueryEscape(flash), http.StatusSeeOther)
+}
+
+// actionAllowed answers 403 (and returns false) for cross-origin posts and
+// when the action is off.
+func (d *Dashboard) actionAllowed(w http.ResponseWriter, r *http.Request, on bool) bool {
+	if !sameOrigin(r) {
+		d.fail(w, http.StatusForbidden, "dashboard: cross-origin request refused; use the dashboard's own buttons")
+		return false
+	}
+	if !on {
+		d.fail(w, http.StatusForbidden, "dashboard: actions are off: "+d.cfg.ActionsNote)
+		return false
+	}
+	return true
 }
 
 // sameOrigin refuses cross-site form posts (CSRF): a browser sends Origin

@@ -152,3 +152,60 @@ func TestPaging(t *testing.T) {
 		t.Fatalf("second page has %d rows (want 10) or a next link", n)
 	}
 }
+
+func TestReenqueueRoutes(t *testing.T) {
+	var got []string
+	s, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "jobs.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx := context.Background()
+	for _, id := range []string{"f1", "f2", "ok"} {
+		if _, _, err := s.Enqueue(ctx, jobs.EnqueueParams{Job: jobs.Job{ID: id, Type: "courier.demo.v1.Echo", MaxAttempts: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Start(ctx, jobs.StartParams{ID: id, Attempt: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if id == "ok" {
+			_, err = s.Succeed(ctx, jobs.SucceedParams{ID: id})
+		} else {
+			_, err = s.Fail(ctx, jobs.FailParams{ID: id, Code: 2, Message: "boom"})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := dashboard.New(dashboard.Config{Store: s, Reenqueue: func(_ context.Context, _ *http.Request, j *jobs.Job) (string, error) {
+		got = append(got, j.ID)
+		return "new-" + j.ID, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(d)
+	t.Cleanup(srv.Close)
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	post := func(path string) *http.Response {
+		r, err := c.Post(srv.URL+path, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		return r
+	}
+	if r := post("/jobs/ok/reenqueue"); r.StatusCode != http.StatusConflict {
+		t.Errorf("re-enqueue of a SUCCEEDED job: %d, want 409", r.StatusCode)
+	}
+	if r := post("/jobs/f1/reenqueue"); r.StatusCode != 303 || !strings.HasPrefix(r.Header.Get("Location"), "/jobs/new-f1?") {
+		t.Errorf("re-enqueue of f1: %d %q, want a redirect to the new job", r.StatusCode, r.Header.Get("Location"))
+	}
+	got = nil
+	if r := post("/types/courier.demo.v1.Echo/reenqueue-failed"); r.StatusCode != 303 || !strings.Contains(r.Header.Get("Location"), "re-enqueued+2+failed") {
+		t.Errorf("re-enqueue all: %d %q", r.StatusCode, r.Header.Get("Location"))
+	}
+	if len(got) != 2 {
+		t.Errorf("re-enqueue all re-enqueued %v, want f1 and f2", got)
+	}
+}

@@ -203,3 +203,73 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 	artifact(t, "jobs-phone", shot)
 }
+
+// TestDashboardReenqueuesADeadLetter: a Sleep job that fails its first
+// attempt dead-letters under maxAttempts 1; courierd restarts with
+// maxAttempts 3 (the fix), and the job page's re-enqueue button makes a new
+// job that the browser sees succeed live, on its second attempt.
+func TestDashboardReenqueuesADeadLetter(t *testing.T) {
+	ctx := browser(t)
+	dbPath := filepath.Join(t.TempDir(), "jobs.db")
+	config := func(maxAttempts int) string {
+		return fmt.Sprintf("pubsub:\n  emulator: embedded\nstore:\n  path: %s\nhandlers:\n  demo: true\n  types:\n    courier.demo.v1.Sleep: {maxAttempts: %d, minBackoff: 0s, maxBackoff: 1s}\n", dbPath, maxAttempts)
+	}
+	var failedID string
+	t.Run("fail", func(t *testing.T) {
+		st := startCourierd(t, config(1))
+		conn, err := client.Dial(st.grpcAddr(), client.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		jc := courierv1.NewJobServiceClient(conn)
+		a, _ := anypb.New(&demov1.Sleep{Duration: durationpb.New(0), FailAttempts: 1})
+		failedID = enqueue(t, jc, a, "").JobId
+		if j, _ := watchUntilDone(t, jc, failedID); j.State != courierv1.State_FAILED {
+			t.Fatalf("job %s ended %v, want FAILED", failedID, j.State)
+		}
+	})
+	if failedID == "" || t.Failed() {
+		t.FailNow()
+	}
+
+	st := startCourierd(t, config(3))
+	base := "http://" + st.httpAddr()
+	css := func(sel string, args ...any) chromedp.CSS { return chromedp.CSS(fmt.Sprintf(sel, args...)) }
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(css(`#overview tr[data-type="courier.demo.v1.Sleep"] .reenqueue-all`))); err != nil {
+		t.Fatalf("overview offers no re-enqueue for the failed Sleep job: %v", err)
+	}
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	artifact(t, "overview-failed", shot)
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/jobs/"+failedID),
+		chromedp.WaitVisible(css(`#job[data-state="FAILED"]`)),
+		chromedp.Click(css(`#reenqueue`)),
+		chromedp.WaitVisible(css(`#job[data-state="SUCCEEDED"]`))); err != nil {
+		t.Fatalf("re-enqueue from the failed job's page: %v", err)
+	}
+	if shot, err = chromedp.Run(ctx, chromedp.FullScreenshot(100)); err != nil {
+		t.Fatal(err)
+	}
+	artifact(t, "reenqueued", shot)
+	loc, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.pathname`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newID := strings.TrimPrefix(loc, "/jobs/")
+	if newID == failedID || newID == "" {
+		t.Fatalf("after re-enqueue the browser is at %q, want the new job's page", loc)
+	}
+	conn, err := client.Dial(st.grpcAddr(), client.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	j, err := courierv1.NewJobServiceClient(conn).GetJob(context.Background(), &courierv1.GetJobRequest{Id: newID})
+	if err != nil || j.State != courierv1.State_SUCCEEDED || j.Attempt != 2 || j.Labels["reenqueued-from"] != failedID {
+		t.Fatalf("re-enqueued job %v (%v): want SUCCEEDED on attempt 2, labelled reenqueued-from=%s", j, err, failedID)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/courierq/courier/client"
 	"github.com/courierq/courier/config"
@@ -153,6 +154,26 @@ func (o *observe) routes(mux *http.ServeMux) error {
 			}
 			_, err := jc.CancelJob(ctx, &courierv1.CancelJobRequest{Id: id})
 			return err
+		}
+		dcfg.Reenqueue = func(ctx context.Context, r *http.Request, failed *jobs.Job) (string, error) {
+			if a := r.Header.Get("Authorization"); a != "" {
+				ctx = metadata.AppendToOutgoingContext(ctx, "authorization", a)
+			}
+			labels := map[string]string{}
+			for k, v := range failed.Labels {
+				labels[k] = v
+			}
+			labels["reenqueued-from"] = failed.ID
+			resp, err := jc.EnqueueJob(ctx, &courierv1.EnqueueJobRequest{
+				Payload: &anypb.Any{TypeUrl: "type.googleapis.com/" + failed.Type, Value: failed.Payload},
+				// One re-enqueue per failed job, however often the button is pressed.
+				IdempotencyKey: "courier-reenqueue:" + failed.ID,
+				Labels:         labels,
+			})
+			if err != nil {
+				return "", err
+			}
+			return resp.JobId, nil
 		}
 		if o.cfg.GRPC.DevMode {
 			dcfg.ActionsNote = "Dev mode: actions are not authenticated."
