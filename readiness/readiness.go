@@ -48,9 +48,10 @@ type Report struct {
 type Checker struct {
 	cfg Config
 
-	mu    sync.Mutex
-	known bool
-	last  bool
+	mu     sync.Mutex
+	checks []Check
+	known  bool
+	last   bool
 }
 
 // New validates cfg.
@@ -72,16 +73,31 @@ func New(cfg Config) (*Checker, error) {
 	if cfg.Interval == 0 {
 		cfg.Interval = 5 * time.Second
 	}
-	return &Checker{cfg: cfg}, nil
+	return &Checker{cfg: cfg, checks: append([]Check(nil), cfg.Checks...)}, nil
+}
+
+// Add adds a check (e.g. Temporal, once its client exists). It is safe to
+// call at any time; the next Check runs it.
+func (c *Checker) Add(ch Check) error {
+	if ch.Name == "" || ch.Func == nil {
+		return errors.New("readiness: Add needs a Check with a Name and a Func")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.checks = append(c.checks, ch)
+	return nil
 }
 
 // Check runs every check concurrently and reports, calling OnChange when
 // readiness changed since the last Check.
 func (c *Checker) Check(ctx context.Context) Report {
-	r := Report{Ready: true, Checks: make(map[string]string, len(c.cfg.Checks))}
+	c.mu.Lock()
+	checks := c.checks
+	c.mu.Unlock()
+	r := Report{Ready: true, Checks: make(map[string]string, len(checks))}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for _, ch := range c.cfg.Checks {
+	for _, ch := range checks {
 		wg.Go(func() {
 			cctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 			defer cancel()
@@ -126,6 +142,9 @@ func (c *Checker) Run(ctx context.Context) {
 // else text lines "name: ok|error".
 func (c *Checker) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r := c.Check(req.Context())
+	c.mu.Lock()
+	checks := c.checks
+	c.mu.Unlock()
 	code := http.StatusOK
 	if !r.Ready {
 		code = http.StatusServiceUnavailable
@@ -143,7 +162,7 @@ func (c *Checker) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	} else {
 		fmt.Fprintln(w, "not ready")
 	}
-	for _, ch := range c.cfg.Checks {
+	for _, ch := range checks {
 		fmt.Fprintf(w, "%s: %s\n", ch.Name, r.Checks[ch.Name])
 	}
 }

@@ -38,9 +38,12 @@ func TestCheckerReportsAndNotifiesChanges(t *testing.T) {
 		t.Fatalf("unready /readyz: %d %+v", rec.Code, r)
 	}
 	storeErr = nil
+	if err := c.Add(readiness.Check{Name: "temporal", Func: func(context.Context) error { return nil }}); err != nil {
+		t.Fatal(err)
+	}
 	rec = httptest.NewRecorder()
 	c.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
-	if rec.Code != 200 || !strings.HasPrefix(rec.Body.String(), "ready\n") {
+	if rec.Code != 200 || !strings.HasPrefix(rec.Body.String(), "ready\n") || !strings.Contains(rec.Body.String(), "temporal: ok") {
 		t.Fatalf("ready /readyz: %d %q", rec.Code, rec.Body)
 	}
 	if want := []bool{true, false, true}; len(changes) != 3 || changes[0] != want[0] || changes[1] != want[1] || changes[2] != want[2] {
