@@ -68,6 +68,9 @@ type Config struct {
 	Logger *slog.Logger `json:"-"`
 	// Authenticators are used in addition to (after) those that Auth builds.
 	Authenticators []Authenticator `json:"-"`
+	// ServerOptions are added to the gRPC server's options (e.g. an
+	// OpenTelemetry stats handler). Nil entries are ignored.
+	ServerOptions []grpc.ServerOption `json:"-"`
 }
 
 // TLSConfig is the server's TLS material, as files.
@@ -180,6 +183,11 @@ func New(cfg Config, services ...Service) (*Server, error) {
 	}
 	opts = append(opts, grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes))
 	opts = append(opts, grpc.ChainUnaryInterceptor(auth.unary), grpc.ChainStreamInterceptor(auth.stream))
+	for _, o := range cfg.ServerOptions {
+		if o != nil {
+			opts = append(opts, o)
+		}
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, grpc: grpc.NewServer(opts...), health: health.NewServer()}
 
 	seen := map[string]bool{}

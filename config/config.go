@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/courierq/courier/backend"
+	"github.com/courierq/courier/tracing"
 	"github.com/courierq/courier/workflows"
 )
 
@@ -47,6 +48,8 @@ type Config struct {
 	// them. Unset, workflow job types are refused at enqueue with
 	// FailedPrecondition.
 	Temporal *workflows.WorkerConfig `json:"temporal,omitempty"`
+	// Tracing chooses the OpenTelemetry exporter; off by default.
+	Tracing tracing.Config `json:"tracing"`
 }
 
 // PubSub configures Pub/Sub.
@@ -132,6 +135,9 @@ type HTTP struct {
 	// Addr is the listen address. "" means 127.0.0.1:8006; "-" turns the
 	// HTTP server off.
 	Addr string `json:"addr,omitempty"`
+	// Dashboard: "" or "on" serves the dashboard at /; "off" does not.
+	// Its state-changing actions (cancel) are allowed only in grpc.devMode.
+	Dashboard string `json:"dashboard,omitempty"`
 }
 
 // Parse decodes and validates a configuration document.
@@ -197,6 +203,16 @@ func (c *Config) validate() error {
 	}
 	if c.Store.Driver == "postgres" && c.Store.URL == "" && os.Getenv("COURIER_POSTGRES_URL") == "" {
 		errs = append(errs, &ValidationError{"store.url", `""`, "set the PostgreSQL URL, e.g. postgres://user@127.0.0.1:5432/db, or $COURIER_POSTGRES_URL"})
+	}
+	switch c.Tracing.Exporter {
+	case "", "off", "stdout", "otlp":
+	default:
+		errs = append(errs, &ValidationError{"tracing.exporter", c.Tracing.Exporter, `use "" or "off" (no tracing), "stdout" (spans as JSON on stdout) or "otlp" (with tracing.endpoint)`})
+	}
+	switch c.HTTP.Dashboard {
+	case "", "on", "off":
+	default:
+		errs = append(errs, &ValidationError{"http.dashboard", c.HTTP.Dashboard, `use "on" (the default) or "off"`})
 	}
 	if c.Jobs.Retention < 0 {
 		errs = append(errs, &ValidationError{"jobs.retention", c.Jobs.Retention, "use a positive duration such as 168h, or 0 for 7 days"})

@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"golang.org/x/time/rate"
 )
@@ -13,6 +14,13 @@ import (
 // A request that can never get a token (burst 0 with a finite limit) fails at
 // once with a retryable error. clock nil means the real clock.
 func RateLimit(lim *rate.Limiter, clock Clock) Middleware {
+	return RateLimitObserved(lim, clock, nil)
+}
+
+// RateLimitObserved is RateLimit that also reports, when onWait is not nil,
+// how long each admitted request waited for its token (0 when one was at
+// hand), for metrics. onWait runs on the request's goroutine.
+func RateLimitObserved(lim *rate.Limiter, clock Clock, onWait func(typ string, waited time.Duration)) Middleware {
 	if clock == nil {
 		clock = realClock{}
 	}
@@ -23,13 +31,17 @@ func RateLimit(lim *rate.Limiter, clock Clock) Middleware {
 			if !r.OK() {
 				return nil, fmt.Errorf("handlers: rate limit %v/s with burst %d can never admit %s; raise Burst to at least 1", float64(lim.Limit()), lim.Burst(), req.Type)
 			}
-			if d := r.DelayFrom(now); d > 0 {
+			d := r.DelayFrom(now)
+			if d > 0 {
 				select {
 				case <-clock.After(d):
 				case <-ctx.Done():
 					r.CancelAt(clock.Now())
 					return nil, fmt.Errorf("handlers: waiting for a rate-limit token for %s: %w", req.Type, context.Cause(ctx))
 				}
+			}
+			if onWait != nil {
+				onWait(req.Type, max(d, 0))
 			}
 			return next(ctx, req)
 		}

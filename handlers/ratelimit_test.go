@@ -94,3 +94,29 @@ func TestRateLimitZeroBurst(t *testing.T) {
 		t.Fatalf("err = %v, calls = %d; want an error and no call", err, calls)
 	}
 }
+
+func TestRateLimitObservedReportsWaits(t *testing.T) {
+	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	var got []time.Duration
+	calls := 0
+	h := RateLimitObserved(rate.NewLimiter(50, 2), clock, func(typ string, d time.Duration) {
+		if typ != "t" {
+			t.Errorf("onWait type %q, want t", typ)
+		}
+		got = append(got, d)
+	})(okHandler(&calls))
+	for range 4 {
+		if _, err := h(context.Background(), &Request{Type: "t"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []time.Duration{0, 0, 20 * time.Millisecond, 40 * time.Millisecond}
+	if len(got) != len(want) {
+		t.Fatalf("waits reported %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("waits reported %v, want %v", got, want)
+		}
+	}
+}

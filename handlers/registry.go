@@ -96,6 +96,10 @@ type RegistryConfig struct {
 	Logger *slog.Logger
 	// Clock is the rate limiters' time source. nil means the real clock.
 	Clock Clock
+	// OnRateLimitWait, when set, is told how long each admitted request of
+	// a rate-limited handler waited for its token (metrics). It runs on the
+	// request's goroutine and must be quick and safe for concurrent use.
+	OnRateLimitWait func(typ string, waited time.Duration)
 }
 
 // Registry maps protobuf message types to their handlers. Build one with
@@ -234,7 +238,7 @@ func Register[T proto.Message, R proto.Message](reg *Registry, fn func(ctx conte
 		}
 		return res, nil
 	}
-	e := &Entry{Type: typ, Config: cfg, msgType: mt, Handler: Chain(typed, cfg, reg.cfg.Logger, reg.cfg.Clock)}
+	e := &Entry{Type: typ, Config: cfg, msgType: mt, Handler: chain(typed, cfg, reg.cfg.Logger, reg.cfg.Clock, reg.cfg.OnRateLimitWait)}
 
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
@@ -252,9 +256,13 @@ func Register[T proto.Message, R proto.Message](reg *Registry, fn func(ctx conte
 // started (so a job waiting for a token is still queued), and the timeout
 // covers only the run.
 func Chain(h Handler, cfg Config, logger *slog.Logger, clock Clock) Handler {
+	return chain(h, cfg, logger, clock, nil)
+}
+
+func chain(h Handler, cfg Config, logger *slog.Logger, clock Clock, onWait func(string, time.Duration)) Handler {
 	var mws []Middleware
 	if cfg.RatePerSecond > 0 {
-		mws = append(mws, RateLimit(rate.NewLimiter(rate.Limit(cfg.RatePerSecond), max(cfg.Burst, 1)), clock))
+		mws = append(mws, RateLimitObserved(rate.NewLimiter(rate.Limit(cfg.RatePerSecond), max(cfg.Burst, 1)), clock, onWait))
 	}
 	mws = append(mws, Concurrency(cfg.Concurrency), Admit(), Timeout(cfg.Timeout), Recover(logger))
 	return ChainMiddleware(h, mws...)

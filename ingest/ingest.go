@@ -103,6 +103,29 @@ type Config struct {
 	// Logger receives what the worker cannot return: store failures,
 	// dead letters, panics. nil means slog.Default().
 	Logger *slog.Logger
+
+	// Hooks observe deliveries (metrics, tracing). The zero value observes
+	// nothing.
+	Hooks Hooks
+}
+
+// Hooks let metrics and tracing observe a Worker without ingest knowing of
+// either. Every field is optional; each runs on the delivery's goroutine and
+// must be quick and safe for concurrent use.
+type Hooks struct {
+	// Deliver wraps the handling of one decodable delivery of a registered
+	// type: it gets the message's attributes (e.g. traceparent) and returns
+	// the context the handler runs with (its values are kept; its
+	// cancellation is ignored) and a func called once with the handler's
+	// error (nil on success) when handling ends.
+	Deliver func(ctx context.Context, typ string, attrs map[string]string) (context.Context, func(err error))
+	// Running is called when a job is admitted (its rate-limit token and
+	// concurrency slot in hand, Start recorded) and returns a func called
+	// with the handler's error when the handler returns.
+	Running func(typ string) func(err error)
+	// DeadLettered is called after a message of typ ("" when it had no
+	// ce-type) was published to the dead-letter topic.
+	DeadLettered func(typ, reason string)
 }
 
 // Worker consumes the subscriptions of a registry's handler types.
@@ -403,6 +426,20 @@ func (w *Worker) handle(s *subscription, m *pubsub.Message) {
 	}
 	log = log.With("attempt", attempt, "max_attempts", maxAttempts)
 
+	// dctx carries the Deliver hook's values (a span) with pullCtx's
+	// cancellation; the admitted handler's ctx gets the same values.
+	dctx, values := w.pullCtx, context.Background()
+	var outcome error
+	if w.cfg.Hooks.Deliver != nil {
+		var end func(error)
+		values, end = w.cfg.Hooks.Deliver(w.pullCtx, typ, attrs)
+		values = context.WithoutCancel(values)
+		var stop context.CancelFunc
+		dctx, stop = withValues(values, w.pullCtx)
+		defer stop()
+		defer func() { end(outcome) }()
+	}
+
 	// The job becomes Running only when the middleware admits it (token and
 	// slot in hand). Until then it waits with pullCtx, so Shutdown nacks
 	// messages that have not started; once admitted it runs with hctx, which
@@ -411,6 +448,7 @@ func (w *Worker) handle(s *subscription, m *pubsub.Message) {
 		admitted bool
 		hctx     context.Context
 		hcancel  context.CancelCauseFunc = func(error) {}
+		runEnd                           = func(error) {}
 	)
 	watchDone := make(chan struct{})
 	defer func() { close(watchDone); hcancel(nil) }()
@@ -434,8 +472,19 @@ func (w *Worker) handle(s *subscription, m *pubsub.Message) {
 				return nil, &startError{err}
 			}
 			admitted = true
-			hctx, hcancel = context.WithCancelCause(w.runCtx)
+			stopRun := func() {}
+			if w.cfg.Hooks.Deliver != nil {
+				hctx, stopRun = withValues(values, w.runCtx)
+				hctx, hcancel = context.WithCancelCause(hctx)
+			} else {
+				hctx, hcancel = context.WithCancelCause(w.runCtx)
+			}
+			if done := w.cfg.Hooks.Running; done != nil {
+				end := done(typ)
+				runEnd = func(err error) { end(err) }
+			}
 			go func() {
+				defer stopRun()
 				defer unsubscribe()
 				w.watchCancel(id, changed, watchDone, hcancel)
 			}()
@@ -445,7 +494,9 @@ func (w *Worker) handle(s *subscription, m *pubsub.Message) {
 	if req.Labels == nil {
 		req.Labels = map[string]string{}
 	}
-	res, herr := entry.Handler(w.pullCtx, req)
+	res, herr := entry.Handler(dctx, req)
+	outcome = herr
+	runEnd(herr)
 
 	if !admitted {
 		var se *startError
@@ -493,6 +544,17 @@ func (w *Worker) handle(s *subscription, m *pubsub.Message) {
 		w.fail(log, id, errorCode(herr), herr.Error(), true)
 		m.Nack()
 	}
+}
+
+// withValues returns a context with the values of values and the
+// cancellation (cause and deadline aside) of cancel; call stop to release it.
+func withValues(values, cancel context.Context) (context.Context, context.CancelFunc) {
+	ctx, c := context.WithCancelCause(values)
+	stopAfter := context.AfterFunc(cancel, func() { c(context.Cause(cancel)) })
+	if cancel.Err() != nil {
+		c(context.Cause(cancel))
+	}
+	return ctx, func() { stopAfter(); c(context.Canceled) }
 }
 
 // startError is what Admit returns when the store refused Start.
@@ -644,6 +706,9 @@ func (w *Worker) publishDeadLetter(s *subscription, m *pubsub.Message, reason st
 	defer cancel()
 	if _, err := s.dl.Publish(ctx, &pubsub.Message{Data: m.Data, Attributes: attrs}).Get(ctx); err != nil {
 		return fmt.Errorf("ingest: publishing to dead-letter topic %s: %w", s.names.DeadLetterTopic, err)
+	}
+	if f := w.cfg.Hooks.DeadLettered; f != nil {
+		f(m.Attributes[publisher.AttrType], reason)
 	}
 	return nil
 }

@@ -55,6 +55,12 @@ type Config struct {
 	// OnPublished, when set, is called after each pass with the entries
 	// published (metrics).
 	OnPublished func(entries []jobs.OutboxEntry)
+	// Observe, when set, wraps the publishing of each entry (tracing,
+	// metrics): it returns the context to publish with (e.g. holding a span,
+	// whose traceparent the publisher injects) and a func called once with
+	// the outcome (nil when Pub/Sub accepted the message). It must be safe
+	// for concurrent use.
+	Observe func(ctx context.Context, e jobs.OutboxEntry) (context.Context, func(err error))
 	// Logger logs publish failures. Nil means slog.Default().
 	Logger *slog.Logger
 	// Now is the clock for due times. Nil means time.Now.
@@ -159,10 +165,17 @@ func (r *Relay) Pass(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	results := make([]*publisher.Result, len(due))
+	ends := make([]func(error), len(due))
 	var firstErr error
 	for i, e := range due {
-		res, err := r.cfg.Publisher.PublishRaw(ctx, e.Type, e.Payload, publisher.WithID(e.JobID), publisher.WithLabels(e.Labels))
+		pctx, end := ctx, func(error) {}
+		if r.cfg.Observe != nil {
+			pctx, end = r.cfg.Observe(ctx, e)
+		}
+		ends[i] = end
+		res, err := r.cfg.Publisher.PublishRaw(pctx, e.Type, e.Payload, publisher.WithID(e.JobID), publisher.WithLabels(e.Labels))
 		if err != nil {
+			end(err)
 			firstErr = firstOf(firstErr, fmt.Errorf("outbox: publishing job %s (%s): %w", e.JobID, e.Type, err))
 			continue
 		}
@@ -174,7 +187,9 @@ func (r *Relay) Pass(ctx context.Context) (int, error) {
 		if res == nil {
 			continue
 		}
-		if _, err := res.Get(ctx); err != nil {
+		_, err := res.Get(ctx)
+		ends[i](err)
+		if err != nil {
 			firstErr = firstOf(firstErr, fmt.Errorf("outbox: publishing job %s (%s): %w", due[i].JobID, due[i].Type, err))
 			continue
 		}

@@ -50,5 +50,17 @@ elif [ "${CI:-}" = "true" ]; then
   fail "npm is not installed; the emulator's Node client test needs it"
 fi
 
+# Debian's Chromium, for the dashboard's browser tests (headless).
+if [ ! -x /usr/bin/chromium ] && [ -z "${COURIER_CHROMIUM:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing Debian's chromium for the browser tests"
+    export DEBIAN_FRONTEND=noninteractive
+    (apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }) \
+      || { [ "${CI:-}" = "true" ] && fail "installing chromium failed"; say "chromium unavailable: browser tests will skip"; }
+  elif [ "${CI:-}" = "true" ]; then
+    fail "chromium is not installed and cannot be installed here (apt-get install chromium as root)"
+  fi
+fi
+
 # Go modules and pinned tools, so test time is not download time.
 go mod download

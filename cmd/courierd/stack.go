@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	tclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"google.golang.org/api/option"
@@ -29,6 +30,7 @@ import (
 	"github.com/courierq/courier/jobs/sqlite"
 	"github.com/courierq/courier/outbox"
 	"github.com/courierq/courier/publisher"
+	"github.com/courierq/courier/readiness"
 	"github.com/courierq/courier/workflows"
 	wdemo "github.com/courierq/courier/workflows/demo"
 )
@@ -51,6 +53,7 @@ type stack struct {
 	grpc    *backend.Server
 	http    *http.Server
 	httpLis net.Listener
+	obs     *observe // metrics, tracing, readiness (observe.go)
 
 	closers []func() error // in reverse order of creation
 }
@@ -60,6 +63,10 @@ type stack struct {
 type hooks struct {
 	// wrapStore, when set, wraps the job store every component uses.
 	wrapStore func(jobs.Store) jobs.Store
+	// spanExporter, when set, receives the spans (tracing on).
+	spanExporter sdktrace.SpanExporter
+	// readyInterval is how often readiness is checked. 0 means 5s.
+	readyInterval time.Duration
 }
 
 // newStack builds the stack; on error it releases what it had built.
@@ -117,13 +124,17 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger, h hooks
 		return nil, err
 	}
 	st.closers = append(st.closers, st.store.Close)
+	if st.obs, err = newObserve(ctx, cfg, st, h); err != nil { // observe.go
+		return nil, err
+	}
+	st.store = st.obs.wrapStore(st.store)
 	if h.wrapStore != nil {
 		st.store = h.wrapStore(st.store)
 	}
 
 	// Handlers.
 	naming := publisher.Naming{Prefix: cfg.PubSub.TopicPrefix, Topics: cfg.PubSub.Topics}
-	st.registry = handlers.NewRegistry(handlers.RegistryConfig{Logger: log})
+	st.registry = handlers.NewRegistry(handlers.RegistryConfig{Logger: log, OnRateLimitWait: st.obs.metrics.RateLimitWait})
 	if cfg.Handlers.Demo {
 		if err := demo.Register(st.registry, demo.Config{
 			Echo:  handlerConfig(cfg.Handlers.Types["courier.demo.v1.Echo"]),
@@ -158,11 +169,13 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger, h hooks
 	}
 
 	// Publishing: publisher and outbox relay.
-	st.pub, err = publisher.New(st.psClient, publisher.Config{Naming: naming, Logger: log})
+	st.pub, err = publisher.New(st.psClient, publisher.Config{Naming: naming, Logger: log,
+		OnError: st.obs.publishError, InjectTrace: st.obs.tracing.Inject})
 	if err != nil {
 		return nil, err
 	}
-	st.relay, err = outbox.New(outbox.Config{Store: st.store, Publisher: st.pub, PollInterval: cfg.Jobs.RelayPollInterval.D(), Logger: log})
+	st.relay, err = outbox.New(outbox.Config{Store: st.store, Publisher: st.pub, PollInterval: cfg.Jobs.RelayPollInterval.D(), Logger: log,
+		Observe: st.obs.outboxObserve})
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +193,7 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger, h hooks
 		st.worker, err = ingest.New(ingest.Config{
 			Client: st.psClient, Store: st.store, Registry: st.registry, Naming: naming,
 			DisableCreate: cfg.PubSub.DisableCreate, MaxOutstandingMessages: maxOut, Logger: log,
-			AckDeadline: cfg.Handlers.AckDeadline.D(),
+			AckDeadline: cfg.Handlers.AckDeadline.D(), Hooks: st.obs.ingestHooks(),
 		})
 		if err != nil {
 			return nil, err
@@ -203,6 +216,7 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger, h hooks
 	}
 	gcfg := cfg.GRPC
 	gcfg.Logger = log
+	gcfg.ServerOptions = append(gcfg.ServerOptions, st.obs.serverOptions()...)
 	st.grpc, err = backend.New(gcfg, services(st)...)
 	if err != nil {
 		return nil, err
@@ -223,7 +237,12 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger, h hooks
 			return nil, fmt.Errorf("http: listening on %s: %w", addr, err)
 		}
 		st.httpLis = lis
-		st.http = &http.Server{Handler: st.routes(), ReadHeaderTimeout: 10 * time.Second}
+		h, err := st.routes()
+		if err != nil {
+			lis.Close()
+			return nil, err
+		}
+		st.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		st.closers = append(st.closers, st.http.Close)
 	}
 	return st, nil
@@ -245,6 +264,15 @@ func (st *stack) startTemporal(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("temporal: cannot reach %s (namespace %s): %w; start a dev server with `make run-temporal`, or fix the temporal section of the config", wcfg.HostPort, wcfg.Namespace, err)
 	}
 	st.closers = append(st.closers, func() error { c.Close(); return nil })
+	if st.obs != nil && st.obs.ready != nil {
+		// /readyz and gRPC health also follow Temporal when it is configured.
+		if err := st.obs.ready.Add(readiness.Check{Name: "temporal", Func: func(ctx context.Context) error {
+			_, err := c.CheckHealth(ctx, &tclient.CheckHealthRequest{})
+			return err
+		}}); err != nil {
+			return err
+		}
+	}
 	st.log.Info("courierd: Temporal", "hostPort", wcfg.HostPort, "namespace", wcfg.Namespace, "taskQueue", wcfg.TaskQueue)
 	dcfg := wdemo.Config{TaskQueue: wcfg.TaskQueue, Handler: handlerConfig(cfg.Handlers.Types[bisectType])}
 	if cfg.Handlers.Demo {
@@ -270,13 +298,16 @@ func handlerConfig(h config.Handler) handlers.Config {
 	}
 }
 
-func (st *stack) routes() http.Handler {
+func (st *stack) routes() (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})
-	return mux
+	if err := st.obs.routes(mux); err != nil { // observe.go
+		return nil, err
+	}
+	return mux, nil
 }
 
 // run serves until ctx ends, then shuts down in order: gRPC (draining
@@ -299,6 +330,7 @@ func (st *stack) run(ctx context.Context, shutdownTimeout time.Duration, ready f
 	if st.temporal != nil {
 		go func() { temporalDone <- st.temporal.Run(bg) }()
 	}
+	go st.obs.ready.Run(bg)
 	workerDone := make(chan error, 1)
 	if st.worker != nil {
 		go func() { workerDone <- st.worker.Run(bg) }()

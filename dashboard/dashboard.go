@@ -1,0 +1,532 @@
+// Package dashboard is courier's web UI on the HTTP port: an overview per job
+// type (counts by state, oldest queued job, dead letters), a jobs list with
+// filters (type, state, label) and paging that refreshes itself, and a job
+// page (payload and result as JSON, error, attempts, progress, timestamps)
+// with cancel and re-enqueue (of a FAILED job, i.e. a dead letter) buttons,
+// and re-enqueue of all failed jobs of a type from the overview.
+//
+// The front end is server-rendered html/template with a few lines of vanilla
+// JavaScript (live refresh replaces a page fragment fetched from the same
+// URL with ?fragment=1), all embedded with embed.FS: no build step, no
+// node_modules, no CDN at run time, nothing to keep in sync between a bundle
+// and the server, and every view works without JavaScript (it just does not
+// refresh itself). The pages are plain tables, readable on a phone.
+//
+// It is for courierd. It reads jobs straight from the jobs.Store (read-only
+// views are open to whoever reaches the HTTP port, like /metrics: keep that
+// port private or behind an authenticating proxy), and never changes state
+// itself: actions go through Config.Cancel, which courierd implements with a
+// CancelJob RPC to its own gRPC server carrying the browser's Authorization
+// header, so the gRPC API's authentication and policy decide. The overview's
+// 15-minute throughput chart shows what this process's metrics saw (jobs
+// that ended here), not the whole fleet. Not done yet: the state-change
+// timeline, and rate-limit waiting on the overview. Re-enqueue makes a new
+// job from the FAILED job's payload and labels; the copy on the dead-letter
+// topic stays there (it is kept for inspection with Pub/Sub tools).
+package dashboard
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/courierq/courier/jobs"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// Resolver finds message types by full name (protoregistry.GlobalTypes, or
+// a *protoregistry.Types of the registered handlers).
+type Resolver interface {
+	FindMessageByName(protoreflect.FullName) (protoreflect.MessageType, error)
+}
+
+// Config configures the dashboard. Store is required.
+type Config struct {
+	// Store is read for every view.
+	Store jobs.Store
+	// Types lists the job types the overview shows even when they have no
+	// jobs (the registered handlers).
+	Types []string
+	// Resolver turns payloads and results into JSON. nil shows them as
+	// base64 bytes.
+	Resolver Resolver
+	// Cancel cancels a job on behalf of the HTTP request r (whose
+	// credentials it must check). nil: the cancel button is not shown and
+	// POST .../cancel answers 403.
+	Cancel func(ctx context.Context, r *http.Request, id string) error
+	// Reenqueue enqueues a new job with the payload and labels of a FAILED
+	// job (a dead letter) on behalf of r, and returns the new job's ID. It
+	// should be idempotent per failed job. nil: no re-enqueue buttons, and
+	// the POSTs answer 403.
+	Reenqueue func(ctx context.Context, r *http.Request, failed *jobs.Job) (newID string, err error)
+	// Throughput, when set, gives the jobs of typ that succeeded and failed
+	// in each of the last n minutes, oldest first (metrics.Metrics.Throughput);
+	// the overview charts the last 15 minutes. nil hides the chart.
+	Throughput func(typ string, n int) (succeeded, failed []int)
+	// ActionsNote explains, on job pages, why actions are off or how they
+	// are authorized. "" shows nothing.
+	ActionsNote string
+	// CountLimit caps how many jobs of one type and state the overview
+	// counts (it pages through the store). 0 means 10000.
+	CountLimit int
+	// RefreshInterval is how often live views refresh. 0 means 2s.
+	RefreshInterval time.Duration
+	// Logger logs failed actions. nil means slog.Default().
+	Logger *slog.Logger
+	// Now is the clock for ages. nil means time.Now.
+	Now func() time.Time
+}
+
+// Dashboard serves the UI. Mount it at / (it owns /, /jobs, /jobs/{id},
+// /static/).
+type Dashboard struct {
+	cfg  Config
+	tmpl *template.Template
+	mux  *http.ServeMux
+}
+
+// New validates cfg and parses the templates.
+func New(cfg Config) (*Dashboard, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("dashboard: Config.Store is nil; pass the job store")
+	}
+	if cfg.CountLimit < 0 || cfg.RefreshInterval < 0 {
+		return nil, fmt.Errorf("dashboard: negative CountLimit (%d) or RefreshInterval (%v); use 0 for the defaults", cfg.CountLimit, cfg.RefreshInterval)
+	}
+	if cfg.CountLimit == 0 {
+		cfg.CountLimit = 10000
+	}
+	if cfg.RefreshInterval == 0 {
+		cfg.RefreshInterval = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	d := &Dashboard{cfg: cfg}
+	t, err := template.New("").Funcs(template.FuncMap{
+		"ts":      d.ts,
+		"age":     d.age,
+		"pct":     func(f float64) string { return fmt.Sprintf("%.0f", f*100) },
+		"lower":   func(s jobs.State) string { return strings.ToLower(string(s)) },
+		"filter":  filterURL,
+		"refresh": func() int { return int(d.cfg.RefreshInterval.Milliseconds()) },
+	}).ParseFS(templateFS, "templates/*.html")
+	if err != nil {
+		return nil, fmt.Errorf("dashboard: templates: %w", err)
+	}
+	d.tmpl = t
+	static, _ := fs.Sub(staticFS, "static")
+	d.mux = http.NewServeMux()
+	d.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	d.mux.HandleFunc("GET /{$}", d.overview)
+	d.mux.HandleFunc("GET /jobs", d.list)
+	d.mux.HandleFunc("GET /jobs/{id}", d.job)
+	d.mux.HandleFunc("POST /jobs/{id}/cancel", d.cancel)
+	d.mux.HandleFunc("POST /jobs/{id}/reenqueue", d.reenqueue)
+	d.mux.HandleFunc("POST /types/{type}/reenqueue-failed", d.reenqueueFailed)
+	return d, nil
+}
+
+func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) { d.mux.ServeHTTP(w, r) }
+
+// Routes adds the dashboard's routes to mux.
+func (d *Dashboard) Routes(mux *http.ServeMux) {
+	for _, p := range []string{"GET /static/", "GET /{$}", "GET /jobs", "GET /jobs/{id}", "POST /jobs/{id}/cancel", "POST /jobs/{id}/reenqueue", "POST /types/{type}/reenqueue-failed"} {
+		mux.Handle(p, d)
+	}
+}
+
+func (d *Dashboard) ts(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05.000Z")
+}
+
+func (d *Dashboard) age(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	a := d.cfg.Now().Sub(t)
+	switch {
+	case a < time.Second:
+		return a.Round(time.Millisecond).String()
+	case a < time.Minute:
+		return a.Round(100 * time.Millisecond).String()
+	default:
+		return a.Round(time.Second).String()
+	}
+}
+
+// render executes a page, or only its "fragment" template for live refresh.
+func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, page string, data any) {
+	name := page
+	if r.URL.Query().Get("fragment") == "1" {
+		name = page + "-fragment"
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if err := d.tmpl.ExecuteTemplate(w, name, data); err != nil {
+		d.cfg.Logger.Error("dashboard: rendering", "page", name, "err", err)
+	}
+}
+
+func (d *Dashboard) fail(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	fmt.Fprintln(w, msg)
+}
+
+// TypeSummary is one row of the overview.
+type TypeSummary struct {
+	Type         string
+	Counts       map[jobs.State]int
+	Capped       map[jobs.State]bool // count reached CountLimit
+	OldestQueued time.Time
+	DeadLettered int
+	Chart        *Chart // nil without Config.Throughput
+}
+
+// Chart is a per-minute bar chart of job ends, drawn as inline SVG.
+type Chart struct {
+	Bars          []Bar
+	Width, Height int
+	Total, Failed int
+	Max           int
+}
+
+// Bar is one minute: a green bar of successes with a red one of failures on
+// top.
+type Bar struct {
+	X, OKY, OKH, FailY, FailH, W int
+	Label                        string
+}
+
+const chartMinutes = 15
+
+func (d *Dashboard) chart(typ string) *Chart {
+	if d.cfg.Throughput == nil {
+		return nil
+	}
+	ok, failed := d.cfg.Throughput(typ, chartMinutes)
+	c := &Chart{Width: chartMinutes * 8, Height: 30}
+	for i := range ok {
+		c.Max = max(c.Max, ok[i]+failed[i])
+		c.Total += ok[i] + failed[i]
+		c.Failed += failed[i]
+	}
+	for i := range ok {
+		b := Bar{X: i * 8, W: 6, Label: fmt.Sprintf("%d min ago: %d succeeded, %d failed", len(ok)-1-i, ok[i], failed[i])}
+		if c.Max > 0 {
+			b.OKH = ok[i] * c.Height / c.Max
+			b.FailH = failed[i] * c.Height / c.Max
+		}
+		b.OKY = c.Height - b.OKH
+		b.FailY = b.OKY - b.FailH
+		c.Bars = append(c.Bars, b)
+	}
+	return c
+}
+
+func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	types := map[string]bool{}
+	for _, t := range d.cfg.Types {
+		types[t] = true
+	}
+	// Types seen in recent jobs, too (e.g. from other publishers).
+	recent, _, err := d.cfg.Store.List(ctx, jobs.ListParams{PageSize: 200})
+	if err != nil {
+		d.fail(w, http.StatusServiceUnavailable, "dashboard: reading jobs: "+err.Error())
+		return
+	}
+	for _, j := range recent {
+		types[j.Type] = true
+	}
+	var rows []TypeSummary
+	for t := range types {
+		s := TypeSummary{Type: t, Counts: map[jobs.State]int{}, Capped: map[jobs.State]bool{}}
+		for _, st := range jobs.States() {
+			n, oldest, capped, err := d.count(ctx, t, st)
+			if err != nil {
+				d.fail(w, http.StatusServiceUnavailable, "dashboard: counting jobs: "+err.Error())
+				return
+			}
+			s.Counts[st], s.Capped[st] = n, capped
+			if st == jobs.Queued {
+				s.OldestQueued = oldest
+			}
+		}
+		// Every FAILED job's last message went to the dead-letter topic.
+		s.DeadLettered = s.Counts[jobs.Failed]
+		s.Chart = d.chart(t)
+		rows = append(rows, s)
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].Type < rows[j].Type })
+	d.render(w, r, "overview", map[string]any{"Title": "Overview", "Rows": rows, "States": jobs.States(),
+		"CanReenqueue": d.cfg.Reenqueue != nil, "Flash": r.URL.Query().Get("flash")})
+}
+
+// count pages through the jobs of typ in state st, up to CountLimit, and
+// returns how many and the oldest creation time.
+func (d *Dashboard) count(ctx context.Context, typ string, st jobs.State) (n int, oldest time.Time, capped bool, err error) {
+	token := ""
+	for {
+		js, next, err := d.cfg.Store.List(ctx, jobs.ListParams{Type: typ, State: st, PageSize: 1000, PageToken: token})
+		if err != nil {
+			return 0, time.Time{}, false, err
+		}
+		for _, j := range js {
+			if oldest.IsZero() || j.CreateTime.Before(oldest) {
+				oldest = j.CreateTime
+			}
+		}
+		n += len(js)
+		if next == "" {
+			return n, oldest, false, nil
+		}
+		if n >= d.cfg.CountLimit {
+			return n, oldest, true, nil
+		}
+		token = next
+	}
+}
+
+func (d *Dashboard) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	p := jobs.ListParams{Type: q.Get("type"), State: jobs.State(strings.ToUpper(q.Get("state"))), PageToken: q.Get("page"), PageSize: 50}
+	if p.State != "" && !p.State.Valid() {
+		d.fail(w, http.StatusBadRequest, fmt.Sprintf("dashboard: state %q is unknown; use one of %v", q.Get("state"), jobs.States()))
+		return
+	}
+	if l := q.Get("label"); l != "" {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			d.fail(w, http.StatusBadRequest, fmt.Sprintf("dashboard: label filter %q must be KEY=VALUE", l))
+			return
+		}
+		p.Labels = map[string]string{k: v}
+	}
+	js, next, err := d.cfg.Store.List(r.Context(), p)
+	if errors.Is(err, jobs.ErrInvalidArgument) {
+		d.fail(w, http.StatusBadRequest, "dashboard: "+err.Error())
+		return
+	}
+	if err != nil {
+		d.fail(w, http.StatusServiceUnavailable, "dashboard: listing jobs: "+err.Error())
+		return
+	}
+	var nextURL string
+	if next != "" {
+		v := url.Values{}
+		for k, vs := range q {
+			if k != "fragment" {
+				v[k] = vs
+			}
+		}
+		v.Set("page", next)
+		nextURL = "/jobs?" + v.Encode()
+	}
+	d.render(w, r, "list", map[string]any{"Title": "Jobs", "Jobs": js, "Next": nextURL, "Q": q, "States": jobs.States(), "Types": d.cfg.Types, "Paged": p.PageToken != ""})
+}
+
+// jobView is a job with its payload and result as JSON.
+type jobView struct {
+	*jobs.Job
+	PayloadJSON, ResultJSON string
+	CanCancel, CanReenqueue bool
+	ActionsNote             string
+	Flash                   string
+}
+
+func (d *Dashboard) job(w http.ResponseWriter, r *http.Request) {
+	j, err := d.cfg.Store.Get(r.Context(), r.PathValue("id"))
+	if errors.Is(err, jobs.ErrNotFound) {
+		d.fail(w, http.StatusNotFound, fmt.Sprintf("dashboard: no job %q (finished jobs are deleted after the retention period)", r.PathValue("id")))
+		return
+	}
+	if err != nil {
+		d.fail(w, http.StatusServiceUnavailable, "dashboard: reading job: "+err.Error())
+		return
+	}
+	v := jobView{Job: j, PayloadJSON: d.toJSON(j.Type, j.Payload), ActionsNote: d.cfg.ActionsNote, Flash: r.URL.Query().Get("flash")}
+	if j.ResultType != "" {
+		v.ResultJSON = d.toJSON(j.ResultType, j.Result)
+	}
+	v.CanCancel = d.cfg.Cancel != nil && !j.State.Terminal()
+	v.CanReenqueue = d.cfg.Reenqueue != nil && j.State == jobs.Failed
+	d.render(w, r, "job", map[string]any{"Title": "Job " + j.ID, "Job": v})
+}
+
+// toJSON renders a binary protobuf message of type name as indented JSON.
+func (d *Dashboard) toJSON(name string, data []byte) string {
+	raw := func(why string) string {
+		b, _ := json.MarshalIndent(map[string]any{"@type": name, "bytes": data, "note": why}, "", "  ")
+		return string(b)
+	}
+	if d.cfg.Resolver == nil {
+		return raw("no type resolver")
+	}
+	mt, err := d.cfg.Resolver.FindMessageByName(protoreflect.FullName(name))
+	if err != nil {
+		return raw("type not linked into courierd")
+	}
+	m := mt.New().Interface()
+	if err := proto.Unmarshal(data, m); err != nil {
+		return raw("does not decode: " + err.Error())
+	}
+	b, err := protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(m)
+	if err != nil {
+		return raw(err.Error())
+	}
+	// protojson varies its white space on purpose; indent it stably.
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return string(b)
+	}
+	return out.String()
+}
+
+func (d *Dashboard) cancel(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !d.actionAllowed(w, r, d.cfg.Cancel != nil) {
+		return
+	}
+	flash := "cancelled"
+	if err := d.cfg.Cancel(r.Context(), r, id); err != nil {
+		d.cfg.Logger.Warn("dashboard: cancel refused or failed", "job_id", id, "err", err)
+		flash = "cancel failed: " + err.Error()
+	}
+	http.Redirect(w, r, "/jobs/"+url.PathEscape(id)+"?flash="+url.QueryEscape(flash), http.StatusSeeOther)
+}
+
+func (d *Dashboard) reenqueue(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !d.actionAllowed(w, r, d.cfg.Reenqueue != nil) {
+		return
+	}
+	j, err := d.cfg.Store.Get(r.Context(), id)
+	if err != nil {
+		d.fail(w, http.StatusNotFound, fmt.Sprintf("dashboard: job %q: %v", id, err))
+		return
+	}
+	if j.State != jobs.Failed {
+		d.fail(w, http.StatusConflict, fmt.Sprintf("dashboard: job %s is %s; only FAILED jobs (dead letters) are re-enqueued", id, j.State))
+		return
+	}
+	newID, err := d.cfg.Reenqueue(r.Context(), r, j)
+	if err != nil {
+		d.cfg.Logger.Warn("dashboard: re-enqueue refused or failed", "job_id", id, "err", err)
+		http.Redirect(w, r, "/jobs/"+url.PathEscape(id)+"?flash="+url.QueryEscape("re-enqueue failed: "+err.Error()), http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, "/jobs/"+url.PathEscape(newID)+"?flash="+url.QueryEscape("re-enqueued from "+id), http.StatusSeeOther)
+}
+
+// reenqueueFailed re-enqueues every FAILED job of a type (up to
+// CountLimit).
+func (d *Dashboard) reenqueueFailed(w http.ResponseWriter, r *http.Request) {
+	typ := r.PathValue("type")
+	if !d.actionAllowed(w, r, d.cfg.Reenqueue != nil) {
+		return
+	}
+	var failed []*jobs.Job
+	token := ""
+	for len(failed) < d.cfg.CountLimit {
+		js, next, err := d.cfg.Store.List(r.Context(), jobs.ListParams{Type: typ, State: jobs.Failed, PageSize: 1000, PageToken: token})
+		if err != nil {
+			d.fail(w, http.StatusServiceUnavailable, "dashboard: listing failed jobs: "+err.Error())
+			return
+		}
+		failed = append(failed, js...)
+		if next == "" {
+			break
+		}
+		token = next
+	}
+	n := 0
+	var firstErr error
+	for _, j := range failed {
+		if _, err := d.cfg.Reenqueue(r.Context(), r, j); err != nil {
+			firstErr = err
+			break // the same refusal would repeat
+		}
+		n++
+	}
+	flash := fmt.Sprintf("re-enqueued %d failed %s jobs", n, typ)
+	if firstErr != nil {
+		d.cfg.Logger.Warn("dashboard: re-enqueue refused or failed", "type", typ, "err", firstErr)
+		flash += "; stopped: " + firstErr.Error()
+	}
+	http.Redirect(w, r, "/?flash="+url.QueryEscape(flash), http.StatusSeeOther)
+}
+
+// actionAllowed answers 403 (and returns false) for cross-origin posts and
+// when the action is off.
+func (d *Dashboard) actionAllowed(w http.ResponseWriter, r *http.Request, on bool) bool {
+	if !sameOrigin(r) {
+		d.fail(w, http.StatusForbidden, "dashboard: cross-origin request refused; use the dashboard's own buttons")
+		return false
+	}
+	if !on {
+		d.fail(w, http.StatusForbidden, "dashboard: actions are off: "+d.cfg.ActionsNote)
+		return false
+	}
+	return true
+}
+
+// sameOrigin refuses cross-site form posts (CSRF): a browser sends Origin
+// on POST; when it does, its host must be ours.
+func sameOrigin(r *http.Request) bool {
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		return false
+	}
+	o := r.Header.Get("Origin")
+	if o == "" || o == "null" {
+		return o == ""
+	}
+	u, err := url.Parse(o)
+	return err == nil && u.Host == r.Host
+}
+
+// filterURL builds a jobs-list URL with one filter changed.
+func filterURL(q url.Values, key, value string) string {
+	v := url.Values{}
+	for k, vs := range q {
+		if k != "fragment" && k != "page" {
+			v[k] = vs
+		}
+	}
+	if value == "" {
+		v.Del(key)
+	} else {
+		v.Set(key, value)
+	}
+	if len(v) == 0 {
+		return "/jobs"
+	}
+	return "/jobs?" + v.Encode()
+}

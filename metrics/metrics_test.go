@@ -1,0 +1,111 @@
+package metrics_test
+
+import (
+	"context"
+	"io"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/courierq/courier/jobs"
+	"github.com/courierq/courier/jobs/sqlite"
+	"github.com/courierq/courier/metrics"
+)
+
+func TestStoreDecoratorAndThroughput(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 27, 12, 0, 30, 0, time.UTC)
+	clock := func() time.Time { return now }
+	s, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "jobs.db"), Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	m, err := metrics.New(metrics.Config{Registry: prometheus.NewRegistry(), Store: s, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := m.WrapStore(s)
+	const typ = "courier.demo.v1.Echo"
+	run := func(id string, ok bool) {
+		t.Helper()
+		if _, dup, err := store.Enqueue(ctx, jobs.EnqueueParams{Job: jobs.Job{ID: id, Type: typ, MaxAttempts: 1, IdempotencyKey: id}}); err != nil || dup {
+			t.Fatalf("Enqueue %s: %v %v", id, dup, err)
+		}
+		if _, err := store.Start(ctx, jobs.StartParams{ID: id, Attempt: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			_, err = store.Succeed(ctx, jobs.SucceedParams{ID: id})
+		} else {
+			_, err = store.Fail(ctx, jobs.FailParams{ID: id, Code: 2, Message: "x"})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	run("a", true)
+	run("b", false)
+	now = now.Add(2 * time.Minute)
+	run("c", true)
+	run("d", true)
+	// A duplicate is not counted; a Succeed the store refuses is not either.
+	if _, dup, _ := store.Enqueue(ctx, jobs.EnqueueParams{Job: jobs.Job{ID: "a2", Type: typ, IdempotencyKey: "a"}}); !dup {
+		t.Fatal("re-enqueue of a was not a duplicate")
+	}
+	if _, err := store.Succeed(ctx, jobs.SucceedParams{ID: "a"}); err == nil {
+		t.Fatal("second Succeed of a was accepted")
+	}
+
+	ok, failed := m.Throughput(typ, 4)
+	if want := []int{0, 1, 0, 2}; !equal(ok, want) {
+		t.Errorf("succeeded per minute %v, want %v", ok, want)
+	}
+	if want := []int{0, 1, 0, 0}; !equal(failed, want) {
+		t.Errorf("failed per minute %v, want %v", failed, want)
+	}
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	for _, want := range []string{
+		`courier_jobs_enqueued_total{type="courier.demo.v1.Echo"} 4`,
+		`courier_jobs_succeeded_total{type="courier.demo.v1.Echo"} 3`,
+		`courier_jobs_failed_total{type="courier.demo.v1.Echo"} 1`,
+		`courier_enqueue_to_start_seconds_count{type="courier.demo.v1.Echo"} 4`,
+		"courier_outbox_backlog 4", // nothing relayed them
+		"courier_outbox_oldest_age_seconds 120",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+func TestNewRefusesASecondRegistration(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := metrics.New(metrics.Config{Registry: reg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := metrics.New(metrics.Config{Registry: reg}); err == nil || !strings.HasPrefix(err.Error(), "metrics: ") {
+		t.Fatalf("second New on one registry: %v", err)
+	}
+	if _, err := metrics.New(metrics.Config{}); err == nil {
+		t.Fatal("New without a registry succeeded")
+	}
+}
+
+func equal(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
