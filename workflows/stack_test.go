@@ -18,9 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
-	"github.com/courierq/courier/backend"
 	"github.com/courierq/courier/backend/jobservice"
-	courierclient "github.com/courierq/courier/client"
 	"github.com/courierq/courier/handlers"
 	"github.com/courierq/courier/ingest"
 	"github.com/courierq/courier/internal/testenv"
@@ -166,25 +164,8 @@ func newTemporal(t *testing.T, onTest hook, tweak func(*demo.Config)) *temporalE
 // returns a client of it.
 func serveJobs(t *testing.T, store jobs.Store, types jobservice.TypeMap) courierv1.JobServiceClient {
 	t.Helper()
-	svc, err := jobservice.New(jobservice.Config{Store: store, Types: types})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := backend.New(backend.Config{Addr: "127.0.0.1:0", DevMode: true, Logger: quiet}, svc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve()
-	t.Cleanup(func() { srv.Close() })
-	conn, err := courierclient.Dial(srv.Addr().String(), courierclient.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return courierv1.NewJobServiceClient(conn)
+	_, c := testenv.JobService(t, store, types)
+	return c
 }
 
 // enqueue records a job through JobService, then publishes its message as the

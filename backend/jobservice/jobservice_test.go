@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,9 +15,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/courierq/courier/backend"
 	"github.com/courierq/courier/backend/jobservice"
-	"github.com/courierq/courier/client"
+	"github.com/courierq/courier/internal/testenv"
 	"github.com/courierq/courier/jobs"
 	"github.com/courierq/courier/jobs/sqlite"
 	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
@@ -45,25 +43,8 @@ func newEnv(t *testing.T, types jobservice.TypeMap) *env {
 	if types == nil {
 		types = jobservice.TypeMap{"courier.demo.v1.Echo": {MaxAttempts: 3}, "courier.demo.v1.Sleep": {MaxAttempts: 5}}
 	}
-	svc, err := jobservice.New(jobservice.Config{Store: store, Types: types})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := backend.New(backend.Config{Addr: "127.0.0.1:0", DevMode: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, svc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve()
-	t.Cleanup(func() { srv.Close() })
-	conn, err := client.Dial(srv.Addr().String(), client.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return &env{store: store, client: courierv1.NewJobServiceClient(conn), ctx: ctx}
+	_, jc := testenv.JobService(t, store, types)
+	return &env{store: store, client: jc, ctx: ctx}
 }
 
 func mustAny(t *testing.T, m proto.Message) *anypb.Any {

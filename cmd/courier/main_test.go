@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,8 +14,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/courierq/courier/backend"
 	"github.com/courierq/courier/backend/jobservice"
+	"github.com/courierq/courier/internal/testenv"
 	"github.com/courierq/courier/jobs"
 	"github.com/courierq/courier/jobs/sqlite"
 	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
@@ -32,20 +31,8 @@ func server(t *testing.T) (addr string, store jobs.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	svc, err := jobservice.New(jobservice.Config{Store: store, Types: jobservice.TypeMap{"courier.demo.v1.Echo": {MaxAttempts: 3}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := backend.New(backend.Config{Addr: "127.0.0.1:0", DevMode: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, svc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve()
-	t.Cleanup(func() { srv.Close() })
-	return srv.Addr().String(), store
+	addr, _ = testenv.JobService(t, store, jobservice.TypeMap{"courier.demo.v1.Echo": {MaxAttempts: 3}})
+	return addr, store
 }
 
 func cli(t *testing.T, args ...string) (string, error) {
