@@ -2,6 +2,7 @@ package jobservice_test
 
 import (
 	"context"
+	"fmt"
 	"errors"
 	"io"
 	"path/filepath"
@@ -31,7 +32,7 @@ type env struct {
 
 // newEnv serves a JobService over a real SQLite store on a loopback gRPC
 // server.
-func newEnv(t *testing.T, types jobservice.TypeMap) *env {
+func newEnv(t testing.TB, types jobservice.TypeMap) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
@@ -47,7 +48,7 @@ func newEnv(t *testing.T, types jobservice.TypeMap) *env {
 	return &env{store: store, client: jc, ctx: ctx}
 }
 
-func mustAny(t *testing.T, m proto.Message) *anypb.Any {
+func mustAny(t testing.TB, m proto.Message) *anypb.Any {
 	t.Helper()
 	a, err := anypb.New(m)
 	if err != nil {
@@ -260,4 +261,32 @@ func TestCheckRejectsBeforeRecording(t *testing.T) {
 	if n, _, _ := e.store.OutboxStats(e.ctx); n != 0 {
 		t.Fatalf("outbox has %d entries after a refused enqueue", n)
 	}
+}
+
+// BenchmarkGetJob measures GetJob over loopback gRPC on SQLite with 16
+// concurrent callers: go test -run '^$' -bench GetJob ./backend/jobservice
+func BenchmarkGetJob(b *testing.B) {
+	e := newEnv(b, nil)
+	var ids []string
+	for i := range 1000 {
+		payload := mustAny(b, &demov1.Echo{Message: fmt.Sprint(i)})
+		resp, err := e.client.EnqueueJob(e.ctx, &courierv1.EnqueueJobRequest{Payload: payload})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids = append(ids, resp.JobId)
+	}
+	b.SetParallelism(8) // 16 goroutines on 2 CPUs
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, err := e.client.GetJob(context.Background(), &courierv1.GetJobRequest{Id: ids[i%len(ids)]}); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lookups/s")
 }
