@@ -91,13 +91,14 @@ func enqueueAll(b *testing.B, addr string, n, callers int) []string {
 	ids := make([]string, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	// One connection shared by the callers, as a gRPC client should.
+	conn, err := client.Dial(addr, client.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	jc := courierv1.NewJobServiceClient(conn)
 	for range callers {
-		conn, err := client.Dial(addr, client.Config{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer conn.Close()
-		jc := courierv1.NewJobServiceClient(conn)
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
@@ -241,13 +242,13 @@ func lookups(b *testing.B, addr string, ids []string, callers int, d time.Durati
 	var count atomic.Int64
 	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
+	conn, err := client.Dial(addr, client.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	jc := courierv1.NewJobServiceClient(conn)
 	for range callers {
-		conn, err := client.Dial(addr, client.Config{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer conn.Close()
-		jc := courierv1.NewJobServiceClient(conn)
 		wg.Go(func() {
 			for time.Now().Before(deadline) {
 				if _, err := jc.GetJob(context.Background(), &courierv1.GetJobRequest{Id: ids[rand.IntN(len(ids))]}); err != nil {
