@@ -107,7 +107,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 func TestRunRejectsBadConfig(t *testing.T) {
 	for _, tc := range []struct{ doc, want string }{
 		{"grpc:\n  addr: 0.0.0.0:0\n  devMode: true\npubsub: {emulator: embedded}\n", "loopback"},
-		{"pubsub: {emulator: embedded}\nhandlers:\n  types:\n    no.such.Type: {}\n", "no.such.Type"},
+		{"pubsub: {emulator: embedded}\nstore: {path: " + filepath.Join(t.TempDir(), "jobs.db") + "}\nhandlers:\n  types:\n    no.such.Type: {}\n", "no.such.Type"},
 		{"grpc: {addr: 127.0.0.1:0}\n", "pubsub.project"},
 	} {
 		cfgPath := filepath.Join(t.TempDir(), "bad.yaml")
