@@ -1,8 +1,8 @@
 // Package dashboard is courier's web UI on the HTTP port: an overview per job
 // type (counts by state, oldest queued job, dead letters), a jobs list with
 // filters (type, state, label) and paging that refreshes itself, and a job
-// page (payload and result as JSON, error, attempts, progress, timestamps)
-// with cancel and re-enqueue (of a FAILED job, i.e. a dead letter) buttons,
+// page (payload and result as JSON, error, attempts, progress, timestamps,
+// and the timeline of its state changes from jobs.Store.Events) with cancel and re-enqueue (of a FAILED job, i.e. a dead letter) buttons,
 // and re-enqueue of all failed jobs of a type from the overview.
 //
 // The front end is server-rendered html/template with a few lines of vanilla
@@ -19,8 +19,8 @@
 // CancelJob RPC to its own gRPC server carrying the browser's Authorization
 // header, so the gRPC API's authentication and policy decide. The overview's
 // 15-minute throughput chart shows what this process's metrics saw (jobs
-// that ended here), not the whole fleet. Not done yet: the state-change
-// timeline, and rate-limit waiting on the overview. Re-enqueue makes a new
+// that ended here), not the whole fleet. Not done yet: rate-limit waiting
+// on the overview. Re-enqueue makes a new
 // job from the FAILED job's payload and labels; the copy on the dead-letter
 // topic stays there (it is kept for inspection with Pub/Sub tools).
 package dashboard
@@ -357,6 +357,7 @@ func (d *Dashboard) list(w http.ResponseWriter, r *http.Request) {
 type jobView struct {
 	*jobs.Job
 	PayloadJSON, ResultJSON string
+	Events                  []jobs.Event // the timeline, oldest first
 	CanCancel, CanReenqueue bool
 	ActionsNote             string
 	Flash                   string
@@ -373,6 +374,10 @@ func (d *Dashboard) job(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := jobView{Job: j, PayloadJSON: d.toJSON(j.Type, j.Payload), ActionsNote: d.cfg.ActionsNote, Flash: r.URL.Query().Get("flash")}
+	if v.Events, err = d.cfg.Store.Events(r.Context(), j.ID); err != nil {
+		d.fail(w, http.StatusServiceUnavailable, "dashboard: reading the job's timeline: "+err.Error())
+		return
+	}
 	if j.ResultType != "" {
 		v.ResultJSON = d.toJSON(j.ResultType, j.Result)
 	}
