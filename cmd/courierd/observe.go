@@ -181,10 +181,35 @@ func (o *observe) routes(mux *http.ServeMux) error {
 			dcfg.ActionsNote = "Actions are CancelJob calls to the gRPC API with this request's Authorization header (e.g. set by an authenticating proxy); its policy decides."
 		}
 	}
+	if o.st.worker != nil {
+		dcfg.DeadLetters = deadLetters{o.st.worker}
+	}
 	d, err := dashboard.New(dcfg)
 	if err != nil {
 		return err
 	}
 	d.Routes(mux)
 	return nil
+}
+
+// deadLetters shows the worker's dead-letter subscriptions on the dashboard.
+type deadLetters struct{ w *ingest.Worker }
+
+func (d deadLetters) Peek(ctx context.Context, typ string, limit int) ([]dashboard.DeadLetter, error) {
+	dls, err := d.w.PeekDeadLetters(ctx, typ, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]dashboard.DeadLetter, len(dls))
+	for i, dl := range dls {
+		out[i] = dashboard.DeadLetter{
+			Subscription: dl.Subscription, MessageID: dl.MessageID, Type: dl.Type, JobID: dl.JobID, Reason: dl.Reason,
+			Attempt: dl.Attempt, Published: dl.Published, Data: dl.Data, Labels: publisher.Labels(dl.Attributes), Attributes: dl.Attributes,
+		}
+	}
+	return out, nil
+}
+
+func (d deadLetters) Ack(ctx context.Context, sub string, ids []string) ([]string, error) {
+	return d.w.AckDeadLetters(ctx, sub, ids)
 }
