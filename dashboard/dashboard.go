@@ -18,8 +18,9 @@
 // refresh itself). The pages are plain tables, readable on a phone.
 //
 // It is for courierd. It reads jobs straight from the jobs.Store (read-only
-// views are open to whoever reaches the HTTP port, like /metrics: keep that
-// port private or behind an authenticating proxy), and never changes job
+// views are open to whoever reaches the HTTP port, like /metrics, unless
+// Config.Authorize closes them: courierd does so with the gRPC server's
+// authenticators and http.dashboard.readRoles), and never changes job
 // state itself: actions go through Config.Cancel and Config.Reenqueue, which
 // courierd implements with CancelJob and EnqueueJob RPCs to its own gRPC
 // server carrying the browser's Authorization header, so the gRPC API's
@@ -87,6 +88,12 @@ type Config struct {
 	// should be idempotent per failed job. nil: no re-enqueue buttons, and
 	// the POSTs answer 403.
 	Reenqueue func(ctx context.Context, r *http.Request, failed *jobs.Job) (newID string, err error)
+	// Authorize, when set, decides whether request r may use the dashboard
+	// (every page and action; not /static/). It returns nil to allow, an
+	// error wrapping ErrUnauthenticated to answer 401 (with a Bearer
+	// challenge), or another error to answer 403; the message is shown.
+	// nil: every request is allowed.
+	Authorize func(r *http.Request) error
 	// DeadLetters, when set, adds the dead-letters page (/dead-letters):
 	// list, inspect, and re-enqueue (through Reenqueue, then acked) one or
 	// all of a type. nil: no such page.
@@ -108,6 +115,10 @@ type Config struct {
 	// Now is the clock for ages. nil means time.Now.
 	Now func() time.Time
 }
+
+// ErrUnauthenticated is wrapped by Config.Authorize's error when the request
+// carries no credentials, or bad ones.
+var ErrUnauthenticated = errors.New("dashboard: credentials needed")
 
 // Dashboard serves the UI. Mount it at / (it owns /, /jobs, /jobs/{id},
 // /static/).
@@ -169,7 +180,20 @@ func New(cfg Config) (*Dashboard, error) {
 	return d, nil
 }
 
-func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) { d.mux.ServeHTTP(w, r) }
+func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if d.cfg.Authorize != nil && !strings.HasPrefix(r.URL.Path, "/static/") {
+		if err := d.cfg.Authorize(r); err != nil {
+			if errors.Is(err, ErrUnauthenticated) {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="courier"`)
+				d.fail(w, http.StatusUnauthorized, err.Error())
+			} else {
+				d.fail(w, http.StatusForbidden, err.Error())
+			}
+			return
+		}
+	}
+	d.mux.ServeHTTP(w, r)
+}
 
 // Routes adds the dashboard's routes to mux.
 func (d *Dashboard) Routes(mux *http.ServeMux) {
