@@ -109,6 +109,7 @@ type Server struct {
 	grpc     *grpc.Server
 	health   *health.Server
 	services []string
+	auth     *authorizer
 
 	mu         sync.Mutex
 	lis        net.Listener
@@ -188,7 +189,7 @@ func New(cfg Config, services ...Service) (*Server, error) {
 			opts = append(opts, o)
 		}
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, grpc: grpc.NewServer(opts...), health: health.NewServer()}
+	s := &Server{cfg: cfg, log: cfg.Logger, grpc: grpc.NewServer(opts...), health: health.NewServer(), auth: auth}
 
 	seen := map[string]bool{}
 	for _, svc := range services {

@@ -71,19 +71,14 @@ func splitMethod(full string) (service, method string) {
 // authenticate runs the authenticators in order; the first that recognises
 // the caller wins. No credential at all gives the anonymous identity.
 func (a *authorizer) authenticate(ctx context.Context) (Identity, error) {
-	for _, au := range a.authenticators {
-		id, ok, err := au.Authenticate(ctx)
-		if err != nil {
-			if errors.Is(err, ErrBadCredentials) {
-				return Identity{}, status.Error(codes.Unauthenticated, err.Error())
-			}
-			return Identity{}, status.Errorf(codes.Internal, "backend: authenticating: %v", err)
-		}
-		if ok {
-			return id, nil
-		}
+	id, err := a.identify(ctx)
+	switch {
+	case errors.Is(err, ErrBadCredentials):
+		return Identity{}, status.Error(codes.Unauthenticated, err.Error())
+	case err != nil:
+		return Identity{}, status.Error(codes.Internal, err.Error())
 	}
-	return Identity{}, nil
+	return id, nil
 }
 
 // authorize decides one call.

@@ -135,9 +135,11 @@ type HTTP struct {
 	// Addr is the listen address. "" means 127.0.0.1:8006; "-" turns the
 	// HTTP server off.
 	Addr string `json:"addr,omitempty"`
-	// Dashboard: "" or "on" serves the dashboard at /; "off" does not.
-	// Its state-changing actions (cancel) are allowed only in grpc.devMode.
-	Dashboard string `json:"dashboard,omitempty"`
+	// Dashboard: its mode ("" or "on" serves it at /, "off" does not) and
+	// who may read it (see Dashboard). Its actions (cancel, re-enqueue) are
+	// gRPC calls carrying the request's Authorization header, so the gRPC
+	// API's policy decides them.
+	Dashboard Dashboard `json:"dashboard,omitzero"`
 }
 
 // Parse decodes and validates a configuration document.
@@ -209,10 +211,16 @@ func (c *Config) validate() error {
 	default:
 		errs = append(errs, &ValidationError{"tracing.exporter", c.Tracing.Exporter, `use "" or "off" (no tracing), "stdout" (spans as JSON on stdout) or "otlp" (with tracing.endpoint)`})
 	}
-	switch c.HTTP.Dashboard {
+	switch c.HTTP.Dashboard.Mode {
 	case "", "on", "off":
 	default:
-		errs = append(errs, &ValidationError{"http.dashboard", c.HTTP.Dashboard, `use "on" (the default) or "off"`})
+		errs = append(errs, &ValidationError{"http.dashboard.mode", c.HTTP.Dashboard.Mode, `use "on" (the default) or "off"`})
+	}
+	for _, r := range c.HTTP.Dashboard.ReadRoles {
+		if r == "" {
+			errs = append(errs, &ValidationError{"http.dashboard.readRoles", c.HTTP.Dashboard.ReadRoles, "a role is empty; list role names such as viewer"})
+			break
+		}
 	}
 	if c.Jobs.Retention < 0 {
 		errs = append(errs, &ValidationError{"jobs.retention", c.Jobs.Retention, "use a positive duration such as 168h, or 0 for 7 days"})

@@ -1,9 +1,14 @@
 // Package dashboard is courier's web UI on the HTTP port: an overview per job
 // type (counts by state, oldest queued job, dead letters), a jobs list with
 // filters (type, state, label) and paging that refreshes itself, and a job
-// page (payload and result as JSON, error, attempts, progress, timestamps)
-// with cancel and re-enqueue (of a FAILED job, i.e. a dead letter) buttons,
-// and re-enqueue of all failed jobs of a type from the overview.
+// page (payload and result as JSON, error, attempts, progress, timestamps,
+// and the timeline of its state changes from jobs.Store.Events) with cancel and re-enqueue (of a FAILED job, i.e. a dead letter) buttons,
+// and re-enqueue of all failed jobs of a type from the overview. With
+// Config.DeadLetters it also lists the messages kept on the dead-letter
+// subscriptions (poison messages and failed jobs' last deliveries: type, job,
+// reason, attempt), shows one (payload as JSON when it decodes, else hex),
+// and re-enqueues one, or all of a type, through Config.Reenqueue, removing
+// each dead letter once its new job is enqueued.
 //
 // The front end is server-rendered html/template with a few lines of vanilla
 // JavaScript (live refresh replaces a page fragment fetched from the same
@@ -13,16 +18,20 @@
 // refresh itself). The pages are plain tables, readable on a phone.
 //
 // It is for courierd. It reads jobs straight from the jobs.Store (read-only
-// views are open to whoever reaches the HTTP port, like /metrics: keep that
-// port private or behind an authenticating proxy), and never changes state
-// itself: actions go through Config.Cancel, which courierd implements with a
-// CancelJob RPC to its own gRPC server carrying the browser's Authorization
-// header, so the gRPC API's authentication and policy decide. The overview's
+// views are open to whoever reaches the HTTP port, like /metrics, unless
+// Config.Authorize closes them: courierd does so with the gRPC server's
+// authenticators and http.dashboard.readRoles), and never changes job
+// state itself: actions go through Config.Cancel and Config.Reenqueue, which
+// courierd implements with CancelJob and EnqueueJob RPCs to its own gRPC
+// server carrying the browser's Authorization header, so the gRPC API's
+// authentication and policy decide. The only change it makes itself is
+// removing a dead letter after its re-enqueue succeeded. The overview's
 // 15-minute throughput chart shows what this process's metrics saw (jobs
-// that ended here), not the whole fleet. Not done yet: the state-change
-// timeline, and rate-limit waiting on the overview. Re-enqueue makes a new
-// job from the FAILED job's payload and labels; the copy on the dead-letter
-// topic stays there (it is kept for inspection with Pub/Sub tools).
+// that ended here), not the whole fleet. Not done yet: rate-limit waiting on
+// the overview. Re-enqueue from a job page makes a new job from the FAILED
+// job's payload and labels and leaves its dead letter in place; re-enqueue
+// from the dead-letters page makes the same job (same idempotency key) and
+// removes the dead letter.
 package dashboard
 
 import (
@@ -79,6 +88,16 @@ type Config struct {
 	// should be idempotent per failed job. nil: no re-enqueue buttons, and
 	// the POSTs answer 403.
 	Reenqueue func(ctx context.Context, r *http.Request, failed *jobs.Job) (newID string, err error)
+	// Authorize, when set, decides whether request r may use the dashboard
+	// (every page and action; not /static/). It returns nil to allow, an
+	// error wrapping ErrUnauthenticated to answer 401 (with a Bearer
+	// challenge), or another error to answer 403; the message is shown.
+	// nil: every request is allowed.
+	Authorize func(r *http.Request) error
+	// DeadLetters, when set, adds the dead-letters page (/dead-letters):
+	// list, inspect, and re-enqueue (through Reenqueue, then acked) one or
+	// all of a type. nil: no such page.
+	DeadLetters DeadLetters
 	// Throughput, when set, gives the jobs of typ that succeeded and failed
 	// in each of the last n minutes, oldest first (metrics.Metrics.Throughput);
 	// the overview charts the last 15 minutes. nil hides the chart.
@@ -96,6 +115,10 @@ type Config struct {
 	// Now is the clock for ages. nil means time.Now.
 	Now func() time.Time
 }
+
+// ErrUnauthenticated is wrapped by Config.Authorize's error when the request
+// carries no credentials, or bad ones.
+var ErrUnauthenticated = errors.New("dashboard: credentials needed")
 
 // Dashboard serves the UI. Mount it at / (it owns /, /jobs, /jobs/{id},
 // /static/).
@@ -127,12 +150,13 @@ func New(cfg Config) (*Dashboard, error) {
 	}
 	d := &Dashboard{cfg: cfg}
 	t, err := template.New("").Funcs(template.FuncMap{
-		"ts":      d.ts,
-		"age":     d.age,
-		"pct":     func(f float64) string { return fmt.Sprintf("%.0f", f*100) },
-		"lower":   func(s jobs.State) string { return strings.ToLower(string(s)) },
-		"filter":  filterURL,
-		"refresh": func() int { return int(d.cfg.RefreshInterval.Milliseconds()) },
+		"ts":          d.ts,
+		"age":         d.age,
+		"pct":         func(f float64) string { return fmt.Sprintf("%.0f", f*100) },
+		"lower":       func(s jobs.State) string { return strings.ToLower(string(s)) },
+		"filter":      filterURL,
+		"refresh":     func() int { return int(d.cfg.RefreshInterval.Milliseconds()) },
+		"deadLetters": func() bool { return d.cfg.DeadLetters != nil },
 	}).ParseFS(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: templates: %w", err)
@@ -147,14 +171,37 @@ func New(cfg Config) (*Dashboard, error) {
 	d.mux.HandleFunc("POST /jobs/{id}/cancel", d.cancel)
 	d.mux.HandleFunc("POST /jobs/{id}/reenqueue", d.reenqueue)
 	d.mux.HandleFunc("POST /types/{type}/reenqueue-failed", d.reenqueueFailed)
+	if cfg.DeadLetters != nil {
+		d.mux.HandleFunc("GET /dead-letters", d.deadLetters)
+		d.mux.HandleFunc("GET /dead-letters/{sub}/{id}", d.deadLetter)
+		d.mux.HandleFunc("POST /dead-letters/{sub}/{id}/reenqueue", d.reenqueueDeadLetter)
+		d.mux.HandleFunc("POST /dead-letters/types/{type}/reenqueue", d.reenqueueDeadLetters)
+	}
 	return d, nil
 }
 
-func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) { d.mux.ServeHTTP(w, r) }
+func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if d.cfg.Authorize != nil && !strings.HasPrefix(r.URL.Path, "/static/") {
+		if err := d.cfg.Authorize(r); err != nil {
+			if errors.Is(err, ErrUnauthenticated) {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="courier"`)
+				d.fail(w, http.StatusUnauthorized, err.Error())
+			} else {
+				d.fail(w, http.StatusForbidden, err.Error())
+			}
+			return
+		}
+	}
+	d.mux.ServeHTTP(w, r)
+}
 
 // Routes adds the dashboard's routes to mux.
 func (d *Dashboard) Routes(mux *http.ServeMux) {
-	for _, p := range []string{"GET /static/", "GET /{$}", "GET /jobs", "GET /jobs/{id}", "POST /jobs/{id}/cancel", "POST /jobs/{id}/reenqueue", "POST /types/{type}/reenqueue-failed"} {
+	ps := []string{"GET /static/", "GET /{$}", "GET /jobs", "GET /jobs/{id}", "POST /jobs/{id}/cancel", "POST /jobs/{id}/reenqueue", "POST /types/{type}/reenqueue-failed"}
+	if d.cfg.DeadLetters != nil {
+		ps = append(ps, "GET /dead-letters", "GET /dead-letters/{sub}/{id}", "POST /dead-letters/{sub}/{id}/reenqueue", "POST /dead-letters/types/{type}/reenqueue")
+	}
+	for _, p := range ps {
 		mux.Handle(p, d)
 	}
 }
@@ -357,6 +404,7 @@ func (d *Dashboard) list(w http.ResponseWriter, r *http.Request) {
 type jobView struct {
 	*jobs.Job
 	PayloadJSON, ResultJSON string
+	Events                  []jobs.Event // the timeline, oldest first
 	CanCancel, CanReenqueue bool
 	ActionsNote             string
 	Flash                   string
@@ -373,6 +421,10 @@ func (d *Dashboard) job(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := jobView{Job: j, PayloadJSON: d.toJSON(j.Type, j.Payload), ActionsNote: d.cfg.ActionsNote, Flash: r.URL.Query().Get("flash")}
+	if v.Events, err = d.cfg.Store.Events(r.Context(), j.ID); err != nil {
+		d.fail(w, http.StatusServiceUnavailable, "dashboard: reading the job's timeline: "+err.Error())
+		return
+	}
 	if j.ResultType != "" {
 		v.ResultJSON = d.toJSON(j.ResultType, j.Result)
 	}
@@ -381,33 +433,44 @@ func (d *Dashboard) job(w http.ResponseWriter, r *http.Request) {
 	d.render(w, r, "job", map[string]any{"Title": "Job " + j.ID, "Job": v})
 }
 
-// toJSON renders a binary protobuf message of type name as indented JSON.
+// toJSON renders a binary protobuf message of type name as indented JSON,
+// or, when it does not decode, its bytes (base64) with the reason.
 func (d *Dashboard) toJSON(name string, data []byte) string {
-	raw := func(why string) string {
-		b, _ := json.MarshalIndent(map[string]any{"@type": name, "bytes": data, "note": why}, "", "  ")
-		return string(b)
+	js, ok := d.decodeJSON(name, data)
+	if ok {
+		return js
 	}
+	b, _ := json.MarshalIndent(map[string]any{"@type": name, "bytes": data, "note": js}, "", "  ")
+	return string(b)
+}
+
+// decodeJSON renders a binary protobuf message of type name as indented
+// JSON; when it cannot, it returns why and false.
+func (d *Dashboard) decodeJSON(name string, data []byte) (string, bool) {
 	if d.cfg.Resolver == nil {
-		return raw("no type resolver")
+		return "no type resolver", false
+	}
+	if name == "" {
+		return "no type", false
 	}
 	mt, err := d.cfg.Resolver.FindMessageByName(protoreflect.FullName(name))
 	if err != nil {
-		return raw("type not linked into courierd")
+		return "type not linked into courierd", false
 	}
 	m := mt.New().Interface()
 	if err := proto.Unmarshal(data, m); err != nil {
-		return raw("does not decode: " + err.Error())
+		return "does not decode: " + err.Error(), false
 	}
 	b, err := protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(m)
 	if err != nil {
-		return raw(err.Error())
+		return err.Error(), false
 	}
 	// protojson varies its white space on purpose; indent it stably.
 	var out bytes.Buffer
 	if err := json.Indent(&out, b, "", "  "); err != nil {
-		return string(b)
+		return string(b), true
 	}
-	return out.String()
+	return out.String(), true
 }
 
 func (d *Dashboard) cancel(w http.ResponseWriter, r *http.Request) {

@@ -54,6 +54,39 @@ func get(t *testing.T, u string) (int, string) {
 	return r.StatusCode, string(b)
 }
 
+// TestJobTimeline: the job page lists the job's state changes in order,
+// with attempts and the retry's error.
+func TestJobTimeline(t *testing.T) {
+	srv, s := serve(t, nil)
+	ctx := context.Background()
+	if _, err := s.Start(ctx, jobs.StartParams{ID: "j1", Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Fail(ctx, jobs.FailParams{ID: "j1", Code: 14, Message: "backend <down>", Retry: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Start(ctx, jobs.StartParams{ID: "j1", Attempt: 2}); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/jobs/j1", "/jobs/j1?fragment=1"} {
+		code, body := get(t, srv.URL+path)
+		if code != 200 {
+			t.Fatalf("GET %s: %d\n%s", path, code, body)
+		}
+		rows := regexp.MustCompile(`<tr class="event" data-state="(\w+)" data-attempt="(\d+)">.*?</tr>`).FindAllStringSubmatch(body, -1)
+		var got []string
+		for _, r := range rows {
+			got = append(got, r[1]+"/"+r[2])
+		}
+		if want := "QUEUED/0 RUNNING/1 QUEUED/1 RUNNING/2"; strings.Join(got, " ") != want {
+			t.Errorf("GET %s: timeline %q, want %q; body:\n%s", path, strings.Join(got, " "), want, body)
+		}
+		if len(rows) == 4 && !strings.Contains(rows[2][0], "backend &lt;down&gt;") {
+			t.Errorf("GET %s: retry row %q lacks the escaped error", path, rows[2][0])
+		}
+	}
+}
+
 func TestViews(t *testing.T) {
 	srv, _ := serve(t, nil)
 	for _, c := range []struct {

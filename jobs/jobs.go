@@ -80,6 +80,19 @@ type Job struct {
 	UpdateTime time.Time
 }
 
+// Event is one entry of a job's timeline: a change of its state or of its
+// attempt, recorded in the same transaction as the change. Enqueue and
+// Ensure record Queued; Start records Running (a redelivered Start of the
+// same attempt records nothing); Fail with Retry records Queued with the
+// error as Message; Succeed, Fail and Cancel record the terminal state.
+// Progress records nothing.
+type Event struct {
+	Time    time.Time // the job's UpdateTime after the change
+	State   State
+	Attempt int
+	Message string // the error of a retry or a final failure; "" otherwise
+}
+
 // OutboxEntry is a job waiting to be published to Pub/Sub.
 type OutboxEntry struct {
 	JobID    string
@@ -192,6 +205,12 @@ type Store interface {
 	// entry, if any. On a terminal job it returns the job and an error
 	// wrapping ErrConflict.
 	Cancel(ctx context.Context, id string) (*Job, error)
+
+	// Events returns the job's timeline, oldest first: one Event per change
+	// of state or attempt since it was recorded. A job with no events (or no
+	// such job) gives none and no error; DeleteFinished deletes a job's
+	// events with it.
+	Events(ctx context.Context, id string) ([]Event, error)
 
 	// DueOutbox returns up to limit (at most 1000) outbox entries whose
 	// RunAfter is not after now, oldest due first (due = the later of Created

@@ -272,4 +272,32 @@ func TestDashboardReenqueuesADeadLetter(t *testing.T) {
 	if err != nil || j.State != courierv1.State_SUCCEEDED || j.Attempt != 2 || j.Labels["reenqueued-from"] != failedID {
 		t.Fatalf("re-enqueued job %v (%v): want SUCCEEDED on attempt 2, labelled reenqueued-from=%s", j, err, failedID)
 	}
+
+	// The timelines: the new job's retry and success, the old job's failure.
+	timeline := func(id string) string {
+		t.Helper()
+		if err := chromedp.Do(ctx, chromedp.Navigate(base+"/jobs/"+id), chromedp.WaitVisible(css("#timeline"))); err != nil {
+			t.Fatalf("job page %s: %v", id, err)
+		}
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+			`[...document.querySelectorAll("#timeline tr.event")].map(r => r.dataset.state + "/" + r.dataset.attempt).join(" ")`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got, want := timeline(newID), "QUEUED/0 RUNNING/1 QUEUED/1 RUNNING/2 SUCCEEDED/2"; got != want {
+		t.Errorf("timeline of the re-enqueued job = %q, want %q", got, want)
+	}
+	if shot, err = chromedp.Run(ctx, chromedp.FullScreenshot(100)); err != nil {
+		t.Fatal(err)
+	}
+	artifact(t, "timeline", shot)
+	retryMsg, err := chromedp.Run(ctx, chromedp.Text(css(`#timeline tr.event:nth-child(3) td:nth-child(4)`)))
+	if err != nil || retryMsg == "" {
+		t.Errorf("timeline retry row shows no error message (%q, %v)", retryMsg, err)
+	}
+	if got, want := timeline(failedID), "QUEUED/0 RUNNING/1 FAILED/1"; got != want {
+		t.Errorf("timeline of the dead-lettered job = %q, want %q", got, want)
+	}
 }

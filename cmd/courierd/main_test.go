@@ -33,8 +33,14 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // (gRPC and HTTP on free ports are added) and returns the ready stack.
 func startCourierd(t *testing.T, body string) *stack {
 	t.Helper()
+	return startCourierdDoc(t, "grpc:\n  addr: 127.0.0.1:0\n  devMode: true\nhttp:\n  addr: 127.0.0.1:0\n"+body)
+}
+
+// startCourierdDoc runs courierd in this process with the whole config
+// document doc and returns the ready stack.
+func startCourierdDoc(t *testing.T, doc string) *stack {
+	t.Helper()
 	cfgPath := filepath.Join(t.TempDir(), "courierd.yaml")
-	doc := "grpc:\n  addr: 127.0.0.1:0\n  devMode: true\nhttp:\n  addr: 127.0.0.1:0\n" + body
 	if err := os.WriteFile(cfgPath, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}

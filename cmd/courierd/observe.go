@@ -131,7 +131,7 @@ func (o *observe) serverOptions() []grpc.ServerOption {
 func (o *observe) routes(mux *http.ServeMux) error {
 	mux.Handle("GET /metrics", o.metrics.Handler())
 	mux.Handle("GET /readyz", o.ready)
-	if o.cfg.HTTP.Dashboard == "off" {
+	if o.cfg.HTTP.Dashboard.Off() {
 		return nil
 	}
 	dcfg := dashboard.Config{Store: o.st.store, Types: o.st.registry.Types(), Resolver: protoregistry.GlobalTypes,
@@ -178,7 +178,25 @@ func (o *observe) routes(mux *http.ServeMux) error {
 		if o.cfg.GRPC.DevMode {
 			dcfg.ActionsNote = "Dev mode: actions are not authenticated."
 		} else {
-			dcfg.ActionsNote = "Actions are CancelJob calls to the gRPC API with this request's Authorization header (e.g. set by an authenticating proxy); its policy decides."
+			dcfg.ActionsNote = "Actions are CancelJob and EnqueueJob calls to the gRPC API with this request's Authorization header (e.g. set by an authenticating proxy); its policy decides."
+		}
+	}
+	if o.st.worker != nil {
+		dcfg.DeadLetters = deadLetters{o.st.worker}
+	}
+	if roles := o.cfg.HTTP.Dashboard.ReadRoles; len(roles) > 0 && !o.cfg.GRPC.DevMode {
+		dcfg.Authorize = func(r *http.Request) error {
+			id, err := o.st.grpc.AuthenticateHTTP(r)
+			if err != nil {
+				return fmt.Errorf("%w: %v", dashboard.ErrUnauthenticated, err)
+			}
+			if id.Anonymous() {
+				return fmt.Errorf("%w: the dashboard needs one of the roles %v; send Authorization: Bearer TOKEN, or come through the authenticating proxy", dashboard.ErrUnauthenticated, roles)
+			}
+			if !id.HasAnyRole(roles) {
+				return fmt.Errorf("dashboard: %s %q holds the roles %v; the dashboard needs one of %v (http.dashboard.readRoles)", id.Method, id.Name, id.Roles, roles)
+			}
+			return nil
 		}
 	}
 	d, err := dashboard.New(dcfg)
@@ -187,4 +205,26 @@ func (o *observe) routes(mux *http.ServeMux) error {
 	}
 	d.Routes(mux)
 	return nil
+}
+
+// deadLetters shows the worker's dead-letter subscriptions on the dashboard.
+type deadLetters struct{ w *ingest.Worker }
+
+func (d deadLetters) Peek(ctx context.Context, typ string, limit int) ([]dashboard.DeadLetter, error) {
+	dls, err := d.w.PeekDeadLetters(ctx, typ, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]dashboard.DeadLetter, len(dls))
+	for i, dl := range dls {
+		out[i] = dashboard.DeadLetter{
+			Subscription: dl.Subscription, MessageID: dl.MessageID, Type: dl.Type, JobID: dl.JobID, Reason: dl.Reason,
+			Attempt: dl.Attempt, Published: dl.Published, Data: dl.Data, Labels: publisher.Labels(dl.Attributes), Attributes: dl.Attributes,
+		}
+	}
+	return out, nil
+}
+
+func (d deadLetters) Ack(ctx context.Context, sub string, ids []string) ([]string, error) {
+	return d.w.AckDeadLetters(ctx, sub, ids)
 }

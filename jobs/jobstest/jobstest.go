@@ -65,6 +65,8 @@ func Exercise(ctx context.Context, t *testing.T, newStore func(t *testing.T) job
 		{"DueOutbox", testDueOutbox},
 		{"OutboxStats", testOutboxStats},
 		{"DeleteFinished", testDeleteFinished},
+		{"EventsOfARetriedJob", testEventsRetried},
+		{"EventsOfACancelledJob", testEventsCancelled},
 		{"Subscribe", testSubscribe},
 		{"SubscribeOtherReplica", func(ctx context.Context, t *testing.T, s jobs.Store) { testPeer(ctx, t, s, f) }},
 		{"Times", testTimes},
@@ -765,6 +767,14 @@ func testDeleteFinished(ctx context.Context, t *testing.T, s jobs.Store) {
 	if err != nil || n != 2 {
 		t.Fatalf("DeleteFinished(future) = %d, %v; want 2 (failed and cancelled)", n, err)
 	}
+	for _, j := range []*jobs.Job{old, failed, cancelled} {
+		if ev := events(ctx, t, s, j.ID); len(ev) != 0 {
+			t.Errorf("Events of deleted job %s = %+v; want none", j.ID, ev)
+		}
+	}
+	if ev := events(ctx, t, s, running.ID); len(ev) != 2 {
+		t.Errorf("Events of running job %s after DeleteFinished = %+v; want its 2 (QUEUED, RUNNING)", running.ID, ev)
+	}
 	for _, j := range []*jobs.Job{queued, running} {
 		sameJob(t, "unfinished job after DeleteFinished", get(ctx, t, s, j.ID), j)
 	}
@@ -776,6 +786,113 @@ func testDeleteFinished(ctx context.Context, t *testing.T, s jobs.Store) {
 	if err != nil || n != 0 {
 		t.Fatalf("second DeleteFinished = %d, %v; want 0", n, err)
 	}
+}
+
+func events(ctx context.Context, t *testing.T, s jobs.Store, id string) []jobs.Event {
+	t.Helper()
+	ev, err := s.Events(ctx, id)
+	if err != nil {
+		t.Fatalf("Events(%s): %v", id, err)
+	}
+	return ev
+}
+
+// wantEvents checks the timeline of j: states, attempts and messages in
+// order, each time in UTC and not before the previous one, the last one at
+// the job's UpdateTime.
+func wantEvents(ctx context.Context, t *testing.T, s jobs.Store, j *jobs.Job, want []jobs.Event) {
+	t.Helper()
+	got := events(ctx, t, s, j.ID)
+	strip := func(es []jobs.Event) []jobs.Event {
+		out := make([]jobs.Event, len(es))
+		for i, e := range es {
+			out[i] = jobs.Event{State: e.State, Attempt: e.Attempt, Message: e.Message}
+		}
+		return out
+	}
+	if !slices.Equal(strip(got), want) {
+		t.Fatalf("Events(%s) = %+v; want (ignoring Time) %+v", j.ID, got, want)
+	}
+	for i, e := range got {
+		if e.Time.Location() != time.UTC {
+			t.Errorf("event %d time %v is not in UTC", i, e.Time)
+		}
+		if i > 0 && e.Time.Before(got[i-1].Time) {
+			t.Errorf("event %d at %v is before event %d at %v", i, e.Time, i-1, got[i-1].Time)
+		}
+	}
+	if last := got[len(got)-1]; !last.Time.Equal(j.UpdateTime) {
+		t.Errorf("last event at %v; want the job's UpdateTime %v", last.Time, j.UpdateTime)
+	}
+}
+
+func testEventsRetried(ctx context.Context, t *testing.T, s jobs.Store) {
+	j := enqueue(ctx, t, s, job("test.v1.Events"))
+	wantEvents(ctx, t, s, j, []jobs.Event{{State: jobs.Queued}})
+	steps := []func() (*jobs.Job, error){
+		func() (*jobs.Job, error) { return s.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 1}) },
+		// Progress and a redelivered Start of the same attempt change
+		// neither state nor attempt: no events.
+		func() (*jobs.Job, error) {
+			return nil, s.Progress(ctx, jobs.ProgressParams{ID: j.ID, Fraction: 0.5, Message: "half"})
+		},
+		func() (*jobs.Job, error) { return s.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 1}) },
+		func() (*jobs.Job, error) {
+			return s.Fail(ctx, jobs.FailParams{ID: j.ID, Code: 14, Message: "backend down", Retry: true})
+		},
+		func() (*jobs.Job, error) { return s.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 2}) },
+		func() (*jobs.Job, error) {
+			return s.Succeed(ctx, jobs.SucceedParams{ID: j.ID, ResultType: "test.v1.Result", Result: []byte{1}})
+		},
+	}
+	for i, step := range steps {
+		got, err := step()
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if got != nil {
+			j = got
+		}
+	}
+	wantEvents(ctx, t, s, j, []jobs.Event{
+		{State: jobs.Queued},
+		{State: jobs.Running, Attempt: 1},
+		{State: jobs.Queued, Attempt: 1, Message: "backend down"},
+		{State: jobs.Running, Attempt: 2},
+		{State: jobs.Succeeded, Attempt: 2},
+	})
+
+	// A failed transition records nothing.
+	if _, err := s.Cancel(ctx, j.ID); !errors.Is(err, jobs.ErrConflict) {
+		t.Fatalf("Cancel of a succeeded job: err = %v, want ErrConflict", err)
+	}
+	if ev := events(ctx, t, s, j.ID); len(ev) != 5 {
+		t.Fatalf("Events after a refused Cancel = %+v; want the same 5", ev)
+	}
+	if ev := events(ctx, t, s, "no-such-job"); len(ev) != 0 {
+		t.Fatalf("Events of a missing job = %+v; want none", ev)
+	}
+	_, err := s.Events(ctx, "")
+	wantErr(t, "Events with an empty ID", err, jobs.ErrInvalidArgument)
+}
+
+func testEventsCancelled(ctx context.Context, t *testing.T, s jobs.Store) {
+	j := inState(ctx, t, s, jobs.Running)
+	j, err := s.Cancel(ctx, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantEvents(ctx, t, s, j, []jobs.Event{{State: jobs.Queued}, {State: jobs.Running, Attempt: 1}, {State: jobs.Cancelled, Attempt: 1}})
+
+	// A final failure from Queued carries its error; Ensure records Queued.
+	e, err := s.Ensure(ctx, jobs.EnsureParams{Job: jobs.Job{ID: "events-ensured", Type: "test.v1.Events"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err = s.Fail(ctx, jobs.FailParams{ID: e.ID, Code: 3, Message: "undecodable"}); err != nil {
+		t.Fatal(err)
+	}
+	wantEvents(ctx, t, s, e, []jobs.Event{{State: jobs.Queued}, {State: jobs.Failed, Message: "undecodable"}})
 }
 
 func testSubscribe(ctx context.Context, t *testing.T, s jobs.Store) {

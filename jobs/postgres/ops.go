@@ -339,6 +339,38 @@ func (s *Store) Cancel(ctx context.Context, id string) (*jobs.Job, error) {
 		SELECT `+cols+` FROM u`, id, s.now())
 }
 
+// Events implements jobs.Store.
+func (s *Store) Events(ctx context.Context, id string) ([]jobs.Event, error) {
+	if err := s.checkOpen("Events"); err != nil {
+		return nil, err
+	}
+	if err := storekit.CheckID(pkg, "Events", id); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT time, state, attempt, message FROM job_events WHERE job_id = $1 ORDER BY seq`, id)
+	if err != nil {
+		return nil, fmt.Errorf("%s: read events of job %s: %w", pkg, id, err)
+	}
+	defer rows.Close()
+	var out []jobs.Event
+	for rows.Next() {
+		var (
+			e     jobs.Event
+			t     time.Time
+			state string
+		)
+		if err := rows.Scan(&t, &state, &e.Attempt, &e.Message); err != nil {
+			return nil, fmt.Errorf("%s: read events of job %s: %w", pkg, id, err)
+		}
+		e.Time, e.State = storekit.Round(t), jobs.State(state)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: read events of job %s: %w", pkg, id, err)
+	}
+	return out, nil
+}
+
 // DueOutbox implements jobs.Store.
 func (s *Store) DueOutbox(ctx context.Context, now time.Time, limit int) ([]jobs.OutboxEntry, error) {
 	if err := s.checkOpen("DueOutbox"); err != nil {
@@ -426,6 +458,7 @@ func (s *Store) DeleteFinished(ctx context.Context, cutoff time.Time) (int, erro
 				SELECT id FROM jobs WHERE end_time < $1 AND state IN `+terminal+`
 				ORDER BY end_time LIMIT $2 FOR UPDATE SKIP LOCKED),
 			o AS (DELETE FROM outbox WHERE job_id IN (SELECT id FROM d)),
+			e AS (DELETE FROM job_events WHERE job_id IN (SELECT id FROM d)),
 			j AS (DELETE FROM jobs WHERE id IN (SELECT id FROM d) RETURNING 1)
 			SELECT count(*) FROM j`, storekit.Round(cutoff), deleteChunk).Scan(&n)
 		total += n

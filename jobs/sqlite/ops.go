@@ -324,6 +324,39 @@ func (s *Store) Cancel(ctx context.Context, id string) (*jobs.Job, error) {
 	return out, err
 }
 
+// Events implements jobs.Store.
+func (s *Store) Events(ctx context.Context, id string) ([]jobs.Event, error) {
+	if err := s.checkOpen("Events"); err != nil {
+		return nil, err
+	}
+	if err := storekit.CheckID(pkg, "Events", id); err != nil {
+		return nil, err
+	}
+	rows, err := s.st.events.QueryContext(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("%s: read events of job %s: %w", pkg, id, err)
+	}
+	defer rows.Close()
+	var out []jobs.Event
+	for rows.Next() {
+		var (
+			e       jobs.Event
+			t       int64
+			state   string
+			attempt int64
+		)
+		if err := rows.Scan(&t, &state, &attempt, &e.Message); err != nil {
+			return nil, fmt.Errorf("%s: read events of job %s: %w", pkg, id, err)
+		}
+		e.Time, e.State, e.Attempt = storekit.FromMicros(t), jobs.State(state), int(attempt)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: read events of job %s: %w", pkg, id, err)
+	}
+	return out, nil
+}
+
 // DueOutbox implements jobs.Store.
 func (s *Store) DueOutbox(ctx context.Context, now time.Time, limit int) ([]jobs.OutboxEntry, error) {
 	if err := s.checkOpen("DueOutbox"); err != nil {
@@ -410,6 +443,9 @@ func (s *Store) DeleteFinished(ctx context.Context, cutoff time.Time) (int, erro
 			}
 			if _, err := w.stmt(s.st.delOutbox).Exec(cut, deleteChunk); err != nil {
 				return fmt.Errorf("%s: DeleteFinished: outbox: %w", pkg, err)
+			}
+			if _, err := w.stmt(s.st.delEvents).Exec(cut, deleteChunk); err != nil {
+				return fmt.Errorf("%s: DeleteFinished: events: %w", pkg, err)
 			}
 			res, err := w.stmt(s.st.delJobs).Exec(cut, deleteChunk)
 			if err != nil {

@@ -26,9 +26,10 @@ type stmts struct {
 	start, progress, succeed             *sql.Stmt
 	failRetry, failFinal, cancel         *sql.Stmt
 	deleteOutbox                         *sql.Stmt
-	delLabels, delOutbox, delJobs        *sql.Stmt
+	delLabels, delOutbox, delEvents      *sql.Stmt
+	delJobs                              *sql.Stmt
 
-	byID, dueOutbox, outboxStats *sql.Stmt
+	byID, dueOutbox, outboxStats, events *sql.Stmt
 }
 
 func (st *stmts) prepare(ctx context.Context, wdb, rdb *sql.DB) error {
@@ -65,12 +66,14 @@ func (st *stmts) prepare(ctx context.Context, wdb, rdb *sql.DB) error {
 	const doomed = `SELECT id FROM jobs WHERE end_time < ?1 AND state IN ` + terminal + ` ORDER BY end_time LIMIT ?2`
 	st.delLabels = p(wdb, `DELETE FROM job_labels WHERE job_id IN (`+doomed+`)`)
 	st.delOutbox = p(wdb, `DELETE FROM outbox WHERE job_id IN (`+doomed+`)`)
+	st.delEvents = p(wdb, `DELETE FROM job_events WHERE job_id IN (`+doomed+`)`)
 	st.delJobs = p(wdb, `DELETE FROM jobs WHERE id IN (`+doomed+`)`)
 
 	st.byID = p(rdb, `SELECT `+cols+` FROM jobs WHERE id = ?`)
 	st.dueOutbox = p(rdb, `SELECT o.job_id, j.type, j.payload, j.labels, j.run_after, o.created
 		FROM outbox o JOIN jobs j ON j.id = o.job_id WHERE o.due <= ? ORDER BY o.due, o.seq LIMIT ?`)
 	st.outboxStats = p(rdb, `SELECT count(*), min(created) FROM outbox`)
+	st.events = p(rdb, `SELECT time, state, attempt, message FROM job_events WHERE job_id = ? ORDER BY seq`)
 	if len(errs) > 0 {
 		st.close()
 		return fmt.Errorf("%s: prepare statements: %w", pkg, errors.Join(errs...))
@@ -81,7 +84,7 @@ func (st *stmts) prepare(ctx context.Context, wdb, rdb *sql.DB) error {
 func (st *stmts) close() {
 	for _, s := range []*sql.Stmt{st.savepoint, st.rollbackTo, st.release, st.insertJob, st.insertLabel, st.insertOutbox,
 		st.byIDW, st.byKeyW, st.start, st.progress, st.succeed, st.failRetry, st.failFinal, st.cancel, st.deleteOutbox,
-		st.delLabels, st.delOutbox, st.delJobs, st.byID, st.dueOutbox, st.outboxStats} {
+		st.delLabels, st.delOutbox, st.delEvents, st.delJobs, st.byID, st.dueOutbox, st.outboxStats, st.events} {
 		if s != nil {
 			s.Close()
 		}

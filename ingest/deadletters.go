@@ -1,0 +1,170 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+
+	"github.com/courierq/courier/publisher"
+)
+
+// DeadLetter is a message kept on a dead-letter subscription: a copy that
+// the worker published (with the AttrDeadLetter* attributes), or one that
+// Pub/Sub forwarded under the worker subscription's dead-letter policy.
+type DeadLetter struct {
+	Subscription string // ID of the dead-letter subscription it is on
+	MessageID    string // its Pub/Sub message ID there (not the original's)
+	Type         string // ce-type; "" when it had none
+	JobID        string // ce-id; "" when it had none
+	Reason       string // AttrDeadLetterReason; "" when Pub/Sub forwarded it
+	Attempt      int    // the attempt that failed; 0 when it never ran or is unknown
+	Published    time.Time
+	Data         []byte
+	Attributes   map[string]string
+}
+
+// maxPeek bounds how many messages one peek or ack leases per subscription.
+const maxPeek = 1000
+
+// PeekDeadLetters returns up to limit (at most 1000; 0 means 1000) dead
+// letters of each registered type (of typ only, when typ is not ""), oldest
+// published first, and leaves them in place: it pulls without acking and
+// then sets their ack deadlines to 0, so they can be pulled again at once.
+// While it runs they are leased, so a concurrent peek sees fewer; Pub/Sub
+// may also return fewer than are kept (a pull that returns immediately is
+// best effort). For the dashboard; not for consuming dead letters.
+func (w *Worker) PeekDeadLetters(ctx context.Context, typ string, limit int) ([]DeadLetter, error) {
+	if limit < 0 || limit > maxPeek {
+		return nil, fmt.Errorf("ingest: PeekDeadLetters limit %d; pass 1..%d, or 0 for %d", limit, maxPeek, maxPeek)
+	}
+	if limit == 0 {
+		limit = maxPeek
+	}
+	var out []DeadLetter
+	for _, e := range w.cfg.Registry.Entries() {
+		if typ != "" && e.Type != typ {
+			continue
+		}
+		n, err := w.names(e)
+		if err != nil {
+			return nil, err
+		}
+		err = w.lease(ctx, n.DeadLetterSubscription, limit, func(rm *pubsubpb.ReceivedMessage) bool {
+			out = append(out, deadLetter(n.DeadLetterSubscription, rm.Message))
+			return false
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	slices.SortStableFunc(out, func(a, b DeadLetter) int { return a.Published.Compare(b.Published) })
+	return out, nil
+}
+
+// AckDeadLetters removes the dead letters with these message IDs from the
+// dead-letter subscription sub (a DeadLetter.Subscription) and returns the
+// IDs it acked; IDs it did not find (already gone, or leased by someone
+// else) are left out. Other messages it leases on the way are left in place.
+func (w *Worker) AckDeadLetters(ctx context.Context, sub string, messageIDs []string) ([]string, error) {
+	if !w.isDeadLetterSubscription(sub) {
+		return nil, fmt.Errorf("ingest: %q is not the dead-letter subscription of a registered type", sub)
+	}
+	want := map[string]bool{}
+	for _, id := range messageIDs {
+		want[id] = true
+	}
+	var acked []string
+	err := w.lease(ctx, sub, maxPeek, func(rm *pubsubpb.ReceivedMessage) bool {
+		id := rm.Message.GetMessageId()
+		if !want[id] {
+			return false
+		}
+		delete(want, id)
+		acked = append(acked, id)
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	return acked, nil
+}
+
+func (w *Worker) isDeadLetterSubscription(sub string) bool {
+	for _, e := range w.cfg.Registry.Entries() {
+		if n, err := w.names(e); err == nil && n.DeadLetterSubscription == sub {
+			return true
+		}
+	}
+	return false
+}
+
+// lease pulls up to limit messages from sub, holding each until every one is
+// pulled (so that none comes twice), then acks those keep returned true for
+// and sets the others' ack deadlines to 0.
+func (w *Worker) lease(ctx context.Context, sub string, limit int, keep func(*pubsubpb.ReceivedMessage) bool) (err error) {
+	c := w.cfg.Client.SubscriptionAdminClient
+	name := "projects/" + w.cfg.Client.Project() + "/subscriptions/" + sub
+	var ack, nack []string
+	defer func() {
+		// Release what was leased even when ctx ended mid-way.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if len(ack) > 0 {
+			if aerr := c.Acknowledge(rctx, &pubsubpb.AcknowledgeRequest{Subscription: name, AckIds: ack}); aerr != nil {
+				err = errors.Join(err, fmt.Errorf("ingest: acking dead letters on %s: %w", name, aerr))
+			}
+		}
+		for chunk := range slices.Chunk(nack, 1000) {
+			if nerr := c.ModifyAckDeadline(rctx, &pubsubpb.ModifyAckDeadlineRequest{Subscription: name, AckIds: chunk}); nerr != nil {
+				err = errors.Join(err, fmt.Errorf("ingest: releasing dead letters on %s: %w", name, nerr))
+			}
+		}
+	}()
+	for seen := 0; seen < limit; {
+		resp, err := c.Pull(ctx, &pubsubpb.PullRequest{
+			Subscription: name, MaxMessages: int32(min(limit-seen, maxPeek)),
+			//lint:ignore SA1019 deprecated for streaming clients; the right thing for a peek that must not wait
+			ReturnImmediately: true,
+		})
+		if err != nil {
+			if notFound(err) {
+				return fmt.Errorf("ingest: dead-letter subscription %s does not exist; start the worker without DisableCreate, or create it on the dead-letter topic", name)
+			}
+			return fmt.Errorf("ingest: pulling dead letters from %s: %w", name, err)
+		}
+		if len(resp.ReceivedMessages) == 0 {
+			return nil
+		}
+		for _, rm := range resp.ReceivedMessages {
+			seen++
+			if keep(rm) {
+				ack = append(ack, rm.AckId)
+			} else {
+				nack = append(nack, rm.AckId)
+			}
+		}
+	}
+	return nil
+}
+
+func deadLetter(sub string, m *pubsubpb.PubsubMessage) DeadLetter {
+	a := m.GetAttributes()
+	d := DeadLetter{
+		Subscription: sub, MessageID: m.GetMessageId(), Type: a[publisher.AttrType], JobID: a[publisher.AttrID],
+		Reason: a[AttrDeadLetterReason], Published: m.GetPublishTime().AsTime(), Data: m.GetData(), Attributes: a,
+	}
+	if n, err := strconv.Atoi(a[AttrDeadLetterAttempt]); err == nil {
+		d.Attempt = n
+	} else if n, err := strconv.Atoi(a["CloudPubSubDeadLetterSourceDeliveryCount"]); err == nil {
+		d.Attempt = n
+	}
+	if d.Reason == "" && a["CloudPubSubDeadLetterSourceSubscription"] != "" {
+		d.Reason = "Pub/Sub dead-lettered it after " + a["CloudPubSubDeadLetterSourceDeliveryCount"] + " deliveries"
+	}
+	return d
+}
