@@ -102,6 +102,10 @@ type Config struct {
 	// in each of the last n minutes, oldest first (metrics.Metrics.Throughput);
 	// the overview charts the last 15 minutes. nil hides the chart.
 	Throughput func(typ string, n int) (succeeded, failed []int)
+	// RateLimitWaiting, when set, says how many messages of typ wait for a
+	// rate-limit token now (metrics.Metrics.WaitingNow); nil hides the
+	// column.
+	RateLimitWaiting func(typ string) int
 	// ActionsNote explains, on job pages, why actions are off or how they
 	// are authorized. "" shows nothing.
 	ActionsNote string
@@ -254,6 +258,7 @@ type TypeSummary struct {
 	Capped       map[jobs.State]bool // count reached CountLimit
 	OldestQueued time.Time
 	DeadLettered int
+	Waiting      int    // waiting for a rate-limit token now
 	Chart        *Chart // nil without Config.Throughput
 }
 
@@ -330,11 +335,14 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
 		// Every FAILED job's last message went to the dead-letter topic.
 		s.DeadLettered = s.Counts[jobs.Failed]
 		s.Chart = d.chart(t)
+		if d.cfg.RateLimitWaiting != nil {
+			s.Waiting = d.cfg.RateLimitWaiting(t)
+		}
 		rows = append(rows, s)
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].Type < rows[j].Type })
 	d.render(w, r, "overview", map[string]any{"Title": "Overview", "Rows": rows, "States": jobs.States(),
-		"CanReenqueue": d.cfg.Reenqueue != nil, "Flash": r.URL.Query().Get("flash")})
+		"CanReenqueue": d.cfg.Reenqueue != nil, "ShowWaiting": d.cfg.RateLimitWaiting != nil, "Flash": r.URL.Query().Get("flash")})
 }
 
 // count pages through the jobs of typ in state st, up to CountLimit, and

@@ -242,3 +242,27 @@ func TestReenqueueRoutes(t *testing.T) {
 		t.Errorf("re-enqueue all re-enqueued %v, want f1 and f2", got)
 	}
 }
+
+// TestOverviewShowsRateLimitWaiting: the overview's rate-limit column shows
+// what Config.RateLimitWaiting reports, and is hidden without it.
+func TestOverviewShowsRateLimitWaiting(t *testing.T) {
+	s, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "jobs.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	d, err := dashboard.New(dashboard.Config{Store: s, Types: []string{"courier.demo.v1.Echo"}, Resolver: protoregistry.GlobalTypes,
+		RateLimitWaiting: func(typ string) int { return map[string]int{"courier.demo.v1.Echo": 7}[typ] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(d)
+	defer srv.Close()
+	if _, body := get(t, srv.URL+"/"); !strings.Contains(body, "Rate-limit waiting") || !strings.Contains(body, `<td class="num waiting">7</td>`) {
+		t.Fatalf("overview lacks the rate-limit column or its count:\n%s", body)
+	}
+	plain, _ := serve(t, nil)
+	if _, body := get(t, plain.URL+"/"); strings.Contains(body, "Rate-limit waiting") {
+		t.Fatal("rate-limit column shown without Config.RateLimitWaiting")
+	}
+}

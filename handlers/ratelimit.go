@@ -14,13 +14,15 @@ import (
 // A request that can never get a token (burst 0 with a finite limit) fails at
 // once with a retryable error. clock nil means the real clock.
 func RateLimit(lim *rate.Limiter, clock Clock) Middleware {
-	return RateLimitObserved(lim, clock, nil)
+	return RateLimitObserved(lim, clock, nil, nil)
 }
 
 // RateLimitObserved is RateLimit that also reports, when onWait is not nil,
 // how long each admitted request waited for its token (0 when one was at
-// hand), for metrics. onWait runs on the request's goroutine.
-func RateLimitObserved(lim *rate.Limiter, clock Clock, onWait func(typ string, waited time.Duration)) Middleware {
+// hand), and, when onWaiting is not nil, each request that starts (+1) and
+// stops (-1) waiting, so a gauge can show how many wait now. Both run on the
+// request's goroutine.
+func RateLimitObserved(lim *rate.Limiter, clock Clock, onWait func(typ string, waited time.Duration), onWaiting func(typ string, delta int)) Middleware {
 	if clock == nil {
 		clock = realClock{}
 	}
@@ -33,9 +35,18 @@ func RateLimitObserved(lim *rate.Limiter, clock Clock, onWait func(typ string, w
 			}
 			d := r.DelayFrom(now)
 			if d > 0 {
+				if onWaiting != nil {
+					onWaiting(req.Type, +1)
+				}
 				select {
 				case <-clock.After(d):
+					if onWaiting != nil {
+						onWaiting(req.Type, -1)
+					}
 				case <-ctx.Done():
+					if onWaiting != nil {
+						onWaiting(req.Type, -1)
+					}
 					r.CancelAt(clock.Now())
 					return nil, fmt.Errorf("handlers: waiting for a rate-limit token for %s: %w", req.Type, context.Cause(ctx))
 				}

@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -104,7 +105,7 @@ func TestRateLimitObservedReportsWaits(t *testing.T) {
 			t.Errorf("onWait type %q, want t", typ)
 		}
 		got = append(got, d)
-	})(okHandler(&calls))
+	}, nil)(okHandler(&calls))
 	for range 4 {
 		if _, err := h(context.Background(), &Request{Type: "t"}); err != nil {
 			t.Fatal(err)
@@ -118,5 +119,36 @@ func TestRateLimitObservedReportsWaits(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("waits reported %v, want %v", got, want)
 		}
+	}
+}
+
+// TestRateLimitObservedCountsWaiting: a request that must wait is counted
+// while it waits and uncounted when it gets its token or gives up.
+func TestRateLimitObservedCountsWaiting(t *testing.T) {
+	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	waiting := 0
+	var seen []int
+	calls := 0
+	h := RateLimitObserved(rate.NewLimiter(50, 1), clock, nil, func(typ string, delta int) {
+		waiting += delta
+		seen = append(seen, waiting)
+	})(okHandler(&calls))
+	for range 3 {
+		if _, err := h(context.Background(), &Request{Type: "t"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first had a token; the next two each waited: 1, 0, 1, 0.
+	if want := []int{1, 0, 1, 0}; fmt.Sprint(seen) != fmt.Sprint(want) || waiting != 0 {
+		t.Fatalf("waiting counts %v (now %d), want %v then 0", seen, waiting, want)
+	}
+	clock.block = true // the token never comes: only ctx can end the wait
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := h(ctx, &Request{Type: "t"}); err == nil {
+		t.Fatal("a cancelled wait should fail")
+	}
+	if waiting != 0 {
+		t.Fatalf("after a cancelled wait, %d still counted as waiting", waiting)
 	}
 }

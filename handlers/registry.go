@@ -100,6 +100,10 @@ type RegistryConfig struct {
 	// a rate-limited handler waited for its token (metrics). It runs on the
 	// request's goroutine and must be quick and safe for concurrent use.
 	OnRateLimitWait func(typ string, waited time.Duration)
+	// OnRateLimitWaiting, when set, is told +1 when a request starts
+	// waiting for a rate-limit token and -1 when it stops (a "waiting now"
+	// gauge). Same rules as OnRateLimitWait.
+	OnRateLimitWaiting func(typ string, delta int)
 }
 
 // Registry maps protobuf message types to their handlers. Build one with
@@ -238,7 +242,7 @@ func Register[T proto.Message, R proto.Message](reg *Registry, fn func(ctx conte
 		}
 		return res, nil
 	}
-	e := &Entry{Type: typ, Config: cfg, msgType: mt, Handler: chain(typed, cfg, reg.cfg.Logger, reg.cfg.Clock, reg.cfg.OnRateLimitWait)}
+	e := &Entry{Type: typ, Config: cfg, msgType: mt, Handler: chain(typed, cfg, reg.cfg.Logger, reg.cfg.Clock, reg.cfg.OnRateLimitWait, reg.cfg.OnRateLimitWaiting)}
 
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
@@ -256,13 +260,13 @@ func Register[T proto.Message, R proto.Message](reg *Registry, fn func(ctx conte
 // started (so a job waiting for a token is still queued), and the timeout
 // covers only the run.
 func Chain(h Handler, cfg Config, logger *slog.Logger, clock Clock) Handler {
-	return chain(h, cfg, logger, clock, nil)
+	return chain(h, cfg, logger, clock, nil, nil)
 }
 
-func chain(h Handler, cfg Config, logger *slog.Logger, clock Clock, onWait func(string, time.Duration)) Handler {
+func chain(h Handler, cfg Config, logger *slog.Logger, clock Clock, onWait func(string, time.Duration), onWaiting func(string, int)) Handler {
 	var mws []Middleware
 	if cfg.RatePerSecond > 0 {
-		mws = append(mws, RateLimitObserved(rate.NewLimiter(rate.Limit(cfg.RatePerSecond), max(cfg.Burst, 1)), clock, onWait))
+		mws = append(mws, RateLimitObserved(rate.NewLimiter(rate.Limit(cfg.RatePerSecond), max(cfg.Burst, 1)), clock, onWait, onWaiting))
 	}
 	mws = append(mws, Concurrency(cfg.Concurrency), Admit(), Timeout(cfg.Timeout), Recover(logger))
 	return ChainMiddleware(h, mws...)

@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,7 +54,8 @@ type Metrics struct {
 	enqueued, started, succeeded, failed, retried, cancelled, deadLettered *prometheus.CounterVec
 	publishErrors                                                          *prometheus.CounterVec
 	handlerDuration, startLatency, rateLimitWait                           *prometheus.HistogramVec
-	inFlight                                                               *prometheus.GaugeVec
+	inFlight, rateLimitWaiting                                             *prometheus.GaugeVec
+	waitingNow                                                             sync.Map // type -> *atomic.Int64
 
 	through throughput
 }
@@ -84,22 +87,23 @@ func New(cfg Config) (*Metrics, error) {
 		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: name, Help: help, Buckets: buckets}, []string{"type"})
 	}
 	m := &Metrics{
-		cfg:             cfg,
-		enqueued:        counter("jobs_enqueued_total", "Jobs recorded by EnqueueJob (duplicates not counted), by type.", "type"),
-		started:         counter("jobs_started_total", "Attempts started (a job admitted past its rate limit and concurrency bound), by type.", "type"),
-		succeeded:       counter("jobs_succeeded_total", "Jobs that succeeded, by type.", "type"),
-		failed:          counter("jobs_failed_total", "Jobs that failed for good (last attempt or permanent error), by type.", "type"),
-		retried:         counter("jobs_retried_total", "Failed attempts that will be retried, by type.", "type"),
-		cancelled:       counter("jobs_cancelled_total", "Jobs cancelled, by type.", "type"),
-		deadLettered:    counter("jobs_dead_lettered_total", "Messages published to a dead-letter topic, by type (\"\" when the message had no ce-type).", "type"),
-		publishErrors:   counter("pubsub_publish_errors_total", "Pub/Sub publishes that failed (outbox relay and fire-and-forget publisher), by type.", "type"),
-		handlerDuration: hist("handler_duration_seconds", "Time a handler ran, from admission to return, by type."),
-		startLatency:    hist("enqueue_to_start_seconds", "Time from a job's creation (or run_after) to its first start, by type."),
-		rateLimitWait:   hist("rate_limit_wait_seconds", "Time an admitted message waited for its rate-limit token, by type (rate-limited handlers only)."),
-		inFlight:        prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "handlers_in_flight", Help: "Handlers running now, by type."}, []string{"type"}),
+		cfg:              cfg,
+		enqueued:         counter("jobs_enqueued_total", "Jobs recorded by EnqueueJob (duplicates not counted), by type.", "type"),
+		started:          counter("jobs_started_total", "Attempts started (a job admitted past its rate limit and concurrency bound), by type.", "type"),
+		succeeded:        counter("jobs_succeeded_total", "Jobs that succeeded, by type.", "type"),
+		failed:           counter("jobs_failed_total", "Jobs that failed for good (last attempt or permanent error), by type.", "type"),
+		retried:          counter("jobs_retried_total", "Failed attempts that will be retried, by type.", "type"),
+		cancelled:        counter("jobs_cancelled_total", "Jobs cancelled, by type.", "type"),
+		deadLettered:     counter("jobs_dead_lettered_total", "Messages published to a dead-letter topic, by type (\"\" when the message had no ce-type).", "type"),
+		publishErrors:    counter("pubsub_publish_errors_total", "Pub/Sub publishes that failed (outbox relay and fire-and-forget publisher), by type.", "type"),
+		handlerDuration:  hist("handler_duration_seconds", "Time a handler ran, from admission to return, by type."),
+		startLatency:     hist("enqueue_to_start_seconds", "Time from a job's creation (or run_after) to its first start, by type."),
+		rateLimitWait:    hist("rate_limit_wait_seconds", "Time an admitted message waited for its rate-limit token, by type (rate-limited handlers only)."),
+		inFlight:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "handlers_in_flight", Help: "Handlers running now, by type."}, []string{"type"}),
+		rateLimitWaiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "rate_limit_waiting", Help: "Messages waiting for a rate-limit token now, by type."}, []string{"type"}),
 	}
 	cs := []prometheus.Collector{m.enqueued, m.started, m.succeeded, m.failed, m.retried, m.cancelled, m.deadLettered,
-		m.publishErrors, m.handlerDuration, m.startLatency, m.rateLimitWait, m.inFlight}
+		m.publishErrors, m.handlerDuration, m.startLatency, m.rateLimitWait, m.inFlight, m.rateLimitWaiting}
 	if cfg.Store != nil {
 		cs = append(cs, &outboxCollector{m: m,
 			backlog: prometheus.NewDesc(ns+"_outbox_backlog", "Outbox entries not yet published (including run_after entries not yet due).", nil, nil),
@@ -126,6 +130,23 @@ func (m *Metrics) Handler() http.Handler {
 // RateLimitWait records a rate-limit wait (handlers.RegistryConfig.OnRateLimitWait).
 func (m *Metrics) RateLimitWait(typ string, waited time.Duration) {
 	m.rateLimitWait.WithLabelValues(typ).Observe(waited.Seconds())
+}
+
+// RateLimitWaiting counts messages starting (+1) and stopping (-1) waiting
+// for a rate-limit token (handlers.RegistryConfig.OnRateLimitWaiting).
+func (m *Metrics) RateLimitWaiting(typ string, delta int) {
+	m.rateLimitWaiting.WithLabelValues(typ).Add(float64(delta))
+	v, _ := m.waitingNow.LoadOrStore(typ, new(atomic.Int64))
+	v.(*atomic.Int64).Add(int64(delta))
+}
+
+// WaitingNow is how many messages of typ wait for a rate-limit token now
+// (the dashboard's overview).
+func (m *Metrics) WaitingNow(typ string) int {
+	if v, ok := m.waitingNow.Load(typ); ok {
+		return int(v.(*atomic.Int64).Load())
+	}
+	return 0
 }
 
 // Running records a handler starting and returns the func that records its

@@ -109,3 +109,37 @@ func equal(a, b []int) bool {
 	}
 	return true
 }
+
+func TestRateLimitWaiting(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(metrics.Config{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.RateLimitWaiting("a", +1)
+	m.RateLimitWaiting("a", +1)
+	m.RateLimitWaiting("a", -1)
+	if got := m.WaitingNow("a"); got != 1 {
+		t.Fatalf("WaitingNow(a) = %d, want 1", got)
+	}
+	if got := m.WaitingNow("b"); got != 0 {
+		t.Fatalf("WaitingNow(b) = %d, want 0", got)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, f := range families {
+		if f.GetName() == "courier_rate_limit_waiting" {
+			for _, mt := range f.GetMetric() {
+				if mt.GetLabel()[0].GetValue() == "a" && mt.GetGauge().GetValue() == 1 {
+					found = true
+				}
+			}
+		}
+	}
+	if !found {
+		t.Fatal("courier_rate_limit_waiting{type=\"a\"} 1 is not in the scrape")
+	}
+}

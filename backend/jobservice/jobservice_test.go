@@ -2,8 +2,8 @@ package jobservice_test
 
 import (
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
 	"strings"

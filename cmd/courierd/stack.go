@@ -134,7 +134,7 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger, h hooks
 
 	// Handlers.
 	naming := publisher.Naming{Prefix: cfg.PubSub.TopicPrefix, Topics: cfg.PubSub.Topics}
-	st.registry = handlers.NewRegistry(handlers.RegistryConfig{Logger: log, OnRateLimitWait: st.obs.metrics.RateLimitWait})
+	st.registry = handlers.NewRegistry(handlers.RegistryConfig{Logger: log, OnRateLimitWait: st.obs.metrics.RateLimitWait, OnRateLimitWaiting: st.obs.metrics.RateLimitWaiting})
 	if cfg.Handlers.Demo {
 		if err := demo.Register(st.registry, demo.Config{
 			Echo:  handlerConfig(cfg.Handlers.Types["courier.demo.v1.Echo"]),
