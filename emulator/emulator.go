@@ -12,6 +12,10 @@ package emulator
 import (
 	"errors"
 	"sync"
+
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // Kind names an emulator implementation.
@@ -50,4 +54,16 @@ func (s *Server) Close() error {
 		}
 	})
 	return s.closeErr
+}
+
+// ClientOptions point a Google Cloud client (pubsub.NewClient) at the
+// emulator on addr the way PUBSUB_EMULATOR_HOST does: no credentials,
+// plaintext gRPC, no telemetry.
+func ClientOptions(addr string) []option.ClientOption {
+	return []option.ClientOption{
+		option.WithEndpoint(addr),
+		option.WithoutAuthentication(),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
+		option.WithTelemetryDisabled(),
+	}
 }

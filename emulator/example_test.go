@@ -7,9 +7,6 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/courierq/courier/emulator"
 )
@@ -23,10 +20,7 @@ func ExampleStart() {
 		log.Fatal(err)
 	}
 	defer srv.Close()
-	client, err := pubsub.NewClient(ctx, "my-project",
-		option.WithEndpoint(srv.Addr),
-		option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
+	client, err := pubsub.NewClient(ctx, "my-project", emulator.ClientOptions(srv.Addr)...)
 	if err != nil {
 		log.Fatal(err)
 	}

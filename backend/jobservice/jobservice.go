@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -270,14 +271,10 @@ func (s *Service) ListJobs(ctx context.Context, req *courierv1.ListJobsRequest) 
 
 func (s *Service) typeList() string {
 	if m, ok := s.cfg.Types.(TypeMap); ok {
-		names := make([]string, 0, len(m))
-		for n := range m {
-			names = append(names, n)
+		if len(m) == 0 {
+			return "(none)"
 		}
-		if len(names) > 0 {
-			return strings.Join(sorted(names), ", ")
-		}
-		return "(none)"
+		return strings.Join(slices.Sorted(maps.Keys(m)), ", ")
 	}
 	return "see the server's configuration"
 }
@@ -387,5 +384,3 @@ func ts(t time.Time) *timestamppb.Timestamp {
 	}
 	return timestamppb.New(t)
 }
-
-func sorted(s []string) []string { slices.Sort(s); return s }

@@ -16,9 +16,6 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/courierq/courier/client"
@@ -268,8 +265,7 @@ func lookups(b *testing.B, addr string, ids []string, callers int, d time.Durati
 func rawClient(b *testing.B, addr, id string, n int) float64 {
 	b.Helper()
 	ctx := context.Background()
-	c, err := pubsub.NewClient(ctx, "raw-bench", option.WithEndpoint(addr), option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())), option.WithTelemetryDisabled())
+	c, err := pubsub.NewClient(ctx, "raw-bench", emulator.ClientOptions(addr)...)
 	if err != nil {
 		b.Fatal(err)
 	}

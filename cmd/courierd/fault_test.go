@@ -64,8 +64,8 @@ func freeAddr(t *testing.T) string {
 
 // child is a process the test started; it is killed at cleanup.
 type child struct {
-	cmd  *exec.Cmd
-	done chan error
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once the process has exited
 }
 
 func startChild(t *testing.T, env []string, name string, args ...string) *child {
@@ -81,12 +81,12 @@ func startChild(t *testing.T, env []string, name string, args ...string) *child 
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &child{cmd: cmd, done: make(chan error, 1)}
-	go func() { c.done <- cmd.Wait(); logf.Close() }()
+	c := &child{cmd: cmd, exited: make(chan struct{})}
+	go func() { cmd.Wait(); logf.Close(); close(c.exited) }()
 	t.Cleanup(func() {
 		c.cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-c.done:
+		case <-c.exited:
 		case <-time.After(30 * time.Second):
 			c.kill()
 		}
@@ -98,10 +98,10 @@ func startChild(t *testing.T, env []string, name string, args ...string) *child 
 	return c
 }
 
+// kill sends SIGKILL and waits for the process to exit.
 func (c *child) kill() {
 	c.cmd.Process.Kill()
-	<-c.done
-	c.done <- errors.New("killed") // for the cleanup's receive
+	<-c.exited
 }
 
 func tail(s string, n int) string {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -188,15 +189,8 @@ func TestFullPath(t *testing.T) {
 			}
 			defer conn.Close()
 			jc := courierv1.NewJobServiceClient(conn)
-			anyOf := func(m interface{}) *anypb.Any {
-				var a *anypb.Any
-				var err error
-				switch v := m.(type) {
-				case *demov1.Echo:
-					a, err = anypb.New(v)
-				case *demov1.Sleep:
-					a, err = anypb.New(v)
-				}
+			anyOf := func(m proto.Message) *anypb.Any {
+				a, err := anypb.New(m)
 				if err != nil {
 					t.Fatal(err)
 				}

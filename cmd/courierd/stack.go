@@ -15,8 +15,6 @@ import (
 	tclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/courierq/courier/backend"
 	"github.com/courierq/courier/backend/jobservice"
@@ -92,8 +90,7 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger, h hooks
 		}
 		st.closers = append(st.closers, st.emu.Close)
 		log.Info("courierd: embedded Pub/Sub emulator", "addr", st.emu.Addr, "project", project, "dataDir", cfg.PubSub.EmulatorDataDir)
-		opts = append(opts, option.WithEndpoint(st.emu.Addr), option.WithoutAuthentication(),
-			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())), option.WithTelemetryDisabled())
+		opts = emulator.ClientOptions(st.emu.Addr)
 	case os.Getenv("PUBSUB_EMULATOR_HOST") != "":
 		log.Info("courierd: Pub/Sub emulator from PUBSUB_EMULATOR_HOST", "addr", os.Getenv("PUBSUB_EMULATOR_HOST"), "project", project)
 	default:
@@ -151,18 +148,18 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger, h hooks
 	} else if cfg.Handlers.Demo {
 		checks[bisectType] = workflows.RequireTemporal(bisectType)
 	}
-	for name, h := range cfg.Handlers.Types {
+	for name, hc := range cfg.Handlers.Types {
 		if _, ok := st.registry.Lookup(name); !ok && checks[name] == nil {
 			return nil, &config.ValidationError{Field: "handlers.types." + name, Value: "configured", Fix: "no handler of this type is compiled into courierd (registered: " + fmt.Sprint(st.registry.Types()) + "); remove it or enable the handlers that provide it (handlers.demo)"}
 		}
-		if h.EnqueueRatePerSecond > 0 && checks[name] == nil {
-			burst := h.EnqueueBurst
+		if hc.EnqueueRatePerSecond > 0 && checks[name] == nil {
+			burst := hc.EnqueueBurst
 			if burst == 0 {
 				burst = 1
 			}
-			check, err := workflows.EnqueueLimit(h.EnqueueRatePerSecond, burst, nil)
+			check, err := workflows.EnqueueLimit(hc.EnqueueRatePerSecond, burst, nil)
 			if err != nil {
-				return nil, &config.ValidationError{Field: "handlers.types." + name + ".enqueueBurst", Value: h.EnqueueBurst, Fix: err.Error()}
+				return nil, &config.ValidationError{Field: "handlers.types." + name + ".enqueueBurst", Value: hc.EnqueueBurst, Fix: err.Error()}
 			}
 			checks[name] = check
 		}

@@ -9,7 +9,6 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -19,21 +18,10 @@ import (
 // Project is the project ID the suite's resources live in.
 const Project = "courier-test"
 
-// ClientOptions are the options that point a Pub/Sub client at addr the way
-// PUBSUB_EMULATOR_HOST does: no credentials, plaintext gRPC.
-func ClientOptions(addr string) []option.ClientOption {
-	return []option.ClientOption{
-		option.WithEndpoint(addr),
-		option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-		option.WithTelemetryDisabled(),
-	}
-}
-
 // NewClient returns a v2 Pub/Sub client for srv, closed at the end of the test.
 func NewClient(tb testing.TB, srv *emulator.Server) *pubsub.Client {
 	tb.Helper()
-	c, err := pubsub.NewClient(context.Background(), Project, ClientOptions(srv.Addr)...)
+	c, err := pubsub.NewClient(context.Background(), Project, emulator.ClientOptions(srv.Addr)...)
 	if err != nil {
 		tb.Fatalf("pubsub.NewClient: %v", err)
 	}

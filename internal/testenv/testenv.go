@@ -17,9 +17,6 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/courierq/courier/emulator"
 )
@@ -76,12 +73,7 @@ func Client(t testing.TB, srv *emulator.Server) *pubsub.Client {
 		name = name[:20]
 	}
 	project := fmt.Sprintf("p%d-%s", projectSeq.Add(1), strings.Trim(name, "-"))
-	c, err := pubsub.NewClient(context.Background(), project,
-		option.WithEndpoint(srv.Addr),
-		option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-		option.WithTelemetryDisabled(),
-	)
+	c, err := pubsub.NewClient(context.Background(), project, emulator.ClientOptions(srv.Addr)...)
 	if err != nil {
 		t.Fatalf("pubsub client of %s: %v", srv.Addr, err)
 	}

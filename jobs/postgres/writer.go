@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/courierq/courier/jobs"
+	"github.com/courierq/courier/jobs/internal/storekit"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -50,21 +51,9 @@ func (s *Store) writer() {
 	defer s.writers.Done()
 	batch := make([]*request, 0, s.cfg.MaxBatch)
 	for {
-		batch = batch[:0]
-		select {
-		case r := <-s.reqs:
-			batch = append(batch, r)
-		case <-s.stop:
+		var ok bool
+		if batch, ok = storekit.NextBatch(s.reqs, s.stop, batch, s.cfg.MaxBatch); !ok {
 			return
-		}
-	collect:
-		for len(batch) < s.cfg.MaxBatch {
-			select {
-			case r := <-s.reqs:
-				batch = append(batch, r)
-			default:
-				break collect
-			}
 		}
 		s.runBatch(batch)
 	}

@@ -188,12 +188,7 @@ func (s *Store) List(ctx context.Context, p jobs.ListParams) ([]*jobs.Job, strin
 	if err := rows.Err(); err != nil {
 		return nil, "", fmt.Errorf("%s: list jobs: %w", pkg, err)
 	}
-	next := ""
-	if len(out) > size {
-		out = out[:size]
-		last := out[size-1]
-		next = storekit.EncodeToken(storekit.Cursor{CreateTime: last.CreateTime, ID: last.ID})
-	}
+	out, next := storekit.CutPage(out, size)
 	return out, next, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/courierq/courier/jobs"
+	"github.com/courierq/courier/jobs/internal/storekit"
 )
 
 // A request is one write: fn runs inside the writer's batch transaction and
@@ -63,21 +64,9 @@ func (s *Store) writer() {
 	defer close(s.stopped)
 	batch := make([]*request, 0, s.cfg.MaxBatch)
 	for {
-		batch = batch[:0]
-		select {
-		case r := <-s.reqs:
-			batch = append(batch, r)
-		case <-s.stop:
+		var ok bool
+		if batch, ok = storekit.NextBatch(s.reqs, s.stop, batch, s.cfg.MaxBatch); !ok {
 			return
-		}
-	collect:
-		for len(batch) < s.cfg.MaxBatch {
-			select {
-			case r := <-s.reqs:
-				batch = append(batch, r)
-			default:
-				break collect
-			}
 		}
 		s.runBatch(batch)
 	}
