@@ -103,6 +103,23 @@ type OutboxEntry struct {
 	Created  time.Time
 }
 
+// Limits on what a job and a query may carry. Every store enforces them
+// (ErrInvalidArgument naming the limit), and the API checks them first, so a
+// caller gets the same answer from every store and never a database error.
+const (
+	// MaxIDBytes bounds a job ID. Courier's IDs are UUIDs (36 bytes); IDs
+	// of messages from other publishers (ce-id) must fit too.
+	MaxIDBytes = 256
+	// MaxTypeBytes bounds a type name (a topic ID is at most 255 bytes).
+	MaxTypeBytes = 255
+	// MaxIdempotencyKeyBytes bounds an idempotency key.
+	MaxIdempotencyKeyBytes = 256
+	// MaxLabels bounds the labels of a job and the label filters of a List.
+	MaxLabels = 64
+	// MaxLabelKeyBytes and MaxLabelValueBytes bound each label.
+	MaxLabelKeyBytes, MaxLabelValueBytes = 63, 256
+)
+
 // Errors shared by every store. Stores wrap them with %w and add the job ID.
 var (
 	// ErrNotFound: no job has that ID.
