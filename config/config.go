@@ -5,17 +5,23 @@
 // encoding/json with unknown fields refused), so a typo is an error naming
 // the field, not a silently ignored setting.
 //
-// It is for cmd/courierd and tests that start it. It does no I/O beyond
-// reading the file and builds nothing: cmd wires the values it holds.
+// It is the one place where courier's settings get their defaults
+// (WithDefaults) and are checked (Parse): errors name the setting by its
+// path in the file (e.g. "handlers.ackDeadline") and say how to fix it.
+// It is for courier's Node (package courier), cmd/courierd and tests. It
+// does no I/O beyond reading the file and builds nothing: the Node wires
+// the values it holds.
 package config
 
 import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"math"
+	"net/url"
 	"os"
-
-	"sigs.k8s.io/yaml"
+	"regexp"
+	"time"
 
 	"github.com/courierq/courier/backend"
 	"github.com/courierq/courier/tracing"
@@ -28,8 +34,21 @@ import (
 //go:embed demo.yaml
 var Demo []byte
 
-// Config is the whole courierd configuration.
+// Config is the whole courierd configuration. The zero value, after
+// WithDefaults, is a complete configuration except for Pub/Sub's project
+// (or pubsub.emulator: embedded).
 type Config struct {
+	// Role is what this process does: "all" (the default: API and workers),
+	// "api" (gRPC and HTTP APIs, dashboard, outbox relay; no workers) or
+	// "worker" (workers and the outbox relay; HTTP for /metrics and health
+	// only). Replicas of each role can be scaled apart.
+	Role string `json:"role,omitempty"`
+	// ShutdownTimeout bounds a graceful shutdown: in-flight RPCs and
+	// handlers get this long before they are cancelled. 0 means 30s.
+	ShutdownTimeout Duration `json:"shutdownTimeout,omitempty"`
+	// ReadyInterval is how often readiness (/readyz and gRPC health) checks
+	// the store, Pub/Sub and Temporal. 0 means 5s.
+	ReadyInterval Duration `json:"readyInterval,omitempty"`
 	// GRPC configures the gRPC server: address, TLS, authentication and
 	// per-service policies.
 	GRPC backend.Config `json:"grpc"`
@@ -61,8 +80,11 @@ type PubSub struct {
 	// demo); "" uses $PUBSUB_EMULATOR_HOST when set, else Google Cloud
 	// Pub/Sub with Application Default Credentials.
 	Emulator string `json:"emulator,omitempty"`
-	// EmulatorDataDir persists the embedded emulator's state. "" keeps it
-	// in memory.
+	// EmulatorDataDir persists the embedded emulator's state (topics,
+	// subscriptions and unacked messages survive restarts, kill -9
+	// included). "" keeps it in memory: a restart then loses the messages
+	// in flight, and only the rescuer (jobs.rescueAfter) brings their jobs
+	// back.
 	EmulatorDataDir string `json:"emulatorDataDir,omitempty"`
 	// TopicPrefix is put before every topic name made by the default rule
 	// (the type's full name with dots as dashes).
@@ -82,7 +104,8 @@ type Store struct {
 	Path string `json:"path,omitempty"`
 	// URL is the PostgreSQL connection URL (or $COURIER_POSTGRES_URL).
 	URL string `json:"url,omitempty"`
-	// Schema is the PostgreSQL schema. "" means "courier".
+	// Schema is the PostgreSQL schema. "" means "courier". Lower-case
+	// letters, digits and '_', at most 40 bytes.
 	Schema string `json:"schema,omitempty"`
 }
 
@@ -93,6 +116,16 @@ type Jobs struct {
 	// RelayPollInterval bounds how late a run_after job (or one recorded by
 	// another replica) is published. 0 means 1s.
 	RelayPollInterval Duration `json:"relayPollInterval,omitempty"`
+	// RescueAfter is how long a job may stay QUEUED with nothing in the
+	// outbox and no worker holding its message (or RUNNING past its lease)
+	// before the rescuer publishes it again: it keeps "an enqueued job is
+	// never lost" true whatever lost the message (an in-memory emulator
+	// restarted, a subscription deleted, retention expired). Set it above
+	// the longest time a message can wait in a Pub/Sub backlog: a rescued
+	// job that still had its message runs once, but its message is
+	// delivered twice. 0 means 1h; a negative duration ("-1s") turns the
+	// rescuer off.
+	RescueAfter Duration `json:"rescueAfter,omitempty"`
 }
 
 // Handlers chooses and configures handlers.
@@ -130,6 +163,61 @@ type Handler struct {
 	EnqueueBurst int `json:"enqueueBurst,omitempty"`
 }
 
+// validate checks one handler's settings; path names it in errors.
+func (h Handler) validate(path string) []error {
+	var errs []error
+	bad := func(field string, v any, fix string) {
+		errs = append(errs, &ValidationError{path + "." + field, v, fix})
+	}
+	switch {
+	case h.RatePerSecond < 0 || math.IsNaN(h.RatePerSecond) || math.IsInf(h.RatePerSecond, 0):
+		bad("ratePerSecond", h.RatePerSecond, "use a positive number, or 0 for no limit")
+	}
+	if h.Burst < 0 {
+		bad("burst", h.Burst, "use a positive number, or 0 for 1")
+	}
+	if h.Concurrency < 0 {
+		bad("concurrency", h.Concurrency, "use a positive number, or 0 for no bound")
+	}
+	if h.Timeout < 0 {
+		bad("timeout", h.Timeout, "use a positive duration, or 0 for none")
+	}
+	if h.MaxAttempts < 0 {
+		bad("maxAttempts", h.MaxAttempts, "use 1 or more, or 0 for the default (5)")
+	}
+	for _, b := range []struct {
+		name string
+		d    Duration
+	}{{"minBackoff", h.MinBackoff}, {"maxBackoff", h.MaxBackoff}} {
+		if b.d < 0 || b.d.D() > 600*time.Second {
+			bad(b.name, b.d, "Pub/Sub allows 0..600s")
+		}
+	}
+	if h.MinBackoff > 0 && h.MaxBackoff > 0 && h.MinBackoff > h.MaxBackoff {
+		bad("minBackoff", h.MinBackoff, fmt.Sprintf("it is above maxBackoff (%v); lower it or raise maxBackoff", h.MaxBackoff))
+	}
+	if h.EnqueueRatePerSecond < 0 || math.IsNaN(h.EnqueueRatePerSecond) || math.IsInf(h.EnqueueRatePerSecond, 0) {
+		bad("enqueueRatePerSecond", h.EnqueueRatePerSecond, "use a positive number, or 0 for no limit")
+	}
+	if h.EnqueueBurst < 0 {
+		bad("enqueueBurst", h.EnqueueBurst, "use a positive number, or 0 for 1")
+	}
+	return errs
+}
+
+var schemaRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)
+
+// redactURL hides a password in a connection URL shown in an error.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			return u.String()
+		}
+	}
+	return s
+}
+
 // HTTP configures the HTTP server.
 type HTTP struct {
 	// Addr is the listen address. "" means 127.0.0.1:8006; "-" turns the
@@ -142,13 +230,14 @@ type HTTP struct {
 	Dashboard Dashboard `json:"dashboard,omitzero"`
 }
 
-// Parse decodes and validates a configuration document.
+// Parse decodes and validates a configuration document. It does not apply
+// defaults (WithDefaults does), so a Config can be logged as written.
 func Parse(data []byte) (*Config, error) {
 	var c Config
-	if err := yaml.UnmarshalStrict(data, &c); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+	if err := decode(data, &c); err != nil {
+		return nil, err
 	}
-	if err := c.validate(); err != nil {
+	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -178,8 +267,21 @@ func (e *ValidationError) Error() string {
 	return fmt.Sprintf("config: %s: %v: %s", e.Field, e.Value, e.Fix)
 }
 
-func (c *Config) validate() error {
+// Validate checks c and returns every problem, each naming its setting.
+func (c *Config) Validate() error {
 	var errs []error
+	bad := func(field string, v any, fix string) { errs = append(errs, &ValidationError{field, v, fix}) }
+	switch c.Role {
+	case "", "all", "api", "worker":
+	default:
+		bad("role", c.Role, `use "all" (the default), "api" or "worker"`)
+	}
+	if c.ReadyInterval < 0 {
+		bad("readyInterval", c.ReadyInterval, "use a positive duration such as 5s, or 0 for 5s")
+	}
+	if c.ShutdownTimeout < 0 {
+		bad("shutdownTimeout", c.ShutdownTimeout, "use a positive duration such as 30s, or 0 for 30s")
+	}
 	if c.GRPC.DevMode && c.GRPC.Addr != "" {
 		if err := loopbackAddr(c.GRPC.Addr); err != nil {
 			errs = append(errs, &ValidationError{"grpc.addr", c.GRPC.Addr, "devMode serves only on loopback: use 127.0.0.1:PORT, or set devMode: false and configure grpc.auth"})
@@ -223,7 +325,116 @@ func (c *Config) validate() error {
 		}
 	}
 	if c.Jobs.Retention < 0 {
-		errs = append(errs, &ValidationError{"jobs.retention", c.Jobs.Retention, "use a positive duration such as 168h, or 0 for 7 days"})
+		bad("jobs.retention", c.Jobs.Retention, "use a positive duration such as 168h, or 0 for 7 days")
+	}
+	if c.Jobs.RelayPollInterval < 0 {
+		bad("jobs.relayPollInterval", c.Jobs.RelayPollInterval, "use a positive duration such as 1s, or 0 for 1s")
+	}
+	if r := c.Jobs.RescueAfter; r > 0 && r.D() < 10*time.Second {
+		bad("jobs.rescueAfter", r, "use at least 10s: shorter would republish jobs whose messages are merely on their way")
+	}
+	if c.Store.Driver == "postgres" {
+		if c.Store.Schema != "" && !schemaRE.MatchString(c.Store.Schema) {
+			bad("store.schema", c.Store.Schema, "use lower-case letters, digits and '_', starting with a letter or '_', at most 40 bytes")
+		}
+		if c.Store.URL != "" {
+			if u, err := url.Parse(c.Store.URL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+				bad("store.url", redactURL(c.Store.URL), "use a PostgreSQL URL such as postgres://user@127.0.0.1:5432/db")
+			}
+		}
+	}
+	h := c.Handlers
+	if a := h.AckDeadline.D(); a != 0 && (a < 10*time.Second || a > 600*time.Second) {
+		bad("handlers.ackDeadline", h.AckDeadline, "Pub/Sub allows 10s..600s; 0 means 60s")
+	}
+	if h.MaxOutstandingMessages < 0 {
+		bad("handlers.maxOutstandingMessages", h.MaxOutstandingMessages, "use a positive number, or 0 for 4000")
+	}
+	for _, typ := range sortedKeys(h.Types) {
+		errs = append(errs, h.Types[typ].validate("handlers.types."+typ)...)
 	}
 	return errors.Join(errs...)
+}
+
+// Defaults of settings left zero (WithDefaults applies them).
+const (
+	DefaultRole                   = "all"
+	DefaultShutdownTimeout        = 30 * time.Second
+	DefaultReadyInterval          = 5 * time.Second
+	DefaultHTTPAddr               = "127.0.0.1:8006"
+	DefaultGRPCAddr               = "127.0.0.1:8005"
+	DefaultEmbeddedProject        = "courier-demo"
+	DefaultSQLitePath             = ".courier/jobs.db"
+	DefaultPostgresSchema         = "courier"
+	DefaultRetention              = 7 * 24 * time.Hour
+	DefaultRelayPollInterval      = time.Second
+	DefaultRescueAfter            = time.Hour
+	DefaultAckDeadline            = 60 * time.Second
+	DefaultMaxOutstandingMessages = 4000
+	DefaultEnqueueBurst           = 1
+)
+
+// WithDefaults returns a copy of c with every zero setting at its default:
+// the one place courier's defaults are decided. Settings of packages that
+// keep their own defaults (handler limits, TLS, tracing) are left as they
+// are.
+func (c Config) WithDefaults() Config {
+	if c.Role == "" {
+		c.Role = DefaultRole
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = Duration(DefaultShutdownTimeout)
+	}
+	if c.ReadyInterval == 0 {
+		c.ReadyInterval = Duration(DefaultReadyInterval)
+	}
+	if c.GRPC.Addr == "" {
+		c.GRPC.Addr = DefaultGRPCAddr
+	}
+	if c.HTTP.Addr == "" {
+		c.HTTP.Addr = DefaultHTTPAddr
+	}
+	if c.PubSub.Emulator == "embedded" && c.PubSub.Project == "" {
+		c.PubSub.Project = DefaultEmbeddedProject
+	}
+	switch c.Store.Driver {
+	case "", "sqlite":
+		c.Store.Driver = "sqlite"
+		if c.Store.Path == "" {
+			c.Store.Path = DefaultSQLitePath
+		}
+	case "postgres":
+		if c.Store.URL == "" {
+			c.Store.URL = os.Getenv("COURIER_POSTGRES_URL")
+		}
+		if c.Store.Schema == "" {
+			c.Store.Schema = DefaultPostgresSchema
+		}
+	}
+	if c.Jobs.Retention == 0 {
+		c.Jobs.Retention = Duration(DefaultRetention)
+	}
+	if c.Jobs.RelayPollInterval == 0 {
+		c.Jobs.RelayPollInterval = Duration(DefaultRelayPollInterval)
+	}
+	if c.Jobs.RescueAfter == 0 {
+		c.Jobs.RescueAfter = Duration(DefaultRescueAfter)
+	}
+	if c.Handlers.AckDeadline == 0 {
+		c.Handlers.AckDeadline = Duration(DefaultAckDeadline)
+	}
+	if c.Handlers.MaxOutstandingMessages == 0 {
+		c.Handlers.MaxOutstandingMessages = DefaultMaxOutstandingMessages
+	}
+	if len(c.Handlers.Types) > 0 {
+		types := make(map[string]Handler, len(c.Handlers.Types))
+		for k, h := range c.Handlers.Types {
+			if h.EnqueueRatePerSecond > 0 && h.EnqueueBurst == 0 {
+				h.EnqueueBurst = DefaultEnqueueBurst
+			}
+			types[k] = h
+		}
+		c.Handlers.Types = types
+	}
+	return c
 }
