@@ -37,8 +37,8 @@ proto:
 
 ## proto-check: fail when the committed generated code is stale.
 proto-check: proto
-	@git diff --exit-code --stat -- proto || { echo "generated code in proto/ is stale: run 'make proto' and commit the result"; exit 1; }
-	@test -z "$$(git ls-files --others --exclude-standard proto)" || { echo "make proto created files that are not committed:"; git ls-files --others --exclude-standard proto; exit 1; }
+	@git diff --exit-code --stat -- proto examples || { echo "generated code is stale: run 'make proto' and commit the result"; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard proto examples)" || { echo "make proto created files that are not committed:"; git ls-files --others --exclude-standard proto examples; exit 1; }
 
 ## lint: gofmt, go vet, staticcheck, buf lint.
 lint: fmt-check

@@ -1,8 +1,10 @@
 // Package handlers is courier's handler registry: typed handler functions
 // registered per protobuf message type (Register), the untyped Handler they
-// are adapted to, and the middleware every handler runs behind (rate limit ▸
-// concurrency ▸ timeout ▸ recover, applied in one place: Chain). Errors a
-// handler returns are retryable unless wrapped with Permanent.
+// are adapted to, and the middleware a runner wraps them in (RateLimit over
+// a Limiter, Concurrency, Timeout, Recover: func(Handler) Handler, one per
+// file). The registry keeps each handler bare with its Config; the runner
+// (package ingest) composes the chain when it runs a job. Errors a handler
+// returns are retryable unless wrapped with Permanent.
 //
 // It is for the code that runs jobs (package ingest) and for the code that
 // registers them (courierd, the demo stack in handlers/demo). It is not a

@@ -20,9 +20,10 @@ type Request struct {
 	Labels      map[string]string // the job's labels; never nil
 	Payload     proto.Message     // the decoded payload
 	Progress    ProgressFunc      // nil means progress is discarded
-	// Admit, when set, is called by the Admit middleware once the attempt
-	// has its rate-limit token and concurrency slot; see AdmitFunc.
-	Admit AdmitFunc
+	// TraceParent and TraceState are the W3C trace context the job's
+	// message carried ("" when none): tracing middleware parents its span
+	// on them.
+	TraceParent, TraceState string
 }
 
 // Handler runs one attempt of a job and returns its result. A nil result with

@@ -3,56 +3,47 @@ package handlers
 import (
 	"context"
 	"fmt"
-	"time"
-
-	"golang.org/x/time/rate"
 )
 
-// RateLimit makes each attempt wait for a token from lim before it runs; the
-// caller (and so the Pub/Sub message) is held while it waits. If ctx ends
-// first the token is given back and ctx's error returned, so the runner nacks.
-// A request that can never get a token (burst 0 with a finite limit) fails at
-// once with a retryable error. clock nil means the real clock.
-func RateLimit(lim *rate.Limiter, clock Clock) Middleware {
-	return RateLimitObserved(lim, clock, nil, nil)
+// KeyFunc names the rate-limit bucket of an attempt. nil means one bucket
+// per job type.
+type KeyFunc func(req *Request) string
+
+// LabelKey returns a KeyFunc that gives each value of the job label name a
+// bucket of its own (per customer, per tenant…), e.g. for the config's
+// `rateKey: label:customer`. Jobs without the label share the bucket of
+// the empty value.
+func LabelKey(name string) KeyFunc {
+	return func(req *Request) string { return req.Type + "\x00" + req.Labels[name] }
 }
 
-// RateLimitObserved is RateLimit that also reports, when onWait is not nil,
-// how long each admitted request waited for its token (0 when one was at
-// hand), and, when onWaiting is not nil, each request that starts (+1) and
-// stops (-1) waiting, so a gauge can show how many wait now. Both run on the
-// request's goroutine.
-func RateLimitObserved(lim *rate.Limiter, clock Clock, onWait func(typ string, waited time.Duration), onWaiting func(typ string, delta int)) Middleware {
+// RateLimit makes each attempt wait for a token from lim (its bucket named
+// by key; nil key means by type) before it runs; the caller, and so the
+// Pub/Sub message, is held while it waits. If ctx ends first the token is
+// given back and ctx's error returned, so the runner nacks. A limiter error
+// (no token could be had) is returned as a retryable error. clock nil means
+// the real clock.
+func RateLimit(lim Limiter, key KeyFunc, clock Clock) Middleware {
 	if clock == nil {
 		clock = realClock{}
 	}
 	return func(next Handler) Handler {
-		return func(ctx context.Context, req *Request) (_ protoMessage, err error) {
-			now := clock.Now()
-			r := lim.ReserveN(now, 1)
-			if !r.OK() {
-				return nil, fmt.Errorf("handlers: rate limit %v/s with burst %d can never admit %s; raise Burst to at least 1", float64(lim.Limit()), lim.Burst(), req.Type)
+		return func(ctx context.Context, req *Request) (protoMessage, error) {
+			k := req.Type
+			if key != nil {
+				k = key(req)
 			}
-			d := r.DelayFrom(now)
+			d, cancel, err := lim.Reserve(ctx, k)
+			if err != nil {
+				return nil, fmt.Errorf("handlers: rate limit of %s: %w", req.Type, err)
+			}
 			if d > 0 {
-				if onWaiting != nil {
-					onWaiting(req.Type, +1)
-				}
 				select {
 				case <-clock.After(d):
-					if onWaiting != nil {
-						onWaiting(req.Type, -1)
-					}
 				case <-ctx.Done():
-					if onWaiting != nil {
-						onWaiting(req.Type, -1)
-					}
-					r.CancelAt(clock.Now())
+					cancel()
 					return nil, fmt.Errorf("handlers: waiting for a rate-limit token for %s: %w", req.Type, context.Cause(ctx))
 				}
-			}
-			if onWait != nil {
-				onWait(req.Type, max(d, 0))
 			}
 			return next(ctx, req)
 		}

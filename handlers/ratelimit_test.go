@@ -40,7 +40,7 @@ func TestRateLimitWaitsForTokens(t *testing.T) {
 	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	lim := rate.NewLimiter(50, 5)
 	calls := 0
-	h := RateLimit(lim, clock)(okHandler(&calls))
+	h := RateLimit(&LocalLimiter{limit: lim.Limit(), burst: lim.Burst(), clock: clock, buckets: map[string]*bucket{"t": {lim: lim}}}, nil, clock)(okHandler(&calls))
 	for i := range 8 {
 		if _, err := h(context.Background(), &Request{Type: "t"}); err != nil {
 			t.Fatalf("call %d: %v", i, err)
@@ -69,7 +69,7 @@ func TestRateLimitCancelGivesTokenBack(t *testing.T) {
 	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), block: true}
 	lim := rate.NewLimiter(1, 1)
 	calls := 0
-	h := RateLimit(lim, clock)(okHandler(&calls))
+	h := RateLimit(&LocalLimiter{limit: lim.Limit(), burst: lim.Burst(), clock: clock, buckets: map[string]*bucket{"t": {lim: lim}}}, nil, clock)(okHandler(&calls))
 	if _, err := h(context.Background(), &Request{Type: "t"}); err != nil {
 		t.Fatal(err)
 	}
@@ -90,65 +90,25 @@ func TestRateLimitCancelGivesTokenBack(t *testing.T) {
 
 func TestRateLimitZeroBurst(t *testing.T) {
 	calls := 0
-	h := RateLimit(rate.NewLimiter(10, 0), &fakeClock{})(okHandler(&calls))
+	h := RateLimit(NewLocalLimiter(10, 0, &fakeClock{}), nil, &fakeClock{})(okHandler(&calls))
 	if _, err := h(context.Background(), &Request{Type: "t"}); err == nil || calls != 0 {
 		t.Fatalf("err = %v, calls = %d; want an error and no call", err, calls)
 	}
 }
 
-func TestRateLimitObservedReportsWaits(t *testing.T) {
+// TestLabelKeyBuckets: each label value has a bucket of its own, so one
+// busy key does not make the others wait.
+func TestLabelKeyBuckets(t *testing.T) {
 	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	var got []time.Duration
 	calls := 0
-	h := RateLimitObserved(rate.NewLimiter(50, 2), clock, func(typ string, d time.Duration) {
-		if typ != "t" {
-			t.Errorf("onWait type %q, want t", typ)
-		}
-		got = append(got, d)
-	}, nil)(okHandler(&calls))
-	for range 4 {
-		if _, err := h(context.Background(), &Request{Type: "t"}); err != nil {
+	h := RateLimit(NewLocalLimiter(1, 1, clock), LabelKey("customer"), clock)(okHandler(&calls))
+	for _, c := range []string{"a", "a", "a", "b", "c"} {
+		if _, err := h(context.Background(), &Request{Type: "t", Labels: map[string]string{"customer": c}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	want := []time.Duration{0, 0, 20 * time.Millisecond, 40 * time.Millisecond}
-	if len(got) != len(want) {
-		t.Fatalf("waits reported %v, want %v", got, want)
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("waits reported %v, want %v", got, want)
-		}
-	}
-}
-
-// TestRateLimitObservedCountsWaiting: a request that must wait is counted
-// while it waits and uncounted when it gets its token or gives up.
-func TestRateLimitObservedCountsWaiting(t *testing.T) {
-	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	waiting := 0
-	var seen []int
-	calls := 0
-	h := RateLimitObserved(rate.NewLimiter(50, 1), clock, nil, func(typ string, delta int) {
-		waiting += delta
-		seen = append(seen, waiting)
-	})(okHandler(&calls))
-	for range 3 {
-		if _, err := h(context.Background(), &Request{Type: "t"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The first had a token; the next two each waited: 1, 0, 1, 0.
-	if want := []int{1, 0, 1, 0}; fmt.Sprint(seen) != fmt.Sprint(want) || waiting != 0 {
-		t.Fatalf("waiting counts %v (now %d), want %v then 0", seen, waiting, want)
-	}
-	clock.block = true // the token never comes: only ctx can end the wait
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := h(ctx, &Request{Type: "t"}); err == nil {
-		t.Fatal("a cancelled wait should fail")
-	}
-	if waiting != 0 {
-		t.Fatalf("after a cancelled wait, %d still counted as waiting", waiting)
+	// a waited 1s and 2s for its second and third; b and c had a token each.
+	if want := []time.Duration{time.Second, 2 * time.Second}; fmt.Sprint(clock.waits) != fmt.Sprint(want) {
+		t.Fatalf("waits %v, want %v", clock.waits, want)
 	}
 }

@@ -3,13 +3,11 @@ package handlers
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"math"
 	"slices"
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -43,7 +41,9 @@ type Config struct {
 	MaxAttempts int
 	// MinBackoff and MaxBackoff space redeliveries after a retryable failure;
 	// they become the subscription's retry policy, so each must be within
-	// 0..600s (Pub/Sub's range). 0 means DefaultMinBackoff / DefaultMaxBackoff.
+	// 0..600s (Pub/Sub's range) and MinBackoff at most MaxBackoff. 0 means
+	// DefaultMinBackoff (or MaxBackoff, when that is lower) and
+	// DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
 }
 
@@ -57,12 +57,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MinBackoff == 0 {
 		c.MinBackoff = DefaultMinBackoff
+		if c.MaxBackoff > 0 && c.MaxBackoff < c.MinBackoff {
+			c.MinBackoff = c.MaxBackoff
+		}
 	}
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = DefaultMaxBackoff
-	}
-	if c.MaxBackoff < c.MinBackoff {
-		c.MaxBackoff = c.MinBackoff
 	}
 	return c
 }
@@ -87,40 +87,25 @@ func (c Config) validate(typ string) error {
 	case c.MaxBackoff < 0 || c.MaxBackoff > 600*time.Second:
 		return bad("MaxBackoff", c.MaxBackoff, "Pub/Sub allows 0..600s")
 	}
+	if d := c.WithDefaults(); d.MaxBackoff < d.MinBackoff {
+		return bad("MaxBackoff", d.MaxBackoff, fmt.Sprintf("it is below MinBackoff (%v); raise it or lower MinBackoff", d.MinBackoff))
+	}
 	return nil
-}
-
-// RegistryConfig configures a Registry. The zero value is valid.
-type RegistryConfig struct {
-	// Logger receives recovered panics. nil means slog.Default().
-	Logger *slog.Logger
-	// Clock is the rate limiters' time source. nil means the real clock.
-	Clock Clock
-	// OnRateLimitWait, when set, is told how long each admitted request of
-	// a rate-limited handler waited for its token (metrics). It runs on the
-	// request's goroutine and must be quick and safe for concurrent use.
-	OnRateLimitWait func(typ string, waited time.Duration)
-	// OnRateLimitWaiting, when set, is told +1 when a request starts
-	// waiting for a rate-limit token and -1 when it stops (a "waiting now"
-	// gauge). Same rules as OnRateLimitWait.
-	OnRateLimitWaiting func(typ string, delta int)
 }
 
 // Registry maps protobuf message types to their handlers. Build one with
 // NewRegistry and fill it with Register before handing it to a runner; it is
-// safe for concurrent use.
+// safe for concurrent use. It holds each typed handler and its Config; the
+// runner (package ingest) composes the middleware around it when it runs a
+// job, so a Registry has no limiters or slots of its own and can be shared.
 type Registry struct {
-	cfg     RegistryConfig
 	mu      sync.RWMutex
 	entries map[string]*Entry
 }
 
 // NewRegistry returns an empty registry.
-func NewRegistry(cfg RegistryConfig) *Registry {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	return &Registry{cfg: cfg, entries: map[string]*Entry{}}
+func NewRegistry() *Registry {
+	return &Registry{entries: map[string]*Entry{}}
 }
 
 // Entry is one registered handler.
@@ -129,11 +114,12 @@ type Entry struct {
 	Type string
 	// Config is the handler's Config with defaults applied.
 	Config Config
-	// Handler is the typed function adapted to Handler and wrapped in the
-	// middleware chain (see Chain). It expects Request.Payload of Type.
+	// Handler is the typed function adapted to Handler, with no middleware:
+	// the runner wraps it. It expects Request.Payload of Type.
 	Handler Handler
 
 	msgType protoreflect.MessageType
+	given   Config // as registered (and configured), before defaults
 }
 
 // Decode decodes data as a message of e.Type. The error says what was wrong.
@@ -219,7 +205,6 @@ func Register[T proto.Message, R proto.Message](reg *Registry, fn func(ctx conte
 	if err := cfg.validate(typ); err != nil {
 		return err
 	}
-	cfg = cfg.WithDefaults()
 	typed := func(ctx context.Context, req *Request) (proto.Message, error) {
 		payload, ok := req.Payload.(T)
 		if !ok {
@@ -242,7 +227,7 @@ func Register[T proto.Message, R proto.Message](reg *Registry, fn func(ctx conte
 		}
 		return res, nil
 	}
-	e := &Entry{Type: typ, Config: cfg, msgType: mt, Handler: chain(typed, cfg, reg.cfg.Logger, reg.cfg.Clock, reg.cfg.OnRateLimitWait, reg.cfg.OnRateLimitWaiting)}
+	e := &Entry{Type: typ, Config: cfg.WithDefaults(), msgType: mt, Handler: typed, given: cfg}
 
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
@@ -253,21 +238,58 @@ func Register[T proto.Message, R proto.Message](reg *Registry, fn func(ctx conte
 	return nil
 }
 
-// Chain wraps h in the middleware a handler with cfg runs behind, in the one
-// order courier uses: rate limit ▸ concurrency ▸ admit ▸ timeout ▸ recover ▸
-// h. A message waits for its rate-limit token before it takes a concurrency
-// slot, so slots are never held idle; Request.Admit then marks the job
-// started (so a job waiting for a token is still queued), and the timeout
-// covers only the run.
-func Chain(h Handler, cfg Config, logger *slog.Logger, clock Clock) Handler {
-	return chain(h, cfg, logger, clock, nil, nil)
+// Configure overrides the Config of the handler registered for typ with the
+// non-zero fields of o (courier applies a config file's handlers.types this
+// way: what the file sets wins over what the code registered). It returns
+// an error if typ has no handler or the result is invalid.
+func (r *Registry) Configure(typ string, o Config) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.entries[typ]
+	if !ok {
+		return fmt.Errorf("handlers: Configure %s: no handler is registered for it (registered: %v)", typ, r.typesLocked())
+	}
+	c := e.given.Override(o)
+	if err := c.validate(typ); err != nil {
+		return err
+	}
+	ne := *e
+	ne.Config, ne.given = c.WithDefaults(), c
+	r.entries[typ] = &ne
+	return nil
 }
 
-func chain(h Handler, cfg Config, logger *slog.Logger, clock Clock, onWait func(string, time.Duration), onWaiting func(string, int)) Handler {
-	var mws []Middleware
-	if cfg.RatePerSecond > 0 {
-		mws = append(mws, RateLimitObserved(rate.NewLimiter(rate.Limit(cfg.RatePerSecond), max(cfg.Burst, 1)), clock, onWait, onWaiting))
+func (r *Registry) typesLocked() []string {
+	out := make([]string, 0, len(r.entries))
+	for t := range r.entries {
+		out = append(out, t)
 	}
-	mws = append(mws, Concurrency(cfg.Concurrency), Admit(), Timeout(cfg.Timeout), Recover(logger))
-	return ChainMiddleware(h, mws...)
+	slices.Sort(out)
+	return out
+}
+
+// Override returns c with each non-zero field of o in place of c's.
+func (c Config) Override(o Config) Config {
+	if o.RatePerSecond != 0 {
+		c.RatePerSecond = o.RatePerSecond
+	}
+	if o.Burst != 0 {
+		c.Burst = o.Burst
+	}
+	if o.Concurrency != 0 {
+		c.Concurrency = o.Concurrency
+	}
+	if o.Timeout != 0 {
+		c.Timeout = o.Timeout
+	}
+	if o.MaxAttempts != 0 {
+		c.MaxAttempts = o.MaxAttempts
+	}
+	if o.MinBackoff != 0 {
+		c.MinBackoff = o.MinBackoff
+	}
+	if o.MaxBackoff != 0 {
+		c.MaxBackoff = o.MaxBackoff
+	}
+	return c
 }

@@ -14,7 +14,7 @@ import (
 )
 
 func TestRegisterAndRun(t *testing.T) {
-	reg := handlers.NewRegistry(handlers.RegistryConfig{})
+	reg := handlers.NewRegistry()
 	var progress []float64
 	err := handlers.Register(reg, func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) {
 		job.Progress(ctx, 2, "clamped")
@@ -54,7 +54,7 @@ func TestRegisterAndRun(t *testing.T) {
 }
 
 func TestRegisterErrors(t *testing.T) {
-	reg := handlers.NewRegistry(handlers.RegistryConfig{})
+	reg := handlers.NewRegistry()
 	fn := func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) {
 		return nil, nil
 	}
@@ -72,9 +72,10 @@ func TestRegisterErrors(t *testing.T) {
 		{"Concurrency", handlers.Config{Concurrency: -2}},
 		{"MinBackoff", handlers.Config{MinBackoff: time.Hour}},
 		{"MaxAttempts", handlers.Config{MaxAttempts: -1}},
+		{"MaxBackoff", handlers.Config{MinBackoff: time.Minute, MaxBackoff: time.Second}},
 	} {
 		t.Run(tc.field, func(t *testing.T) {
-			err := handlers.Register(handlers.NewRegistry(handlers.RegistryConfig{}), fn, tc.cfg)
+			err := handlers.Register(handlers.NewRegistry(), fn, tc.cfg)
 			if err == nil || !strings.Contains(err.Error(), "Config."+tc.field) || !strings.HasPrefix(err.Error(), "handlers: ") {
 				t.Fatalf("err = %v, want one naming Config.%s", err, tc.field)
 			}
@@ -83,7 +84,7 @@ func TestRegisterErrors(t *testing.T) {
 }
 
 func TestNilResultIsNoResult(t *testing.T) {
-	reg := handlers.NewRegistry(handlers.RegistryConfig{})
+	reg := handlers.NewRegistry()
 	handlers.Register(reg, func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) {
 		return nil, nil
 	}, handlers.Config{})
@@ -114,15 +115,25 @@ func TestChainOrder(t *testing.T) {
 	}
 }
 
-func TestChainRecoversInsideTimeout(t *testing.T) {
-	h := handlers.Chain(func(ctx context.Context, _ *handlers.Request) (proto.Message, error) {
-		if _, ok := ctx.Deadline(); !ok {
-			t.Error("recover runs outside the timeout: no deadline")
-		}
-		panic("x")
-	}, handlers.Config{RatePerSecond: 1000, Burst: 1, Concurrency: 1, Timeout: time.Minute}.WithDefaults(), nil, nil)
-	var pe *handlers.PanicError
-	if _, err := h(context.Background(), &handlers.Request{}); !errors.As(err, &pe) {
-		t.Fatalf("err = %v, want PanicError", err)
+func TestConfigure(t *testing.T) {
+	reg := handlers.NewRegistry()
+	fn := func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) {
+		return nil, nil
+	}
+	if err := handlers.Register(reg, fn, handlers.Config{RatePerSecond: 5, Concurrency: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Configure("courier.demo.v1.Echo", handlers.Config{Concurrency: 7, MaxAttempts: 2}); err != nil {
+		t.Fatal(err)
+	}
+	e, _ := reg.Lookup("courier.demo.v1.Echo")
+	if e.Config.RatePerSecond != 5 || e.Config.Burst != 1 || e.Config.Concurrency != 7 || e.Config.MaxAttempts != 2 {
+		t.Fatalf("config after Configure: %+v; want the registered rate, burst defaulted, concurrency and attempts overridden", e.Config)
+	}
+	if err := reg.Configure("no.such.Type", handlers.Config{}); err == nil || !strings.Contains(err.Error(), "courier.demo.v1.Echo") {
+		t.Fatalf("Configure of an unregistered type: %v; want an error listing the registered types", err)
+	}
+	if err := reg.Configure("courier.demo.v1.Echo", handlers.Config{Burst: -1}); err == nil || !strings.Contains(err.Error(), "Config.Burst") {
+		t.Fatalf("Configure with a bad burst: %v", err)
 	}
 }

@@ -30,7 +30,7 @@ func BenchmarkBurnDownEnqueuedEcho(b *testing.B) { benchBurnDown(b, true) }
 // benchBurnDown publishes b.N Echo jobs, then starts a worker and measures
 // how fast it runs them all to SUCCEEDED (SQLite store). Reports jobs/s.
 func benchBurnDown(b *testing.B, enqueue bool) {
-	reg := handlers.NewRegistry(handlers.RegistryConfig{})
+	reg := handlers.NewRegistry()
 	if err := demo.Register(reg, demo.Config{}); err != nil {
 		b.Fatal(err)
 	}

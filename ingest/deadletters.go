@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
+	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 
-	"github.com/courierq/courier/publisher"
+	"github.com/courierq/courier/wire"
 )
 
 // DeadLetter is a message kept on a dead-letter subscription: a copy that
@@ -26,6 +28,55 @@ type DeadLetter struct {
 	Published    time.Time
 	Data         []byte
 	Attributes   map[string]string
+}
+
+// DeadLetterPublisher sends the copies of messages the worker gives up on
+// to dead-letter topics. Metrics decorate it to count dead letters.
+type DeadLetterPublisher interface {
+	// PublishDeadLetter publishes m to topic (an ID in the worker's
+	// project) and waits until Pub/Sub accepted it, or ctx ends.
+	PublishDeadLetter(ctx context.Context, topic string, m *pubsub.Message) error
+	// Stop sends what is buffered and releases the publishers; the worker
+	// calls it when Run returns.
+	Stop()
+}
+
+// NewDeadLetters returns the DeadLetterPublisher that Config.DeadLetters
+// defaults to: publishers of c, one per dead-letter topic, sending at once.
+func NewDeadLetters(c *pubsub.Client) DeadLetterPublisher { return newClientDeadLetters(c) }
+
+// clientDeadLetters is the DeadLetterPublisher on a *pubsub.Client.
+type clientDeadLetters struct {
+	c    *pubsub.Client
+	mu   sync.Mutex
+	pubs map[string]*pubsub.Publisher
+}
+
+func newClientDeadLetters(c *pubsub.Client) *clientDeadLetters {
+	return &clientDeadLetters{c: c, pubs: map[string]*pubsub.Publisher{}}
+}
+
+func (d *clientDeadLetters) PublishDeadLetter(ctx context.Context, topic string, m *pubsub.Message) error {
+	d.mu.Lock()
+	p, ok := d.pubs[topic]
+	if !ok {
+		p = d.c.Publisher(topic)
+		p.PublishSettings.DelayThreshold = time.Millisecond
+		d.pubs[topic] = p
+	}
+	d.mu.Unlock()
+	if _, err := p.Publish(ctx, m).Get(ctx); err != nil {
+		return fmt.Errorf("ingest: publishing to dead-letter topic %s: %w", topic, err)
+	}
+	return nil
+}
+
+func (d *clientDeadLetters) Stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, p := range d.pubs {
+		p.Stop()
+	}
 }
 
 // maxPeek bounds how many messages one peek or ack leases per subscription.
@@ -155,7 +206,7 @@ func (w *Worker) lease(ctx context.Context, sub string, limit int, keep func(*pu
 func deadLetter(sub string, m *pubsubpb.PubsubMessage) DeadLetter {
 	a := m.GetAttributes()
 	d := DeadLetter{
-		Subscription: sub, MessageID: m.GetMessageId(), Type: a[publisher.AttrType], JobID: a[publisher.AttrID],
+		Subscription: sub, MessageID: m.GetMessageId(), Type: a[wire.AttrType], JobID: a[wire.AttrID],
 		Reason: a[AttrDeadLetterReason], Published: m.GetPublishTime().AsTime(), Data: m.GetData(), Attributes: a,
 	}
 	if n, err := strconv.Atoi(a[AttrDeadLetterAttempt]); err == nil {

@@ -19,7 +19,7 @@ import (
 func TestPeekAndAckDeadLetters(t *testing.T) {
 	t.Parallel()
 	dead := make(chan string, 10)
-	cfg := ingest.Config{Hooks: ingest.Hooks{DeadLettered: func(typ, _ string) { dead <- typ }}}
+	cfg := ingest.Config{DeadLetters: &countDeadLetters{dead: dead}}
 	s := newStack(t, testenv.SQLite, demoRegistry(t, demo.Config{Echo: fastRetry, Sleep: fastRetry}), cfg)
 	ctx := testCtx(t)
 	id, err := s.pub.Publish(ctx, &demov1.Sleep{PermanentFailure: true})

@@ -60,6 +60,9 @@ func startStack(t testing.TB, kind testenv.StoreKind, reg *handlers.Registry, cf
 	t.Cleanup(func() { pub.Close(context.Background()) })
 	logs := newLogWatch(t)
 	cfg.Client, cfg.Store, cfg.Registry, cfg.Logger = c, store, reg, slog.New(logs)
+	if d, ok := cfg.DeadLetters.(*countDeadLetters); ok {
+		d.DeadLetterPublisher = ingest.NewDeadLetters(c)
+	}
 	w, err := ingest.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -208,3 +211,18 @@ func publisherLabels(kv ...string) publisher.Option {
 }
 
 func withID(id string) publisher.Option { return publisher.WithID(id) }
+
+// countDeadLetters is a DeadLetterPublisher decorator that reports the type
+// of each dead letter published (startStack gives it the real publisher).
+type countDeadLetters struct {
+	ingest.DeadLetterPublisher
+	dead chan<- string
+}
+
+func (d *countDeadLetters) PublishDeadLetter(ctx context.Context, topic string, m *pubsub.Message) error {
+	err := d.DeadLetterPublisher.PublishDeadLetter(ctx, topic, m)
+	if err == nil {
+		d.dead <- m.Attributes["ce-type"]
+	}
+	return err
+}

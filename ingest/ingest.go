@@ -1,14 +1,19 @@
 // Package ingest consumes courier's job subscriptions: one Pub/Sub
 // subscription per registered handler type, received with the v2 client's
-// flow-controlled Subscriber.Receive; each message is decoded by its ce-type,
-// recorded through jobs.Store (Ensure, Start, Progress, Succeed, Fail), run
-// through its handler, and then acked, nacked (a retry: the subscription's
-// retry policy spaces redeliveries) or dead-lettered. On start it creates the
-// topics, subscriptions, dead-letter topics and retry policies it needs unless
-// Config.DisableCreate says infrastructure owns them.
+// flow-controlled Subscriber.Receive. Each delivery is a small value that
+// goes through a few steps: decode (by its ce-type), ensure (the job's
+// record, created for a message published without EnqueueJob), run (the
+// handler inside the middleware chain this package composes: rate limit ▸
+// concurrency ▸ mark RUNNING ▸ Config.Middleware ▸ timeout ▸ recover ▸
+// handler), and settle (a pure decision, then ack, nack or dead-letter). On
+// start it creates the topics, subscriptions, dead-letter topics and retry
+// policies it needs, and brings existing subscriptions' policies in line
+// with the handlers' Config, unless Config.DisableCreate says infrastructure
+// owns them.
 //
-// It is for courierd and tests that run workers. It is not a publisher (see
-// package publisher), knows nothing of gRPC and never imports backend.
+// It is for courier's Node and tests that run workers. It is not a
+// publisher (see package publisher), knows nothing of gRPC and never
+// imports backend.
 //
 // Per message: a message with no ce-type, of a type with no handler, or whose
 // data does not decode is dead-lettered with the reason in the
@@ -17,7 +22,8 @@
 // again. A retryable failure nacks; on the last attempt (job MaxAttempts, or
 // the handler's) or a handlers.Permanent error the job is Failed, a copy goes
 // to the dead-letter topic, and the message is acked. Cancelling a running job
-// in the store cancels its handler's context.
+// in the store cancels its handler's context (one watcher per worker polls
+// the store for the jobs it runs, so a cancel on any replica reaches it).
 package ingest
 
 import (
@@ -25,20 +31,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
-	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	"google.golang.org/genproto/googleapis/rpc/code"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/courierq/courier/handlers"
 	"github.com/courierq/courier/jobs"
-	"github.com/courierq/courier/publisher"
+	"github.com/courierq/courier/wire"
 )
 
 // Attributes ingest adds to the copies it publishes to dead-letter topics
@@ -73,7 +73,7 @@ type Config struct {
 	Registry *handlers.Registry
 
 	// Naming maps types to topics; it must match the publishers'.
-	Naming publisher.Naming
+	Naming wire.Naming
 	// SubscriptionSuffix is appended to a type's topic ID to name its worker
 	// subscription. "" means "-worker".
 	SubscriptionSuffix string
@@ -82,7 +82,8 @@ type Config struct {
 	// "" means "-dead-letter".
 	DeadLetterSuffix string
 	// DisableCreate stops Run from creating missing topics and
-	// subscriptions, for deployments where infrastructure owns them.
+	// subscriptions, or changing existing ones, for deployments where
+	// infrastructure owns them: Run only checks they exist.
 	DisableCreate bool
 	// AckDeadline of the subscriptions Run creates. 0 means 60s. (The
 	// client extends leases of held messages; this bounds redelivery after a
@@ -99,52 +100,64 @@ type Config struct {
 	NumStreams int
 	// StoreTimeout bounds each job store call. 0 means 30s.
 	StoreTimeout time.Duration
+	// CancelPollInterval is how often the worker asks the store whether a
+	// job it runs was cancelled (one query for all of them). It bounds how
+	// long a cancelled handler runs on. 0 means 100ms.
+	CancelPollInterval time.Duration
+
+	// Limiters are the rate-limit buckets of each type whose handler has a
+	// RatePerSecond (e.g. ones shared by every replica through the store).
+	// A rate-limited type with no entry gets a handlers.LocalLimiter with
+	// its Config's rate and burst.
+	Limiters map[string]handlers.Limiter
+	// RateKeys name the rate-limit bucket of a type's attempts (e.g.
+	// handlers.LabelKey("customer")). A type with no entry has one bucket.
+	RateKeys map[string]handlers.KeyFunc
+	// Middleware wraps every handler once its job is RUNNING, inside the
+	// timeout, first outermost (metrics, tracing).
+	Middleware []handlers.Middleware
+	// DeadLetters publishes the copies sent to dead-letter topics. nil means
+	// the Client's publishers.
+	DeadLetters DeadLetterPublisher
+	// Clock is the rate limiters' time source. nil means the real clock.
+	Clock handlers.Clock
 
 	// Logger receives what the worker cannot return: store failures,
 	// dead letters, panics. nil means slog.Default().
 	Logger *slog.Logger
-
-	// Hooks observe deliveries (metrics, tracing). The zero value observes
-	// nothing.
-	Hooks Hooks
-}
-
-// Hooks let metrics and tracing observe a Worker without ingest knowing of
-// either. Every field is optional; each runs on the delivery's goroutine and
-// must be quick and safe for concurrent use.
-type Hooks struct {
-	// Deliver wraps the handling of one decodable delivery of a registered
-	// type: it gets the message's attributes (e.g. traceparent) and returns
-	// the context the handler runs with (its values are kept; its
-	// cancellation is ignored) and a func called once with the handler's
-	// error (nil on success) when handling ends.
-	Deliver func(ctx context.Context, typ string, attrs map[string]string) (context.Context, func(err error))
-	// Running is called when a job is admitted (its rate-limit token and
-	// concurrency slot in hand, Start recorded) and returns a func called
-	// with the handler's error when the handler returns.
-	Running func(typ string) func(err error)
-	// DeadLettered is called after a message of typ ("" when it had no
-	// ce-type) was published to the dead-letter topic.
-	DeadLettered func(typ, reason string)
 }
 
 // Worker consumes the subscriptions of a registry's handler types.
 type Worker struct {
-	cfg Config
-	log *slog.Logger
+	cfg     Config
+	log     *slog.Logger
+	types   map[string]*typeRun
+	runs    *runs
+	recover handlers.Middleware
+	// inflight counts deliveries being processed: Receive may return (its
+	// shutdown timeout) before they all end, and Run waits for them.
+	inflight sync.WaitGroup
 
 	// pullCtx stops pulling; runCtx stops handlers (their messages are nacked).
-	pullCtx    context.Context
-	stopPull   context.CancelFunc
-	runCtx     context.Context
-	stopRun    context.CancelCauseFunc
-	mu         sync.Mutex
-	started    bool
-	ready      chan struct{}
-	done       chan struct{} // closed when Run returns
-	closeOnce  sync.Once
-	dlMu       sync.Mutex
-	deadLetter map[string]*pubsub.Publisher
+	pullCtx   context.Context
+	stopPull  context.CancelFunc
+	runCtx    context.Context
+	stopRun   context.CancelCauseFunc
+	mu        sync.Mutex
+	started   bool
+	ready     chan struct{}
+	done      chan struct{} // closed when Run returns
+	closeOnce sync.Once
+}
+
+// typeRun is what the worker keeps per handler type: its entry and names,
+// and the middleware whose state outlives one job (the rate limiter's
+// buckets, the concurrency slots).
+type typeRun struct {
+	entry       *handlers.Entry
+	names       Names
+	rateLimit   handlers.Middleware // nil without a rate limit
+	concurrency handlers.Middleware
 }
 
 // New validates cfg and returns a Worker; it starts nothing (see Run).
@@ -160,9 +173,9 @@ func New(cfg Config) (*Worker, error) {
 		return nil, errors.New("ingest: Config.Registry has no handlers; register at least one with handlers.Register")
 	case cfg.AckDeadline < 0 || cfg.AckDeadline > 0 && (cfg.AckDeadline < 10*time.Second || cfg.AckDeadline > 600*time.Second):
 		return nil, fmt.Errorf("ingest: Config.AckDeadline is %v; Pub/Sub allows 10s..600s (0 means 60s)", cfg.AckDeadline)
-	case cfg.MaxOutstandingMessages < 0, cfg.MaxOutstandingBytes < 0, cfg.NumStreams < 0, cfg.StoreTimeout < 0:
-		return nil, fmt.Errorf("ingest: Config.MaxOutstandingMessages (%d), MaxOutstandingBytes (%d), NumStreams (%d) and StoreTimeout (%v) must not be negative",
-			cfg.MaxOutstandingMessages, cfg.MaxOutstandingBytes, cfg.NumStreams, cfg.StoreTimeout)
+	case cfg.MaxOutstandingMessages < 0, cfg.MaxOutstandingBytes < 0, cfg.NumStreams < 0, cfg.StoreTimeout < 0, cfg.CancelPollInterval < 0:
+		return nil, fmt.Errorf("ingest: Config.MaxOutstandingMessages (%d), MaxOutstandingBytes (%d), NumStreams (%d), StoreTimeout (%v) and CancelPollInterval (%v) must not be negative",
+			cfg.MaxOutstandingMessages, cfg.MaxOutstandingBytes, cfg.NumStreams, cfg.StoreTimeout, cfg.CancelPollInterval)
 	}
 	if cfg.SubscriptionSuffix == "" {
 		cfg.SubscriptionSuffix = "-worker"
@@ -185,18 +198,41 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.StoreTimeout == 0 {
 		cfg.StoreTimeout = 30 * time.Second
 	}
+	if cfg.CancelPollInterval == 0 {
+		cfg.CancelPollInterval = 100 * time.Millisecond
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	w := &Worker{cfg: cfg, log: cfg.Logger, ready: make(chan struct{}), done: make(chan struct{}), deadLetter: map[string]*pubsub.Publisher{}}
+	if cfg.DeadLetters == nil {
+		cfg.DeadLetters = newClientDeadLetters(cfg.Client)
+	}
+	w := &Worker{cfg: cfg, log: cfg.Logger, types: map[string]*typeRun{}, ready: make(chan struct{}), done: make(chan struct{})}
+	for typ := range cfg.Limiters {
+		if _, ok := cfg.Registry.Lookup(typ); !ok {
+			return nil, fmt.Errorf("ingest: Config.Limiters has %s, which has no handler (registered: %v)", typ, cfg.Registry.Types())
+		}
+	}
 	// Every subscription's names must be valid before anything starts.
 	for _, e := range cfg.Registry.Entries() {
-		if _, err := w.names(e); err != nil {
+		n, err := w.names(e)
+		if err != nil {
 			return nil, err
 		}
+		t := &typeRun{entry: e, names: n, concurrency: handlers.Concurrency(e.Config.Concurrency)}
+		if e.Config.RatePerSecond > 0 {
+			lim := cfg.Limiters[e.Type]
+			if lim == nil {
+				lim = handlers.NewLocalLimiter(e.Config.RatePerSecond, e.Config.Burst, cfg.Clock)
+			}
+			t.rateLimit = handlers.RateLimit(lim, cfg.RateKeys[e.Type], cfg.Clock)
+		}
+		w.types[e.Type] = t
 	}
 	w.pullCtx, w.stopPull = context.WithCancel(context.Background())
 	w.runCtx, w.stopRun = context.WithCancelCause(context.Background())
+	w.runs = newRuns(w)
+	w.recover = handlers.Recover(cfg.Logger)
 	return w, nil
 }
 
@@ -226,7 +262,7 @@ func (w *Worker) names(e *handlers.Entry) (Names, error) {
 		DeadLetterSubscription: topic + w.cfg.DeadLetterSuffix,
 	}
 	for _, id := range []string{n.Subscription, n.DeadLetterTopic} {
-		if err := publisher.ValidateID(id); err != nil {
+		if err := wire.ValidateID(id); err != nil {
 			return Names{}, fmt.Errorf("ingest: names of %s: %w; shorten the suffixes or override the topic", e.Type, err)
 		}
 	}
@@ -251,36 +287,42 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.started = true
 	w.mu.Unlock()
 	defer close(w.done)
-	defer w.stopDeadLetters()
+	defer w.cfg.DeadLetters.Stop()
 
 	stop := context.AfterFunc(ctx, func() { w.stopPull(); w.stopRun(errStopping) })
 	defer stop()
 
-	entries := w.cfg.Registry.Entries()
-	if err := w.prepare(entries); err != nil {
+	if err := w.prepare(); err != nil {
 		if w.pullCtx.Err() != nil {
 			return nil // stopped while preparing
 		}
 		return err
 	}
+	watchDone := make(chan struct{})
+	go func() { defer close(watchDone); w.runs.watch(w.runCtx) }()
+	defer func() { w.stopRun(errStopping); <-watchDone }()
+
 	recvCtx, cancelRecv := context.WithCancel(w.pullCtx)
 	defer cancelRecv()
-	errs := make(chan error, len(entries))
+	errs := make(chan error, len(w.types))
 	var wg sync.WaitGroup
-	for _, e := range entries {
-		n, _ := w.names(e)
-		sub := w.cfg.Client.Subscriber(n.Subscription)
+	for _, t := range w.types {
+		sub := w.cfg.Client.Subscriber(t.names.Subscription)
 		sub.ReceiveSettings.MaxOutstandingMessages = w.cfg.MaxOutstandingMessages
 		sub.ReceiveSettings.MaxOutstandingBytes = w.cfg.MaxOutstandingBytes
 		sub.ReceiveSettings.NumGoroutines = w.cfg.NumStreams
 		// Receive waits for its acks to be sent before it returns; bound that
 		// wait, so that a Pub/Sub that has gone away cannot hold shutdown.
 		sub.ReceiveSettings.ShutdownOptions = &pubsub.ShutdownOptions{Behavior: pubsub.ShutdownBehaviorWaitForProcessing, Timeout: 10 * time.Second}
-		s := &subscription{entry: e, names: n, dl: w.deadLetterPublisher(n.DeadLetterTopic)}
 		wg.Go(func() {
-			err := sub.Receive(recvCtx, func(_ context.Context, m *pubsub.Message) { w.handle(s, m) })
+			err := sub.Receive(recvCtx, func(_ context.Context, m *pubsub.Message) {
+				w.inflight.Add(1)
+				defer w.inflight.Done()
+				d := delivery{w: w, sub: t, m: m}
+				d.process()
+			})
 			if err != nil {
-				errs <- fmt.Errorf("ingest: receiving on subscription %s: %w", n.Subscription, err)
+				errs <- fmt.Errorf("ingest: receiving on subscription %s: %w", t.names.Subscription, err)
 				cancelRecv()
 			}
 		})
@@ -288,17 +330,21 @@ func (w *Worker) Run(ctx context.Context) error {
 	close(w.ready)
 	wg.Wait()
 	close(errs)
-	if err := <-errs; err != nil && w.pullCtx.Err() == nil {
-		w.stopRun(errStopping)
-		return err
+	err := <-errs
+	if err != nil && w.pullCtx.Err() == nil {
+		w.stopRun(errStopping) // receiving failed: running handlers end too
+	} else {
+		err = nil
 	}
-	return nil
+	w.inflight.Wait()
+	return err
 }
 
 // Shutdown stops pulling, lets the handlers in flight finish until ctx ends,
 // then cancels the rest (their jobs go back to Queued and their messages are
-// nacked) and waits for Run to return. It returns ctx's error if handlers
-// had to be cancelled. Safe to call more than once, and before Run.
+// nacked) and waits for Run to return. Messages held but not started (waiting
+// for a token or a slot) are nacked at once. It returns ctx's error if
+// handlers had to be cancelled. Safe to call more than once, and before Run.
 func (w *Worker) Shutdown(ctx context.Context) error {
 	w.stopPull()
 	w.mu.Lock()
@@ -308,7 +354,7 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 		w.stopRun(errStopping)
 		return nil
 	}
-	w.log.Info("ingest: shutting down: stopped pulling, waiting for running handlers")
+	w.log.Info("ingest: shutting down: stopped pulling, waiting for running handlers", "running", w.runs.count())
 	select {
 	case <-w.done:
 		return nil
@@ -335,468 +381,8 @@ func (w *Worker) Close() error {
 	return nil
 }
 
-type subscription struct {
-	entry *handlers.Entry
-	names Names
-	dl    *pubsub.Publisher
-}
-
-func (w *Worker) deadLetterPublisher(topic string) *pubsub.Publisher {
-	w.dlMu.Lock()
-	defer w.dlMu.Unlock()
-	if p, ok := w.deadLetter[topic]; ok {
-		return p
-	}
-	p := w.cfg.Client.Publisher(topic)
-	p.PublishSettings.DelayThreshold = time.Millisecond
-	w.deadLetter[topic] = p
-	return p
-}
-
-func (w *Worker) stopDeadLetters() {
-	w.dlMu.Lock()
-	defer w.dlMu.Unlock()
-	for _, p := range w.deadLetter {
-		p.Stop()
-	}
-}
-
 // storeCtx returns a context for one store call that outlives a stopping
 // worker, so a handler's outcome is still recorded.
 func (w *Worker) storeCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(w.runCtx), w.cfg.StoreTimeout)
-}
-
-// handle processes one delivery: it always acks or nacks m.
-func (w *Worker) handle(s *subscription, m *pubsub.Message) {
-	attrs := m.Attributes
-	typ := attrs[publisher.AttrType]
-	id := attrs[publisher.AttrID]
-	if id == "" {
-		id = m.ID
-	}
-	log := w.log.With("job_id", id, "type", typ, "subscription", s.names.Subscription, "message_id", m.ID)
-	if typ == "" {
-		w.poison(s, m, log, "", "", fmt.Sprintf("message has no %s attribute; courier needs the full protobuf name of the payload there", publisher.AttrType))
-		return
-	}
-	entry, ok := w.cfg.Registry.Lookup(typ)
-	if !ok {
-		w.poison(s, m, log, id, typ, fmt.Sprintf("no handler is registered for type %q (%s %q)", typ, publisher.AttrType, typ))
-		return
-	}
-	payload, err := entry.Decode(m.Data)
-	if err != nil {
-		w.poison(s, m, log, id, typ, err.Error())
-		return
-	}
-
-	job, err := w.ensureJob(id, typ, m)
-	if err != nil {
-		log.Error("ingest: recording job failed; message nacked", "err", err)
-		m.Nack()
-		return
-	}
-	if job.Type != typ {
-		w.poison(s, m, log, "", "", fmt.Sprintf("%s %q names job %s, which has type %q; a job ID belongs to one type", publisher.AttrType, typ, id, job.Type))
-		return
-	}
-	if job.State.Terminal() {
-		log.Debug("ingest: job already ended; acked without running", "state", job.State)
-		m.Ack()
-		return
-	}
-	if w.pullCtx.Err() != nil { // stopping: do not start new work
-		log.Debug("ingest: worker stopping before the job started; nacked")
-		m.Nack()
-		return
-	}
-	// The attempt is Pub/Sub's delivery attempt, or one more than the store
-	// has seen if that is higher (no dead-letter policy, or a message
-	// re-published by the outbox). Never lower than Pub/Sub's count, so the
-	// worker reaches max attempts (and records FAILED) before the
-	// subscription's dead-letter policy, its safety net, does.
-	attempt := job.Attempt + 1
-	if m.DeliveryAttempt != nil && *m.DeliveryAttempt > attempt {
-		attempt = *m.DeliveryAttempt
-	}
-	maxAttempts := job.MaxAttempts
-	if maxAttempts <= 0 {
-		maxAttempts = entry.Config.MaxAttempts
-	}
-	log = log.With("attempt", attempt, "max_attempts", maxAttempts)
-
-	// dctx carries the Deliver hook's values (a span) with pullCtx's
-	// cancellation; the admitted handler's ctx gets the same values.
-	dctx, values := w.pullCtx, context.Background()
-	var outcome error
-	if w.cfg.Hooks.Deliver != nil {
-		var end func(error)
-		values, end = w.cfg.Hooks.Deliver(w.pullCtx, typ, attrs)
-		values = context.WithoutCancel(values)
-		var stop context.CancelFunc
-		dctx, stop = withValues(values, w.pullCtx)
-		defer stop()
-		defer func() { end(outcome) }()
-	}
-
-	// The job becomes Running only when the middleware admits it (token and
-	// slot in hand). Until then it waits with pullCtx, so Shutdown nacks
-	// messages that have not started; once admitted it runs with hctx, which
-	// Shutdown cancels only at its deadline and CancelJob cancels at once.
-	var (
-		admitted bool
-		hctx     context.Context
-		hcancel  context.CancelCauseFunc = func(error) {}
-		runEnd                           = func(error) {}
-	)
-	watchDone := make(chan struct{})
-	defer func() { close(watchDone); hcancel(nil) }()
-	req := &handlers.Request{
-		ID: id, Type: typ, Attempt: attempt, MaxAttempts: maxAttempts,
-		Labels: job.Labels, Payload: payload,
-		Progress: func(ctx context.Context, fraction float64, message string) error {
-			return w.cfg.Store.Progress(ctx, jobs.ProgressParams{ID: id, Fraction: fraction, Message: message})
-		},
-		Admit: func(ctx context.Context) (context.Context, error) {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			// Subscribe before Start so a Cancel right after it is not missed.
-			changed, unsubscribe := w.cfg.Store.Subscribe(id)
-			sctx, cancel := w.storeCtx()
-			_, err := w.cfg.Store.Start(sctx, jobs.StartParams{ID: id, Attempt: attempt})
-			cancel()
-			if err != nil {
-				unsubscribe()
-				return nil, &startError{err}
-			}
-			admitted = true
-			stopRun := func() {}
-			if w.cfg.Hooks.Deliver != nil {
-				hctx, stopRun = withValues(values, w.runCtx)
-				hctx, hcancel = context.WithCancelCause(hctx)
-			} else {
-				hctx, hcancel = context.WithCancelCause(w.runCtx)
-			}
-			if done := w.cfg.Hooks.Running; done != nil {
-				end := done(typ)
-				runEnd = func(err error) { end(err) }
-			}
-			go func() {
-				defer stopRun()
-				defer unsubscribe()
-				w.watchCancel(id, changed, watchDone, hcancel)
-			}()
-			return hctx, nil
-		},
-	}
-	if req.Labels == nil {
-		req.Labels = map[string]string{}
-	}
-	res, herr := entry.Handler(dctx, req)
-	outcome = herr
-	runEnd(herr)
-
-	if !admitted {
-		var se *startError
-		switch {
-		case errors.As(herr, &se) && gone(se.err):
-			log.Debug("ingest: job already ended; acked without running", "err", se.err)
-			m.Ack()
-		case errors.As(herr, &se):
-			log.Error("ingest: starting job failed; message nacked", "err", se.err)
-			m.Nack()
-		default: // stopping while waiting for a token or slot
-			log.Debug("ingest: worker stopping before the job started; nacked", "err", herr)
-			m.Nack()
-		}
-		return
-	}
-	cause := context.Cause(hctx)
-	switch {
-	case errors.Is(cause, errJobCancelled):
-		log.Info("ingest: job cancelled while running; acked")
-		m.Ack()
-	case herr == nil:
-		w.succeed(m, log, id, res)
-	case errors.Is(cause, errStopping):
-		w.fail(log, id, code.Code_UNAVAILABLE, "ingest: the worker stopped before the handler finished: "+herr.Error(), true)
-		m.Nack()
-	case handlers.IsPermanent(herr) || attempt >= maxAttempts:
-		reason := fmt.Sprintf("attempt %d of %d failed: %v", attempt, maxAttempts, herr)
-		if handlers.IsPermanent(herr) {
-			reason = fmt.Sprintf("permanent failure on attempt %d: %v", attempt, herr)
-		}
-		if err := w.publishDeadLetter(s, m, reason, attempt); err != nil {
-			log.Error("ingest: dead-lettering failed; message nacked to try again", "err", err)
-			w.fail(log, id, errorCode(herr), herr.Error(), true)
-			m.Nack()
-			return
-		}
-		if err := w.fail(log, id, errorCode(herr), herr.Error(), false); err != nil {
-			m.Nack() // dead-lettered but not recorded: try again (the dead letter may repeat)
-			return
-		}
-		m.Ack()
-	default:
-		log.Info("ingest: attempt failed; will retry", "err", herr)
-		w.fail(log, id, errorCode(herr), herr.Error(), true)
-		m.Nack()
-	}
-}
-
-// withValues returns a context with the values of values and the
-// cancellation (cause and deadline aside) of cancel; call stop to release it.
-func withValues(values, cancel context.Context) (context.Context, context.CancelFunc) {
-	ctx, c := context.WithCancelCause(values)
-	stopAfter := context.AfterFunc(cancel, func() { c(context.Cause(cancel)) })
-	if cancel.Err() != nil {
-		c(context.Cause(cancel))
-	}
-	return ctx, func() { stopAfter(); c(context.Canceled) }
-}
-
-// startError is what Admit returns when the store refused Start.
-type startError struct{ err error }
-
-func (e *startError) Error() string { return "ingest: starting job: " + e.err.Error() }
-func (e *startError) Unwrap() error { return e.err }
-
-// cancelCheckDelay is how long watchCancel waits after a change to a
-// running job before reading it: changes the handler makes itself (Start,
-// Progress) wake the watcher too, and most handlers end within this, so they
-// never pay for a read. It is the worst-case extra latency of a cancel.
-const cancelCheckDelay = 25 * time.Millisecond
-
-// ensureJob returns the job of a message, recording it (Queued) when it is
-// not in the store yet, as for a message published without EnqueueJob. It
-// reads first: most jobs exist, and reads do not queue behind the store's
-// writes.
-func (w *Worker) ensureJob(id, typ string, m *pubsub.Message) (*jobs.Job, error) {
-	ctx, cancel := w.storeCtx()
-	defer cancel()
-	job, err := w.cfg.Store.Get(ctx, id)
-	if !errors.Is(err, jobs.ErrNotFound) {
-		return job, err
-	}
-	return w.cfg.Store.Ensure(ctx, jobs.EnsureParams{Job: jobs.Job{ID: id, Type: typ, Payload: m.Data, Labels: publisher.Labels(m.Attributes)}})
-}
-
-// watchCancel cancels a running handler when its job is cancelled.
-func (w *Worker) watchCancel(id string, changed <-chan struct{}, done <-chan struct{}, cancel context.CancelCauseFunc) {
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	for {
-		select {
-		case <-done:
-			return
-		case _, ok := <-changed:
-			if !ok { // the store closed
-				return
-			}
-		}
-		if timer == nil {
-			timer = time.NewTimer(cancelCheckDelay)
-		} else {
-			timer.Reset(cancelCheckDelay)
-		}
-		select {
-		case <-done:
-			return
-		case <-timer.C:
-		}
-		ctx, c := w.storeCtx()
-		job, err := w.cfg.Store.Get(ctx, id)
-		c()
-		if err == nil && job.State == jobs.Cancelled {
-			cancel(errJobCancelled)
-			return
-		}
-	}
-}
-
-func (w *Worker) succeed(m *pubsub.Message, log *slog.Logger, id string, res proto.Message) {
-	p := jobs.SucceedParams{ID: id}
-	if res != nil {
-		data, err := proto.Marshal(res)
-		if err != nil {
-			w.fail(log, id, code.Code_INTERNAL, fmt.Sprintf("ingest: encoding the %T result: %v", res, err), true)
-			m.Nack()
-			return
-		}
-		p.ResultType, p.Result = string(res.ProtoReflect().Descriptor().FullName()), data
-	}
-	ctx, cancel := w.storeCtx()
-	defer cancel()
-	if _, err := w.cfg.Store.Succeed(ctx, p); err != nil && !gone(err) {
-		log.Error("ingest: recording success failed; message nacked (the handler will run again)", "err", err)
-		m.Nack()
-		return
-	}
-	m.Ack()
-}
-
-// fail records a failed attempt; a conflict (the job ended meanwhile) is fine.
-// It returns the store's error otherwise, after logging it.
-func (w *Worker) fail(log *slog.Logger, id string, c code.Code, msg string, retry bool) error {
-	ctx, cancel := w.storeCtx()
-	defer cancel()
-	_, err := w.cfg.Store.Fail(ctx, jobs.FailParams{ID: id, Code: int32(c), Message: msg, Retry: retry})
-	if err == nil || gone(err) {
-		return nil
-	}
-	log.Error("ingest: recording failure failed", "err", err, "retry", retry)
-	return err
-}
-
-// gone reports whether a store error means the job moved on without us: it
-// ended (cancelled, finished by another delivery) or was deleted.
-func gone(err error) bool {
-	return errors.Is(err, jobs.ErrConflict) || errors.Is(err, jobs.ErrNotFound)
-}
-
-// poison dead-letters a message that cannot run and acks it. When it names a
-// type, its job is recorded as Failed (or left alone if already terminal).
-func (w *Worker) poison(s *subscription, m *pubsub.Message, log *slog.Logger, id, typ, reason string) {
-	reason = "ingest: cannot decode message: " + reason
-	if typ != "" {
-		job, err := w.ensureJob(id, typ, m)
-		if err != nil {
-			log.Error("ingest: recording undecodable job failed; message nacked", "err", err)
-			m.Nack()
-			return
-		}
-		if job.State.Terminal() {
-			m.Ack()
-			return
-		}
-	}
-	if err := w.publishDeadLetter(s, m, reason, 0); err != nil {
-		log.Error("ingest: dead-lettering failed; message nacked", "err", err, "reason", reason)
-		m.Nack()
-		return
-	}
-	log.Warn("ingest: message dead-lettered", "reason", reason)
-	if typ != "" {
-		if err := w.fail(log, id, code.Code_INVALID_ARGUMENT, reason, false); err != nil {
-			m.Nack() // dead-lettered but not recorded: try again
-			return
-		}
-	}
-	m.Ack()
-}
-
-func (w *Worker) publishDeadLetter(s *subscription, m *pubsub.Message, reason string, attempt int) error {
-	attrs := make(map[string]string, len(m.Attributes)+4)
-	for k, v := range m.Attributes {
-		attrs[k] = v
-	}
-	attrs[AttrDeadLetterReason] = reason
-	attrs[AttrDeadLetterSubscription] = s.names.Subscription
-	attrs[AttrDeadLetterMessageID] = m.ID
-	if attempt > 0 {
-		attrs[AttrDeadLetterAttempt] = strconv.Itoa(attempt)
-	}
-	ctx, cancel := w.storeCtx()
-	defer cancel()
-	if _, err := s.dl.Publish(ctx, &pubsub.Message{Data: m.Data, Attributes: attrs}).Get(ctx); err != nil {
-		return fmt.Errorf("ingest: publishing to dead-letter topic %s: %w", s.names.DeadLetterTopic, err)
-	}
-	if f := w.cfg.Hooks.DeadLettered; f != nil {
-		f(m.Attributes[publisher.AttrType], reason)
-	}
-	return nil
-}
-
-// errorCode maps a handler error to the google.rpc.Code recorded on the job.
-func errorCode(err error) code.Code {
-	var pe *handlers.PanicError
-	switch {
-	case errors.Is(err, handlers.ErrTimeout):
-		return code.Code_DEADLINE_EXCEEDED
-	case errors.As(err, &pe):
-		return code.Code_INTERNAL
-	case handlers.IsPermanent(err):
-		return code.Code_FAILED_PRECONDITION
-	}
-	return code.Code_UNKNOWN
-}
-
-// ensure creates the topic, dead-letter topic, dead-letter subscription and
-// worker subscription of e, each only if missing.
-func (w *Worker) ensure(ctx context.Context, e *handlers.Entry) error {
-	n, err := w.names(e)
-	if err != nil {
-		return err
-	}
-	project := "projects/" + w.cfg.Client.Project()
-	topic := project + "/topics/" + n.Topic
-	dlTopic := project + "/topics/" + n.DeadLetterTopic
-	for _, t := range []string{topic, dlTopic} {
-		if _, err := w.cfg.Client.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: t}); err != nil && !alreadyExists(err) {
-			return fmt.Errorf("ingest: creating topic %s: %w", t, err)
-		}
-	}
-	dlAttempts := min(max(5, e.Config.MaxAttempts), 100)
-	ackSecs := int32(w.cfg.AckDeadline / time.Second)
-	subs := []*pubsubpb.Subscription{
-		{Name: project + "/subscriptions/" + n.DeadLetterSubscription, Topic: dlTopic, AckDeadlineSeconds: ackSecs},
-		{
-			Name: project + "/subscriptions/" + n.Subscription, Topic: topic, AckDeadlineSeconds: ackSecs,
-			RetryPolicy: &pubsubpb.RetryPolicy{
-				MinimumBackoff: durationpb.New(e.Config.MinBackoff),
-				MaximumBackoff: durationpb.New(e.Config.MaxBackoff),
-			},
-			// A safety net: the worker itself dead-letters after MaxAttempts;
-			// Pub/Sub requires 5..100 here.
-			DeadLetterPolicy: &pubsubpb.DeadLetterPolicy{DeadLetterTopic: dlTopic, MaxDeliveryAttempts: int32(dlAttempts)},
-		},
-	}
-	for _, s := range subs {
-		if _, err := w.cfg.Client.SubscriptionAdminClient.CreateSubscription(ctx, s); err != nil && !alreadyExists(err) {
-			return fmt.Errorf("ingest: creating subscription %s: %w", s.Name, err)
-		}
-	}
-	return nil
-}
-
-// prepare creates what is missing, or with DisableCreate checks that the
-// subscriptions exist.
-func (w *Worker) prepare(entries []*handlers.Entry) error {
-	if w.cfg.DisableCreate {
-		return w.checkSubscriptions(w.pullCtx, entries)
-	}
-	for _, e := range entries {
-		if err := w.ensure(w.pullCtx, e); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// checkSubscriptions returns an error naming every worker subscription that
-// does not exist.
-func (w *Worker) checkSubscriptions(ctx context.Context, entries []*handlers.Entry) error {
-	var missing []string
-	for _, e := range entries {
-		n, _ := w.names(e)
-		name := "projects/" + w.cfg.Client.Project() + "/subscriptions/" + n.Subscription
-		_, err := w.cfg.Client.SubscriptionAdminClient.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: name})
-		switch {
-		case notFound(err):
-			missing = append(missing, fmt.Sprintf("%s (on topic %s, for %s)", n.Subscription, n.Topic, e.Type))
-		case err != nil:
-			return fmt.Errorf("ingest: checking subscription %s: %w", name, err)
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("ingest: Config.DisableCreate is set but these subscriptions do not exist in project %s: %s; create them, or leave DisableCreate off so the worker does",
-			w.cfg.Client.Project(), strings.Join(missing, ", "))
-	}
-	return nil
 }

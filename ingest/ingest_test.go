@@ -3,7 +3,6 @@ package ingest_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,7 +28,7 @@ var fastRetry = handlers.Config{MinBackoff: time.Second, MaxBackoff: time.Second
 
 func demoRegistry(t *testing.T, cfg demo.Config) *handlers.Registry {
 	t.Helper()
-	reg := handlers.NewRegistry(handlers.RegistryConfig{})
+	reg := handlers.NewRegistry()
 	if err := demo.Register(reg, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +194,7 @@ func TestFinishedOrCancelledJobIsNotRunAgain(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, kind testenv.StoreKind) {
 		var runs atomic.Int32
-		reg := handlers.NewRegistry(handlers.RegistryConfig{})
+		reg := handlers.NewRegistry()
 		handlers.Register(reg, func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) {
 			runs.Add(1)
 			return &demov1.EchoResult{Message: job.Payload.GetMessage()}, nil
@@ -235,7 +234,7 @@ func TestCancelRunningJob(t *testing.T) {
 	eachStore(t, func(t *testing.T, kind testenv.StoreKind) {
 		started := make(chan string, 1)
 		stopped := make(chan error, 1)
-		reg := handlers.NewRegistry(handlers.RegistryConfig{})
+		reg := handlers.NewRegistry()
 		handlers.Register(reg, func(ctx context.Context, job *handlers.Job[*demov1.Sleep]) (*demov1.SleepResult, error) {
 			started <- job.ID
 			<-ctx.Done()
@@ -274,7 +273,7 @@ func TestShutdownLetsInFlightHandlerFinish(t *testing.T) {
 		release := make(chan struct{})
 		var releaseOnce sync.Once
 		releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
-		reg := handlers.NewRegistry(handlers.RegistryConfig{})
+		reg := handlers.NewRegistry()
 		handlers.Register(reg, func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) {
 			close(started)
 			<-release
@@ -314,7 +313,7 @@ func TestShutdownDeadlineCancelsAndRequeues(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, kind testenv.StoreKind) {
 		started := make(chan struct{}, 1)
-		reg := handlers.NewRegistry(handlers.RegistryConfig{})
+		reg := handlers.NewRegistry()
 		handlers.Register(reg, func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) {
 			started <- struct{}{}
 			<-ctx.Done()
@@ -350,7 +349,7 @@ func TestNewValidates(t *testing.T) {
 	}{
 		{"no client", ingest.Config{Registry: reg}, "Config.Client"},
 		{"ack deadline", ingest.Config{Client: &pubsub.Client{}, Store: nilStore{}, Registry: reg, AckDeadline: time.Second}, "AckDeadline"},
-		{"empty registry", ingest.Config{Client: &pubsub.Client{}, Store: nilStore{}, Registry: handlers.NewRegistry(handlers.RegistryConfig{})}, "no handlers"},
+		{"empty registry", ingest.Config{Client: &pubsub.Client{}, Store: nilStore{}, Registry: handlers.NewRegistry()}, "no handlers"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ingest.New(tc.cfg)
@@ -430,7 +429,7 @@ func TestShutdownNacksJobsWaitingForASlot(t *testing.T) {
 		release := make(chan struct{})
 		var releaseOnce sync.Once
 		releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
-		reg := handlers.NewRegistry(handlers.RegistryConfig{})
+		reg := handlers.NewRegistry()
 		handlers.Register(reg, func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) {
 			started <- job.ID
 			<-release
@@ -482,8 +481,7 @@ func TestShutdownNacksJobsWaitingForASlot(t *testing.T) {
 func TestPanicIsRetried(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, kind testenv.StoreKind) {
-		logs := newLogWatch(t)
-		reg := handlers.NewRegistry(handlers.RegistryConfig{Logger: slog.New(logs)})
+		reg := handlers.NewRegistry()
 		handlers.Register(reg, func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) {
 			if job.Attempt == 1 {
 				panic("first attempt explodes")
@@ -500,14 +498,14 @@ func TestPanicIsRetried(t *testing.T) {
 		if job.State != jobs.Succeeded || job.Attempt != 2 {
 			t.Fatalf("job %+v, want SUCCEEDED on attempt 2", job)
 		}
-		logs.await(ctx, 1, "handler panicked", id, "first attempt explodes", "goroutine")
+		s.logs.await(ctx, 1, "handler panicked", id, "first attempt explodes", "goroutine")
 	})
 }
 
 func TestTimeoutOnLastAttemptFails(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, kind testenv.StoreKind) {
-		reg := handlers.NewRegistry(handlers.RegistryConfig{})
+		reg := handlers.NewRegistry()
 		handlers.Register(reg, func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) {
 			<-ctx.Done() // runs until the handler's Timeout
 			return nil, ctx.Err()

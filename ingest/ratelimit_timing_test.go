@@ -25,7 +25,7 @@ func TestTimingRateLimit50PerSecondBurst5Takes9900msFor500Jobs(t *testing.T) {
 	const n = 500
 	var mu sync.Mutex
 	var starts []time.Time
-	reg := handlers.NewRegistry(handlers.RegistryConfig{})
+	reg := handlers.NewRegistry()
 	err := handlers.Register(reg, func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) {
 		mu.Lock()
 		starts = append(starts, time.Now())

@@ -1,10 +1,11 @@
 // Package metrics exposes what courier does as Prometheus metrics: job
 // outcomes by type, handler duration, enqueue-to-start latency, rate-limit
 // waits, in-flight handlers, the outbox backlog and Pub/Sub publish errors.
-// It observes the system through small seams only: a jobs.Store decorator
-// (WrapStore), and callbacks that cmd/courierd plugs into handlers, ingest,
-// outbox and publisher configs. It registers on the prometheus.Registry it is
-// given (never the global one) and serves it with Handler.
+// It observes the system through decorators and middleware only: of the job
+// store (WrapStore), of the rate limiters (WrapLimiter), of the dead-letter
+// publisher (WrapDeadLetters), of the outbox relay's publisher, and a
+// handler middleware (Middleware). It registers on the prometheus.Registry
+// it is given (never the global one) and serves it with Handler.
 //
 // It is for courierd. It is not a metrics API for handlers (they can register
 // their own collectors on the same registry), and it keeps no history: the
@@ -127,19 +128,6 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.cfg.Registry, promhttp.HandlerOpts{Registry: m.cfg.Registry})
 }
 
-// RateLimitWait records a rate-limit wait (handlers.RegistryConfig.OnRateLimitWait).
-func (m *Metrics) RateLimitWait(typ string, waited time.Duration) {
-	m.rateLimitWait.WithLabelValues(typ).Observe(waited.Seconds())
-}
-
-// RateLimitWaiting counts messages starting (+1) and stopping (-1) waiting
-// for a rate-limit token (handlers.RegistryConfig.OnRateLimitWaiting).
-func (m *Metrics) RateLimitWaiting(typ string, delta int) {
-	m.rateLimitWaiting.WithLabelValues(typ).Add(float64(delta))
-	v, _ := m.waitingNow.LoadOrStore(typ, new(atomic.Int64))
-	v.(*atomic.Int64).Add(int64(delta))
-}
-
 // WaitingNow is how many messages of typ wait for a rate-limit token now
 // (the dashboard's overview).
 func (m *Metrics) WaitingNow(typ string) int {
@@ -148,21 +136,6 @@ func (m *Metrics) WaitingNow(typ string) int {
 	}
 	return 0
 }
-
-// Running records a handler starting and returns the func that records its
-// end (ingest.Hooks.Running).
-func (m *Metrics) Running(typ string) func(error) {
-	g := m.inFlight.WithLabelValues(typ)
-	g.Inc()
-	start := m.cfg.Now()
-	return func(error) {
-		g.Dec()
-		m.handlerDuration.WithLabelValues(typ).Observe(m.cfg.Now().Sub(start).Seconds())
-	}
-}
-
-// DeadLettered records a dead letter (ingest.Hooks.DeadLettered).
-func (m *Metrics) DeadLettered(typ, _ string) { m.deadLettered.WithLabelValues(typ).Inc() }
 
 // PublishError records a failed fire-and-forget publish
 // (publisher.Config.OnError).

@@ -14,6 +14,7 @@ import (
 	"github.com/courierq/courier/outbox"
 	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
 	"github.com/courierq/courier/publisher"
+	"github.com/courierq/courier/wire"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -72,8 +73,8 @@ func TestPassPublishesDueEntries(t *testing.T) {
 		if err := proto.Unmarshal(m.Data, &e); err != nil {
 			t.Fatal(err)
 		}
-		got[m.Attributes[publisher.AttrID]] = e.Message
-		if m.Attributes[publisher.AttrType] != "courier.demo.v1.Echo" || m.Attributes[publisher.AttrLabelPrefix+"k"] != "v" {
+		got[m.Attributes[wire.AttrID]] = e.Message
+		if m.Attributes[wire.AttrType] != "courier.demo.v1.Echo" || m.Attributes[wire.AttrLabelPrefix+"k"] != "v" {
 			t.Errorf("attributes: %v", m.Attributes)
 		}
 	}
@@ -87,7 +88,7 @@ func TestPassPublishesDueEntries(t *testing.T) {
 	if n, err := relay.Pass(ctx); err != nil || n != 1 {
 		t.Fatalf("Pass after run_after: %d, %v", n, err)
 	}
-	if m := testenv.Pull(ctx, t, c, "sub", 1); m[0].Attributes[publisher.AttrID] != "job-later" {
+	if m := testenv.Pull(ctx, t, c, "sub", 1); m[0].Attributes[wire.AttrID] != "job-later" {
 		t.Fatalf("published %v", m[0].Attributes)
 	}
 }

@@ -17,19 +17,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"sync"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/google/uuid"
-	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/courierq/courier/wire"
 )
 
 // MaxMessageBytes is Pub/Sub's limit on one message (data and attributes).
-const MaxMessageBytes = 10_000_000
+const MaxMessageBytes = wire.MaxMessageBytes
 
 var (
 	// ErrClosed is returned by calls after Close.
@@ -66,7 +67,7 @@ func (e *PublishError) Unwrap() error { return e.Err }
 // Config configures a Publisher. The zero value is valid.
 type Config struct {
 	// Naming maps message types to topics. Zero: the default rule.
-	Naming Naming
+	Naming wire.Naming
 	// Source is the ce-source attribute. "" means "courier".
 	Source string
 
@@ -94,10 +95,6 @@ type Config struct {
 	// Timeout bounds the sending of one batch, retries included. 0 means 60s.
 	Timeout time.Duration
 
-	// InjectTrace adds trace context attributes from ctx. nil means the W3C
-	// trace context propagator of OpenTelemetry (traceparent, tracestate),
-	// which adds nothing when ctx carries no span.
-	InjectTrace func(ctx context.Context, attrs map[string]string)
 	// Now is the clock for ce-time. nil means time.Now.
 	Now func() time.Time
 	// NewID makes job IDs. nil means UUIDv7 strings.
@@ -135,7 +132,7 @@ func New(client *pubsub.Client, cfg Config) (*Publisher, error) {
 		return nil, fmt.Errorf("publisher: Config.ByteThreshold (%d), DelayThreshold (%v) and Timeout (%v) must not be negative", cfg.ByteThreshold, cfg.DelayThreshold, cfg.Timeout)
 	}
 	for typ, id := range cfg.Naming.Topics {
-		if err := ValidateID(id); err != nil {
+		if err := wire.ValidateID(id); err != nil {
 			return nil, fmt.Errorf("publisher: Config.Naming.Topics[%q]: %w", typ, err)
 		}
 	}
@@ -155,12 +152,6 @@ func New(client *pubsub.Client, cfg Config) (*Publisher, error) {
 		logger := cfg.Logger
 		cfg.OnError = func(e *PublishError) {
 			logger.Error("publisher: publish failed", "job_id", e.ID, "type", e.Type, "topic", e.Topic, "err", e.Err)
-		}
-	}
-	if cfg.InjectTrace == nil {
-		prop := propagation.TraceContext{}
-		cfg.InjectTrace = func(ctx context.Context, attrs map[string]string) {
-			prop.Inject(ctx, propagation.MapCarrier(attrs))
 		}
 	}
 	if cfg.Now == nil {
@@ -247,15 +238,44 @@ func (p *Publisher) PublishSync(ctx context.Context, msg proto.Message, opts ...
 	return res.ID, nil
 }
 
-// PublishRaw is PublishResult for a message already encoded: data must be
-// the binary protobuf encoding of a message of the full protobuf name
-// typeName. The outbox relay uses it to publish stored payloads without
-// decoding them.
+// PublishMessage publishes a job message whose payload is already encoded
+// (m.Data, a message of the full protobuf name m.Type) with the ID, labels,
+// trace context and ordering key m carries: the outbox relay uses it to
+// publish stored jobs without decoding them. m.ID is required; a zero m.Time
+// is stamped now, an empty m.Source is Config.Source, an empty TraceParent is
+// taken from ctx's span. Failures are reported by the Result.
+func (p *Publisher) PublishMessage(ctx context.Context, m *wire.Message) (*Result, error) {
+	switch {
+	case m == nil:
+		return nil, errors.New("publisher: PublishMessage: message is nil")
+	case m.Type == "":
+		return nil, errors.New("publisher: PublishMessage: Type is empty; pass the payload's full protobuf name")
+	case m.ID == "":
+		return nil, errors.New("publisher: PublishMessage: ID is empty; pass the job's ID")
+	}
+	mm := *m
+	return p.send(ctx, &mm, false)
+}
+
+// PublishRaw is PublishMessage for a payload already encoded, with the ID
+// and labels given as options.
 func (p *Publisher) PublishRaw(ctx context.Context, typeName string, data []byte, opts ...Option) (*Result, error) {
+	var o callOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if typeName == "" {
 		return nil, errors.New("publisher: PublishRaw: typeName is empty; pass the payload's full protobuf name")
 	}
-	return p.send(ctx, typeName, data, opts, false)
+	m := &wire.Message{ID: o.id, Type: typeName, Labels: o.labels, Data: data}
+	if !o.idSet {
+		id, err := p.cfg.NewID()
+		if err != nil {
+			return nil, fmt.Errorf("publisher: making a job ID: %w", err)
+		}
+		m.ID = id
+	}
+	return p.PublishMessage(ctx, m)
 }
 
 // submit encodes msg and sends it. With watch, a goroutine waits for the
@@ -269,42 +289,39 @@ func (p *Publisher) submit(ctx context.Context, msg proto.Message, opts []Option
 	if err != nil {
 		return nil, fmt.Errorf("publisher: encoding %s: %w", typ, err)
 	}
-	return p.send(ctx, typ, data, opts, watch)
-}
-
-// send hands an encoded message of type typ to the client publisher.
-func (p *Publisher) send(ctx context.Context, typ string, data []byte, opts []Option, watch bool) (*Result, error) {
 	var o callOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
-	topic, err := p.cfg.Naming.Topic(typ)
+	m := &wire.Message{ID: o.id, Type: typ, Labels: o.labels, Data: data}
+	if !o.idSet {
+		if m.ID, err = p.cfg.NewID(); err != nil {
+			return nil, fmt.Errorf("publisher: making a job ID: %w", err)
+		}
+	} else if m.ID == "" {
+		return nil, errors.New("publisher: WithID got an empty job ID; pass the job's ID or leave WithID out")
+	}
+	return p.send(ctx, m, watch)
+}
+
+// send hands m to the client publisher of its type's topic.
+func (p *Publisher) send(ctx context.Context, m *wire.Message, watch bool) (*Result, error) {
+	topic, err := p.cfg.Naming.Topic(m.Type)
 	if err != nil {
 		return nil, err
 	}
-	id := o.id
-	if !o.idSet {
-		if id, err = p.cfg.NewID(); err != nil {
-			return nil, fmt.Errorf("publisher: making a job ID: %w", err)
-		}
-	} else if id == "" {
-		return nil, errors.New("publisher: WithID got an empty job ID; pass the job's ID or leave WithID out")
+	if m.Source == "" {
+		m.Source = p.cfg.Source
 	}
-	attrs := make(map[string]string, 8+len(o.labels))
-	for k, v := range o.labels {
-		attrs[AttrLabelPrefix+k] = v
+	if m.Time.IsZero() {
+		m.Time = p.cfg.Now()
 	}
-	p.cfg.InjectTrace(ctx, attrs)
-	maps.Copy(attrs, map[string]string{
-		AttrSpecVersion: SpecVersion,
-		AttrID:          id,
-		AttrType:        typ,
-		AttrSource:      p.cfg.Source,
-		AttrTime:        p.cfg.Now().UTC().Format(time.RFC3339Nano),
-		AttrContentType: ContentType,
-	})
-	if size := proto.Size(&pubsubpb.PubsubMessage{Data: data, Attributes: attrs}); size > MaxMessageBytes {
-		return nil, &TooLargeError{Type: typ, Size: size, Limit: MaxMessageBytes}
+	if m.TraceParent == "" {
+		m.TraceParent, m.TraceState = traceContext(ctx)
+	}
+	attrs := m.Attributes()
+	if size := proto.Size(&pubsubpb.PubsubMessage{Data: m.Data, Attributes: attrs, OrderingKey: m.OrderingKey}); size > MaxMessageBytes {
+		return nil, &TooLargeError{Type: m.Type, Size: size, Limit: MaxMessageBytes}
 	}
 
 	pub := p.topic(topic)
@@ -317,8 +334,9 @@ func (p *Publisher) send(ctx context.Context, typ string, data []byte, opts []Op
 	if closed {
 		return nil, ErrClosed
 	}
+	id, typ := m.ID, m.Type
 	// Not under p.mu: with BlockWhenFull this may wait, and Close must not.
-	r := pub.Publish(ctx, &pubsub.Message{Data: data, Attributes: attrs})
+	r := pub.Publish(ctx, &pubsub.Message{Data: m.Data, Attributes: attrs, OrderingKey: m.OrderingKey})
 	select {
 	case <-r.Ready():
 		if _, err := r.Get(ctx); err != nil {
@@ -344,6 +362,16 @@ func (p *Publisher) send(ctx context.Context, typ string, data []byte, opts []Op
 		}()
 	}
 	return &Result{ID: id, Topic: topic, r: r}, nil
+}
+
+// traceContext returns the W3C traceparent and tracestate of ctx's span, or
+// "" when it has none.
+func traceContext(ctx context.Context) (parent, state string) {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
+		return "", ""
+	}
+	return fmt.Sprintf("00-%s-%s-%s", sc.TraceID(), sc.SpanID(), sc.TraceFlags()), sc.TraceState().String()
 }
 
 // topic returns the client publisher of topic id, making it on first use.

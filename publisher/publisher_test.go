@@ -16,6 +16,7 @@ import (
 	"github.com/courierq/courier/internal/testenv"
 	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
 	"github.com/courierq/courier/publisher"
+	"github.com/courierq/courier/wire"
 )
 
 const echoTopic = "courier-demo-v1-Echo"
@@ -73,14 +74,17 @@ func TestPublishAttributes(t *testing.T) {
 		}
 	}
 	want := map[string]string{
-		"ce-specversion":     "1.0",
-		"ce-id":              id,
-		"ce-type":            "courier.demo.v1.Echo",
-		"ce-source":          "//test",
-		"ce-time":            "2026-11-27T12:00:00Z",
-		"content-type":       "application/protobuf",
-		"traceparent":        "00-0102030405060708090a0b0c0d0e0f10-0102030405060708-01",
-		"courier-label-team": "pay",
+		"ce-specversion":         "1.0",
+		"ce-id":                  id,
+		"ce-type":                "courier.demo.v1.Echo",
+		"ce-source":              "//test",
+		"ce-time":                "2026-11-27T12:00:00Z",
+		"content-type":           "application/protobuf",
+		"Content-Type":           "application/protobuf",
+		"ce-dataschema":          "type.googleapis.com/courier.demo.v1.Echo",
+		"traceparent":            "00-0102030405060708090a0b0c0d0e0f10-0102030405060708-01",
+		"googclient_traceparent": "00-0102030405060708090a0b0c0d0e0f10-0102030405060708-01",
+		"courier-label-team":     "pay",
 	}
 	got := byID[id]
 	for k, v := range want {
@@ -221,7 +225,7 @@ func TestPublishTopicOverrideAndPrefix(t *testing.T) {
 	c := testenv.Client(t, testenv.Google(t))
 	testenv.CreateTopic(t, c, "echoes", "echo-sub")
 	testenv.CreateTopic(t, c, "dev-courier-demo-v1-Sleep", "sleep-sub")
-	p := newPublisher(t, c, publisher.Config{Naming: publisher.Naming{Prefix: "dev-", Topics: map[string]string{"courier.demo.v1.Echo": "echoes"}}})
+	p := newPublisher(t, c, publisher.Config{Naming: wire.Naming{Prefix: "dev-", Topics: map[string]string{"courier.demo.v1.Echo": "echoes"}}})
 	ctx := ctxT(t)
 	echoID, err := p.PublishSync(ctx, &demov1.Echo{})
 	if err != nil {

@@ -36,7 +36,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/courierq/courier/handlers"
 	"github.com/courierq/courier/jobs"
 )
 
@@ -210,17 +212,32 @@ func (t *Tracing) OutboxObserve(ctx context.Context, e jobs.OutboxEntry) (contex
 	return ctx, func(err error) { end(span, err) }
 }
 
-// IngestDeliver starts the "courier.handle TYPE" span of a delivery, a child
-// of the span named by its traceparent attribute (ingest.Hooks.Deliver).
-func (t *Tracing) IngestDeliver(ctx context.Context, typ string, attrs map[string]string) (context.Context, func(error)) {
-	if !t.Enabled() {
-		return ctx, func(error) {}
+// Middleware is the handler middleware that runs each attempt in a
+// "courier.handle TYPE" consumer span, a child of the span named by the
+// message's trace context (handlers.Request.TraceParent), so a trace runs
+// from the enqueue through the publish to the handler
+// (ingest.Config.Middleware). Off, it adds nothing.
+func (t *Tracing) Middleware() handlers.Middleware {
+	return func(next handlers.Handler) handlers.Handler {
+		if !t.Enabled() {
+			return next
+		}
+		return func(ctx context.Context, req *handlers.Request) (proto.Message, error) {
+			if req.TraceParent != "" {
+				carrier := propagation.MapCarrier{"traceparent": req.TraceParent}
+				if req.TraceState != "" {
+					carrier["tracestate"] = req.TraceState
+				}
+				ctx = t.prop.Extract(ctx, carrier)
+			}
+			ctx, span := t.tracer.Start(ctx, "courier.handle "+req.Type, trace.WithSpanKind(trace.SpanKindConsumer),
+				trace.WithAttributes(attribute.String("courier.job_id", req.ID), attribute.String("courier.job_type", req.Type),
+					attribute.Int("courier.attempt", req.Attempt), attribute.String("messaging.system", "gcp_pubsub")))
+			res, err := next(ctx, req)
+			end(span, err)
+			return res, err
+		}
 	}
-	ctx = t.prop.Extract(ctx, propagation.MapCarrier(attrs))
-	ctx, span := t.tracer.Start(ctx, "courier.handle "+typ, trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attribute.String("courier.job_id", attrs["ce-id"]), attribute.String("courier.job_type", typ),
-			attribute.String("messaging.system", "gcp_pubsub")))
-	return ctx, func(err error) { end(span, err) }
 }
 
 func end(span trace.Span, err error) {

@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
+	"github.com/courierq/courier/handlers"
 	"github.com/courierq/courier/jobs"
 	"github.com/courierq/courier/tracing"
 )
@@ -25,10 +28,13 @@ func TestOffTracesNothing(t *testing.T) {
 	if tr.Enabled() || tr.ServerOption() != nil {
 		t.Fatal("tracing is on with the zero Config")
 	}
-	ctx, end := tr.IngestDeliver(context.Background(), "t", map[string]string{})
-	end(nil)
-	if ctx != context.Background() {
-		t.Fatal("IngestDeliver changed ctx with tracing off")
+	var got context.Context
+	h := tr.Middleware()(func(ctx context.Context, _ *handlers.Request) (proto.Message, error) { got = ctx; return nil, nil })
+	if _, err := h(context.Background(), &handlers.Request{Type: "t", TraceParent: "00-0102030405060708090a0b0c0d0e0f10-0102030405060708-01"}); err != nil {
+		t.Fatal(err)
+	}
+	if got != context.Background() {
+		t.Fatal("the middleware changed ctx with tracing off")
 	}
 }
 

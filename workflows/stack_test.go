@@ -18,12 +18,12 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/courierq/courier"
 	"github.com/courierq/courier/backend/jobservice"
+	"github.com/courierq/courier/couriertest"
 	"github.com/courierq/courier/handlers"
-	"github.com/courierq/courier/ingest"
 	"github.com/courierq/courier/internal/testenv"
 	"github.com/courierq/courier/jobs"
-	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
 	courierv1 "github.com/courierq/courier/proto/courier/v1"
 	"github.com/courierq/courier/publisher"
 	"github.com/courierq/courier/workflows"
@@ -44,12 +44,14 @@ func testCtx(t testing.TB) context.Context {
 
 var queueSeq atomic.Int64
 
-// stack is the whole path of a workflow job: JobService on a real gRPC
-// server over a SQLite store, Google's Pub/Sub emulator, an ingest worker
-// whose registry holds the Bisect workflow job type, and a Temporal worker
-// on a task queue of the test's own, on the shared Temporal dev server.
+// stack is the whole path of a workflow job, on a courier Node
+// (couriertest): JobService, the outbox relay, courier's emulator, a SQLite
+// store, an ingest worker whose registry holds the Bisect workflow job type,
+// and the Node's Temporal worker on a task queue of the test's own, on the
+// shared Temporal dev server.
 type stack struct {
 	ctx      context.Context
+	node     *couriertest.Node
 	store    jobs.Store
 	jobs     courierv1.JobServiceClient
 	pub      *publisher.Publisher
@@ -64,43 +66,16 @@ type hook func(ctx context.Context, jobID string, commit int64) error
 func newStack(t *testing.T, onTest hook) *stack {
 	t.Helper()
 	ctx := testCtx(t)
-	tmp := newTemporal(t, onTest, nil)
-	psc := testenv.Client(t, testenv.Google(t))
-	store := testenv.Store(t, testenv.SQLite)
-
-	// Ingest worker.
-	reg := handlers.NewRegistry(handlers.RegistryConfig{Logger: quiet})
+	tmp := newTemporal(t, onTest, nil, false)
+	reg := handlers.NewRegistry()
 	if err := demo.Register(reg, tmp.handlerClient, tmp.cfg); err != nil {
 		t.Fatal(err)
 	}
-	iw, err := ingest.New(ingest.Config{Client: psc, Store: store, Registry: reg, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	iwErr := make(chan error, 1)
-	go func() { iwErr <- iw.Run(context.Background()) }()
-	t.Cleanup(func() {
-		iw.Close()
-		if err := <-iwErr; err != nil {
-			t.Errorf("ingest worker: %v", err)
-		}
-	})
-	select {
-	case <-iw.Ready():
-	case err := <-iwErr:
-		t.Fatalf("ingest worker: %v", err)
-	case <-ctx.Done():
-		t.Fatal("ingest worker not ready")
-	}
-
-	pub, err := publisher.New(psc, publisher.Config{DelayThreshold: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pub.Close(context.Background()) })
-
-	return &stack{ctx: ctx, store: store, jobs: serveJobs(t, store, jobservice.TypeMap{workflows.Name[*demov1.Bisect](): {MaxAttempts: 3}}),
-		pub: pub, temporal: tmp.client, starts: tmp.starts}
+	cfg := couriertest.Config(t.TempDir())
+	cfg.Temporal = &workflows.WorkerConfig{TaskQueue: tmp.cfg.TaskQueue}
+	n := couriertest.StartConfig(t, cfg, courier.WithRegistry(reg), courier.WithTemporalClient(tmp.handlerClient),
+		courier.WithWorkflows(func(r worker.Registry) { demo.RegisterWorker(r, tmp.cfg) }))
+	return &stack{ctx: ctx, node: n, store: n.Store(), jobs: n.Jobs.Service(), pub: n.Publisher(), temporal: tmp.client, starts: tmp.starts}
 }
 
 // temporalEnv is a Temporal worker running the Bisect workflow on a task
@@ -112,9 +87,10 @@ type temporalEnv struct {
 	starts        *startRecorder
 }
 
-// newTemporal starts a Temporal worker for the Bisect workflow; tweak, when
-// set, changes the demo config first.
-func newTemporal(t *testing.T, onTest hook, tweak func(*demo.Config)) *temporalEnv {
+// newTemporal prepares the Bisect workflow job type's config and clients
+// and, with worker, starts a Temporal worker for it; tweak, when set, changes
+// the demo config first.
+func newTemporal(t *testing.T, onTest hook, tweak func(*demo.Config), startWorker bool) *temporalEnv {
 	t.Helper()
 	srv := testenv.Temporal(t)
 	// The handler side's Temporal client records every workflow start.
@@ -142,6 +118,10 @@ func newTemporal(t *testing.T, onTest hook, tweak func(*demo.Config)) *temporalE
 		tweak(&cfg)
 	}
 	tc := testenv.TemporalClient(t, srv)
+	env := &temporalEnv{cfg: cfg, client: tc, handlerClient: hc, starts: starts}
+	if !startWorker {
+		return env
+	}
 	tw, err := workflows.NewWorker(workflows.WorkerConfig{
 		Client: tc, TaskQueue: cfg.TaskQueue, Logger: quiet,
 		Register: func(r worker.Registry) { demo.RegisterWorker(r, cfg) },
@@ -157,7 +137,7 @@ func newTemporal(t *testing.T, onTest hook, tweak func(*demo.Config)) *temporalE
 			t.Errorf("Temporal worker: %v", err)
 		}
 	})
-	return &temporalEnv{cfg: cfg, client: tc, handlerClient: hc, starts: starts}
+	return env
 }
 
 // serveJobs serves a JobService over store on a loopback gRPC server and
@@ -168,8 +148,9 @@ func serveJobs(t *testing.T, store jobs.Store, types jobservice.TypeMap) courier
 	return c
 }
 
-// enqueue records a job through JobService, then publishes its message as the
-// outbox relay would (the relay is not wired here), copies times.
+// enqueue records a job through JobService (the Node's outbox relay
+// publishes its message once) and publishes copies-1 more copies of the
+// message, as duplicate deliveries.
 func (s *stack) enqueue(t *testing.T, m proto.Message, copies int) string {
 	t.Helper()
 	a, err := anypb.New(m)
@@ -180,7 +161,7 @@ func (s *stack) enqueue(t *testing.T, m proto.Message, copies int) string {
 	if err != nil {
 		t.Fatalf("EnqueueJob: %v", err)
 	}
-	for range copies {
+	for range copies - 1 {
 		if _, err := s.pub.PublishSync(s.ctx, m, publisher.WithID(resp.JobId)); err != nil {
 			t.Fatalf("publishing job %s: %v", resp.JobId, err)
 		}

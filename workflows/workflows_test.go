@@ -40,13 +40,13 @@ func TestRegisterErrors(t *testing.T) {
 		{"bad handler config", lazy, spec{Workflow: wf, TaskQueue: "q", Handler: handlers.Config{Concurrency: -1}}, "Config.Concurrency is -1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := workflows.Register(handlers.NewRegistry(handlers.RegistryConfig{}), tc.c, tc.spec)
+			err := workflows.Register(handlers.NewRegistry(), tc.c, tc.spec)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error saying %q", err, tc.want)
 			}
 		})
 	}
-	reg := handlers.NewRegistry(handlers.RegistryConfig{})
+	reg := handlers.NewRegistry()
 	if err := workflows.Register(reg, lazy, spec{Workflow: wf, TaskQueue: "q"}); err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestWorkerStopLeavesWorkflowRunning(t *testing.T) {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-	}, nil)
+	}, nil, true)
 	t.Cleanup(func() {
 		select {
 		case <-release:
@@ -137,7 +137,7 @@ func TestWorkerStopLeavesWorkflowRunning(t *testing.T) {
 			close(release)
 		}
 	})
-	reg := handlers.NewRegistry(handlers.RegistryConfig{Logger: quiet})
+	reg := handlers.NewRegistry()
 	if err := demo.Register(reg, env.handlerClient, env.cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -204,9 +204,9 @@ func TestWorkflowTimeoutFailsTheJob(t *testing.T) {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-	}, func(c *demo.Config) { c.ExecutionTimeout = time.Second })
+	}, func(c *demo.Config) { c.ExecutionTimeout = time.Second }, true)
 	t.Cleanup(func() { close(release) })
-	reg := handlers.NewRegistry(handlers.RegistryConfig{Logger: quiet})
+	reg := handlers.NewRegistry()
 	if err := demo.Register(reg, env.handlerClient, env.cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestWorkflowTimeoutFailsTheJob(t *testing.T) {
 // message, for any workflow job type.
 func TestFailingWorkflowMessage(t *testing.T) {
 	t.Parallel()
-	srv := newTemporal(t, nil, nil)
+	srv := newTemporal(t, nil, nil, true)
 	failing := workflows.Spec[*demov1.Echo, *demov1.EchoResult]{
 		TaskQueue: srv.cfg.TaskQueue + "-echo",
 		Workflow: func(ctx workflow.Context, in *demov1.Echo) (*demov1.EchoResult, error) {
@@ -235,7 +235,7 @@ func TestFailingWorkflowMessage(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- w.Run(context.Background()) }()
 	t.Cleanup(func() { w.Stop(); <-done })
-	reg := handlers.NewRegistry(handlers.RegistryConfig{Logger: quiet})
+	reg := handlers.NewRegistry()
 	if err := workflows.Register(reg, srv.handlerClient, failing); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -89,6 +90,9 @@ type Config struct {
 type Service struct {
 	courierv1.UnimplementedJobServiceServer
 	cfg Config
+
+	stopOnce sync.Once
+	stopping chan struct{} // closed by StopWatches
 }
 
 var _ backend.Service = (*Service)(nil)
@@ -113,8 +117,20 @@ func New(cfg Config) (*Service, error) {
 	case cfg.MaxPayloadBytes < 0 || cfg.MaxPayloadBytes > MaxPayloadBytes:
 		return nil, fmt.Errorf("jobservice: Config.MaxPayloadBytes is %d; it must be between 1 and Pub/Sub's limit of %d", cfg.MaxPayloadBytes, MaxPayloadBytes)
 	}
-	return &Service{cfg: cfg}, nil
+	return &Service{cfg: cfg, stopping: make(chan struct{})}, nil
 }
+
+// StopWatches ends every open WatchJob stream, and any opened later, at once
+// with Unavailable, so that a server shutting down can drain: watches are
+// long-lived by design and would otherwise hold the shutdown until its
+// deadline. Clients call WatchJob again (on another replica, or on this one
+// once it is back); the first message they get is the job's current state.
+func (s *Service) StopWatches() {
+	s.stopOnce.Do(func() { close(s.stopping) })
+}
+
+// errShuttingDown is what StopWatches ends a watch with.
+var errShuttingDown = status.Error(codes.Unavailable, "jobservice: the server is shutting down; call WatchJob again (on another replica, or here once it is back): the first message is the job's current state")
 
 // Desc implements backend.Service.
 func (s *Service) Desc() *grpc.ServiceDesc { return &courierv1.JobService_ServiceDesc }
@@ -201,6 +217,11 @@ func (s *Service) WatchJob(req *courierv1.WatchJobRequest, stream grpc.ServerStr
 		return err
 	}
 	ctx := stream.Context()
+	select {
+	case <-s.stopping:
+		return errShuttingDown
+	default:
+	}
 	changed, cancel := s.cfg.Store.Subscribe(req.GetId())
 	defer cancel()
 	var last time.Time
@@ -224,6 +245,8 @@ func (s *Service) WatchJob(req *courierv1.WatchJobRequest, stream grpc.ServerStr
 		}
 		select {
 		case <-changed:
+		case <-s.stopping:
+			return errShuttingDown
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
 		}

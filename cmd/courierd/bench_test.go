@@ -18,10 +18,12 @@ import (
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/courierq/courier"
 	"github.com/courierq/courier/client"
 	"github.com/courierq/courier/config"
 	"github.com/courierq/courier/emulator"
 	"github.com/courierq/courier/jobs"
+	"github.com/courierq/courier/jobs/sqlite"
 	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
 	courierv1 "github.com/courierq/courier/proto/courier/v1"
 )
@@ -44,7 +46,7 @@ func (c *countingStore) Succeed(ctx context.Context, p jobs.SucceedParams) (*job
 
 // benchStack runs a stack on the shared emulator (PUBSUB_EMULATOR_HOST) and
 // the SQLite file dbPath; stop shuts it down.
-func benchStack(b *testing.B, dbPath string, workers bool, target int64) (st *stack, cs *countingStore, stop func()) {
+func benchStack(b *testing.B, dbPath string, workers bool, target int64) (st *courier.Node, cs *countingStore, stop func()) {
 	b.Helper()
 	doc := fmt.Sprintf(`grpc: {addr: "127.0.0.1:0", devMode: true}
 http: {addr: "-"}
@@ -57,26 +59,31 @@ handlers: {demo: true, disabled: %v}
 		b.Fatal(err)
 	}
 	cs = &countingStore{target: target, done: make(chan struct{})}
+	store, err := sqlite.Open(context.Background(), sqlite.Config{Path: dbPath})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cs.Store = store
 	// Warn level: the per-RPC info lines are not what is being measured.
 	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st, err = newStack(context.Background(), cfg, log, hooks{wrapStore: func(s jobs.Store) jobs.Store { cs.Store = s; return cs }})
+	st, err = courier.New(cfg, courier.WithLogger(log), courier.WithStore(cs))
 	if err != nil {
 		b.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan struct{})
 	done := make(chan error, 1)
-	go func() { done <- st.run(ctx, time.Minute, func(*stack) { close(ready) }) }()
+	go func() { done <- st.Run(ctx) }()
 	select {
-	case <-ready:
+	case <-st.Ready():
 	case err := <-done:
 		b.Fatal(err)
 	}
 	return st, cs, func() {
 		cancel()
 		if err := <-done; err != nil {
-			b.Errorf("stack: %v", err)
+			b.Errorf("node: %v", err)
 		}
+		store.Close()
 	}
 }
 
@@ -170,13 +177,13 @@ func BenchmarkSystem(b *testing.B) {
 		// End to end: 16 callers enqueue through gRPC while the workers run.
 		st, cs, stop := benchStack(b, filepath.Join(dir, "e2e.db"), true, int64(n))
 		t0 := time.Now()
-		ids := enqueueAll(b, st.grpcAddr(), n, callers)
+		ids := enqueueAll(b, st.GRPCAddr(), n, callers)
 		waitDone(b, cs, "end to end")
 		r.e2e = float64(n) / time.Since(t0).Seconds()
 		r.p50, r.p99 = startLatencies(b, cs.Store, ids)
 
 		// GetJob look-ups: 16 callers for 3 seconds.
-		r.lookups = lookups(b, st.grpcAddr(), ids, callers, 3*time.Second)
+		r.lookups = lookups(b, st.GRPCAddr(), ids, callers, 3*time.Second)
 		stop()
 
 		// Burn-down: jobs published with no worker running, then drained.
@@ -185,7 +192,7 @@ func BenchmarkSystem(b *testing.B) {
 		_, _, stop = benchStack(b, burnDB, true, 1)
 		stop()
 		st, cs, stop = benchStack(b, burnDB, false, 0)
-		enqueueAll(b, st.grpcAddr(), n, callers)
+		enqueueAll(b, st.GRPCAddr(), n, callers)
 		for {
 			count, _, err := cs.Store.OutboxStats(context.Background())
 			if err != nil {

@@ -42,7 +42,7 @@ store:
 handlers:
   demo: true
 `, tokensPath, filepath.Join(dir, "jobs.db")))
-	base := "http://" + st.httpAddr()
+	base := "http://" + st.HTTPAddr()
 
 	for _, c := range []struct {
 		name, path string

@@ -86,8 +86,8 @@ func artifact(t *testing.T, name string, png []byte) {
 func TestDashboardInChromium(t *testing.T) {
 	ctx := browser(t)
 	st := startCourierd(t, demoConfig(t))
-	base := "http://" + st.httpAddr()
-	conn, err := client.Dial(st.grpcAddr(), client.Config{})
+	base := "http://" + st.HTTPAddr()
+	conn, err := client.Dial(st.GRPCAddr(), client.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func TestDashboardReenqueuesADeadLetter(t *testing.T) {
 	var failedID string
 	t.Run("fail", func(t *testing.T) {
 		st := startCourierd(t, config(1))
-		conn, err := client.Dial(st.grpcAddr(), client.Config{})
+		conn, err := client.Dial(st.GRPCAddr(), client.Config{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -234,7 +234,7 @@ func TestDashboardReenqueuesADeadLetter(t *testing.T) {
 	}
 
 	st := startCourierd(t, config(3))
-	base := "http://" + st.httpAddr()
+	base := "http://" + st.HTTPAddr()
 	css := func(sel string, args ...any) chromedp.CSS { return chromedp.CSS(fmt.Sprintf(sel, args...)) }
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"),
 		chromedp.WaitVisible(css(`#overview tr[data-type="courier.demo.v1.Sleep"] .reenqueue-all`))); err != nil {
@@ -263,7 +263,7 @@ func TestDashboardReenqueuesADeadLetter(t *testing.T) {
 	if newID == failedID || newID == "" {
 		t.Fatalf("after re-enqueue the browser is at %q, want the new job's page", loc)
 	}
-	conn, err := client.Dial(st.grpcAddr(), client.Config{})
+	conn, err := client.Dial(st.GRPCAddr(), client.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

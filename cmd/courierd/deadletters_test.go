@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/courierq/courier"
 	"github.com/courierq/courier/client"
 	"github.com/courierq/courier/jobs"
 	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
@@ -23,19 +24,19 @@ import (
 )
 
 // awaitJobState waits, by store notifications, until job id is in state.
-func awaitJobState(t *testing.T, st *stack, id string, want jobs.State) *jobs.Job {
+func awaitJobState(t *testing.T, st *courier.Node, id string, want jobs.State) *jobs.Job {
 	t.Helper()
-	changed, cancel := st.store.Subscribe(id)
+	changed, cancel := st.Store().Subscribe(id)
 	defer cancel()
 	timeout := time.After(60 * time.Second)
 	for {
-		if j, err := st.store.Get(context.Background(), id); err == nil && j.State == want {
+		if j, err := st.Store().Get(context.Background(), id); err == nil && j.State == want {
 			return j
 		}
 		select {
 		case <-changed:
 		case <-timeout:
-			j, err := st.store.Get(context.Background(), id)
+			j, err := st.Store().Get(context.Background(), id)
 			t.Fatalf("job %s not %s in 60s: %+v, %v", id, want, j, err)
 		}
 	}
@@ -110,7 +111,7 @@ func TestDashboardDeadLetters(t *testing.T) {
 	const poisonID = "poison-1"
 	t.Run("fail", func(t *testing.T) {
 		st := startCourierd(t, config(1))
-		conn, err := client.Dial(st.grpcAddr(), client.Config{})
+		conn, err := client.Dial(st.GRPCAddr(), client.Config{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,7 +124,7 @@ func TestDashboardDeadLetters(t *testing.T) {
 				t.Fatalf("job %s ended %v, want FAILED", *id, j.State)
 			}
 		}
-		raw := st.psClient.Publisher("courier-demo-v1-Sleep")
+		raw := st.PubSub().Publisher("courier-demo-v1-Sleep")
 		defer raw.Stop()
 		if _, err := raw.Publish(context.Background(), &pubsub.Message{Data: []byte{0xff, 0xff, 0xff}, Attributes: map[string]string{
 			"ce-specversion": "1.0", "ce-id": poisonID, "ce-type": "courier.demo.v1.Sleep", "ce-source": "test", "content-type": "application/protobuf",
@@ -138,7 +139,7 @@ func TestDashboardDeadLetters(t *testing.T) {
 	}
 
 	st := startCourierd(t, config(3))
-	base := "http://" + st.httpAddr()
+	base := "http://" + st.HTTPAddr()
 	listed := listDeadLetters(t, base)
 	if len(listed) != 3 {
 		_, body := httpGet(t, base+"/dead-letters")
@@ -166,7 +167,7 @@ func TestDashboardDeadLetters(t *testing.T) {
 		t.Errorf("inspecting the poison message %s: %d\n%s", listed[poisonID].href, code, body)
 	}
 
-	conn, err := client.Dial(st.grpcAddr(), client.Config{})
+	conn, err := client.Dial(st.GRPCAddr(), client.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +203,7 @@ func TestDashboardDeadLetters(t *testing.T) {
 	if f := loc.Query().Get("flash"); !strings.Contains(f, "re-enqueued 1 dead letters") || !strings.Contains(f, "1 failed") {
 		t.Errorf("re-enqueue all: flash %q, want 1 re-enqueued and 1 failed", f)
 	}
-	js, _, err := st.store.List(context.Background(), jobs.ListParams{Labels: map[string]string{"reenqueued-from": failedB}})
+	js, _, err := st.Store().List(context.Background(), jobs.ListParams{Labels: map[string]string{"reenqueued-from": failedB}})
 	if err != nil || len(js) != 1 {
 		t.Fatalf("jobs re-enqueued from %s: %v, %v; want 1", failedB, js, err)
 	}

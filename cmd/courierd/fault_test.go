@@ -261,7 +261,7 @@ handlers:
   types:
     courier.demo.v1.Sleep: {maxAttempts: 10, minBackoff: 0s, maxBackoff: 1s}
 `, filepath.Join(t.TempDir(), "jobs.db")))
-	conn, err := client.Dial(st.grpcAddr(), client.Config{})
+	conn, err := client.Dial(st.GRPCAddr(), client.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

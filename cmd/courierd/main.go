@@ -1,6 +1,8 @@
-// Command courierd runs courier: the gRPC API, the HTTP endpoints, and (as
-// the job pipeline lands) the workers. With no --config it runs the embedded
-// demo stack on loopback; with --config FILE, the configured services.
+// Command courierd runs courier: the gRPC API, the HTTP endpoints
+// (dashboard, /metrics, health) and the workers. With no --config it runs
+// the embedded demo stack on loopback; with --config FILE, the configured
+// services. It is flags and signals around courier.New: everything it runs,
+// a program of yours can run with the same call.
 package main
 
 import (
@@ -13,8 +15,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
+	"github.com/courierq/courier"
 	"github.com/courierq/courier/config"
 )
 
@@ -30,14 +32,14 @@ func main() {
 	}
 }
 
-// run parses args, builds the stack and serves until ctx ends, then shuts
-// down gracefully. ready, when non-nil, is called with the stack once it is
-// listening (tests use it).
-func run(ctx context.Context, args []string, stderr io.Writer, ready func(*stack)) error {
+// run parses args, builds the Node and runs it until ctx ends, then shuts
+// down gracefully. ready, when non-nil, is called with the Node once it is
+// ready (tests use it); opts are passed to courier.New.
+func run(ctx context.Context, args []string, stderr io.Writer, ready func(*courier.Node), opts ...courier.Option) error {
 	fs := flag.NewFlagSet("courierd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "config `file` (YAML); empty runs the embedded demo stack")
-	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take before in-flight work is cancelled")
+	shutdownTimeout := fs.Duration("shutdown-timeout", 0, "how long a graceful shutdown may take before in-flight work is cancelled (default: the config's shutdownTimeout, 30s)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: courierd [--config FILE]\n\nWith no --config, courierd runs the embedded demo stack: gRPC on 127.0.0.1:8005,\nHTTP on 127.0.0.1:8006, all on loopback, nothing else needed.\n\nFlags:\n")
@@ -58,18 +60,29 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(*stack
 	var cfg *config.Config
 	var err error
 	if *configPath == "" {
-		cfg, err = config.Parse(config.Demo)
 		logger.Info("courierd: no --config: running the embedded demo stack")
+		cfg, err = config.Parse(config.Demo)
 	} else {
 		cfg, err = config.Load(*configPath)
 	}
 	if err != nil {
 		return err
 	}
-
-	st, err := newStack(ctx, cfg, logger, hooks{})
+	if *shutdownTimeout > 0 {
+		cfg.ShutdownTimeout = config.Duration(*shutdownTimeout)
+	}
+	node, err := courier.New(cfg, append([]courier.Option{courier.WithLogger(logger)}, opts...)...)
 	if err != nil {
 		return err
 	}
-	return st.run(ctx, *shutdownTimeout, ready)
+	if ready != nil {
+		go func() {
+			select {
+			case <-node.Ready():
+				ready(node)
+			case <-node.Done():
+			}
+		}()
+	}
+	return node.Run(ctx)
 }

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/courierq/courier"
 	"github.com/courierq/courier/client"
 	"github.com/courierq/courier/internal/testenv"
 	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
@@ -32,21 +33,21 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 // startCourierd runs courierd in this process with the given config body
 // (gRPC and HTTP on free ports are added) and returns the ready stack.
-func startCourierd(t *testing.T, body string) *stack {
+func startCourierd(t *testing.T, body string, opts ...courier.Option) *courier.Node {
 	t.Helper()
-	return startCourierdDoc(t, "grpc:\n  addr: 127.0.0.1:0\n  devMode: true\nhttp:\n  addr: 127.0.0.1:0\n"+body)
+	return startCourierdDoc(t, "grpc:\n  addr: 127.0.0.1:0\n  devMode: true\nhttp:\n  addr: 127.0.0.1:0\n"+body, opts...)
 }
 
 // startCourierdDoc runs courierd in this process with the whole config
-// document doc and returns the ready stack.
-func startCourierdDoc(t *testing.T, doc string) *stack {
+// document doc (and opts for courier.New) and returns the ready Node.
+func startCourierdDoc(t *testing.T, doc string, opts ...courier.Option) *courier.Node {
 	t.Helper()
 	cfgPath := filepath.Join(t.TempDir(), "courierd.yaml")
 	if err := os.WriteFile(cfgPath, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	readyc := make(chan *stack, 1)
+	readyc := make(chan *courier.Node, 1)
 	done := make(chan error, 1)
 	var logw io.Writer = io.Discard
 	level := "warn"
@@ -59,7 +60,7 @@ func startCourierdDoc(t *testing.T, doc string) *stack {
 		logw, level = f, "debug"
 	}
 	go func() {
-		done <- run(ctx, []string{"--config", cfgPath, "--log-level", level}, logw, func(st *stack) { readyc <- st })
+		done <- run(ctx, []string{"--config", cfgPath, "--log-level", level}, logw, func(st *courier.Node) { readyc <- st }, opts...)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -71,6 +72,7 @@ func startCourierdDoc(t *testing.T, doc string) *stack {
 	case st := <-readyc:
 		return st
 	case err := <-done:
+		done <- nil // for the cleanup
 		t.Fatalf("courierd run: %v", err)
 	case <-time.After(60 * time.Second):
 		t.Fatal("courierd did not become ready in 60s")
@@ -85,7 +87,7 @@ func demoConfig(t *testing.T) string {
 func TestRunServesAndShutsDown(t *testing.T) {
 	st := startCourierd(t, demoConfig(t))
 	ctx := context.Background()
-	conn, err := client.Dial(st.grpcAddr(), client.Config{})
+	conn, err := client.Dial(st.GRPCAddr(), client.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +102,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 			t.Fatalf("health of %s: %v %v", svc, h, err)
 		}
 	}
-	r, err := http.Get("http://" + st.httpAddr() + "/healthz")
+	r, err := http.Get("http://" + st.HTTPAddr() + "/healthz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +185,7 @@ func TestFullPath(t *testing.T) {
 				body = strings.Replace(body, "store:\n", fmt.Sprintf("store:\n  driver: postgres\n  url: %q\n  schema: %s\n", url, schema), 1)
 			}
 			st := startCourierd(t, body)
-			conn, err := client.Dial(st.grpcAddr(), client.Config{})
+			conn, err := client.Dial(st.GRPCAddr(), client.Config{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -206,11 +208,11 @@ func TestFullPath(t *testing.T) {
 			}
 
 			// Fire-and-forget publish: the worker records the job on receipt.
-			pub, err := publisher.New(st.psClient, publisher.Config{NewID: func() (string, error) { return "fire-" + tc.store, nil }})
+			pub, err := publisher.New(st.PubSub(), publisher.Config{NewID: func() (string, error) { return "fire-" + tc.store, nil }})
 			if err != nil {
 				t.Fatal(err)
 			}
-			created, stopWatching := st.store.Subscribe("fire-" + tc.store)
+			created, stopWatching := st.Store().Subscribe("fire-" + tc.store)
 			defer stopWatching()
 			pid, err := pub.Publish(context.Background(), &demov1.Echo{Message: "fire"})
 			if err != nil {
@@ -258,7 +260,7 @@ func TestFullPath(t *testing.T) {
 			if q, err := jc.CancelJob(context.Background(), &courierv1.CancelJobRequest{Id: qresp.JobId}); err != nil || q.State != courierv1.State_CANCELLED || q.StartTime != nil {
 				t.Fatalf("cancel queued: %v %v", q, err)
 			}
-			due, err := st.store.DueOutbox(context.Background(), time.Now().Add(2*time.Hour), 1000)
+			due, err := st.Store().DueOutbox(context.Background(), time.Now().Add(2*time.Hour), 1000)
 			if err != nil {
 				t.Fatal(err)
 			}

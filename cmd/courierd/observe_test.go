@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/courierq/courier"
 	"github.com/courierq/courier/client"
 	"github.com/courierq/courier/internal/testenv"
 	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
@@ -28,9 +29,9 @@ import (
 )
 
 // scrape reads /metrics and returns the families by name.
-func scrape(t *testing.T, st *stack) map[string]*dto.MetricFamily {
+func scrape(t *testing.T, st *courier.Node) map[string]*dto.MetricFamily {
 	t.Helper()
-	r, err := http.Get("http://" + st.httpAddr() + "/metrics")
+	r, err := http.Get("http://" + st.HTTPAddr() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func TestMetricsCountAWorkload(t *testing.T) {
 		"    courier.demo.v1.Sleep: {maxAttempts: 5, minBackoff: 0s, maxBackoff: 1s}\n"+
 		"    courier.demo.v1.Echo: {maxAttempts: 3, minBackoff: 0s, maxBackoff: 1s, ratePerSecond: 1000, burst: 2}\n",
 		filepath.Join(t.TempDir(), "jobs.db")))
-	conn, err := client.Dial(st.grpcAddr(), client.Config{})
+	conn, err := client.Dial(st.GRPCAddr(), client.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,9 +155,9 @@ func TestMetricsCountAWorkload(t *testing.T) {
 }
 
 // readyz returns /readyz's status code and body.
-func readyz(t *testing.T, st *stack) (int, string) {
+func readyz(t *testing.T, st *courier.Node) (int, string) {
 	t.Helper()
-	r, err := http.Get("http://" + st.httpAddr() + "/readyz")
+	r, err := http.Get("http://" + st.HTTPAddr() + "/readyz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +202,7 @@ func TestReadyzFollowsTheStore(t *testing.T) {
 	u.User = url.User(role)
 
 	st := startCourierd(t, fmt.Sprintf("pubsub:\n  emulator: embedded\nstore:\n  driver: postgres\n  url: %s\n  schema: %s\nhandlers:\n  demo: true\n", u, schema))
-	conn, err := client.Dial(st.grpcAddr(), client.Config{})
+	conn, err := client.Dial(st.GRPCAddr(), client.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,15 +11,16 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/courierq/courier"
 	"github.com/courierq/courier/client"
 	"github.com/courierq/courier/internal/testenv"
 	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
 	courierv1 "github.com/courierq/courier/proto/courier/v1"
 )
 
-func jobClient(t *testing.T, st *stack) courierv1.JobServiceClient {
+func jobClient(t *testing.T, st *courier.Node) courierv1.JobServiceClient {
 	t.Helper()
-	conn, err := client.Dial(st.grpcAddr(), client.Config{})
+	conn, err := client.Dial(st.GRPCAddr(), client.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
@@ -12,42 +10,11 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/courierq/courier"
 	"github.com/courierq/courier/client"
-	"github.com/courierq/courier/config"
 	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
 	courierv1 "github.com/courierq/courier/proto/courier/v1"
 )
-
-// startWithHooks runs the stack of a config document with hooks, in this
-// process, until cleanup.
-func startWithHooks(t *testing.T, doc string, h hooks) *stack {
-	t.Helper()
-	cfg, err := config.Parse([]byte("grpc:\n  addr: 127.0.0.1:0\n  devMode: true\nhttp:\n  addr: 127.0.0.1:0\n" + doc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := newStack(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), h)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	readyc := make(chan struct{})
-	done := make(chan error, 1)
-	go func() { done <- st.run(ctx, 10*time.Second, func(*stack) { close(readyc) }) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("stack run after cancel: %v", err)
-		}
-	})
-	select {
-	case <-readyc:
-	case err := <-done:
-		t.Fatalf("stack run: %v", err)
-	}
-	return st
-}
 
 // notifyingExporter is the SDK's in-memory exporter that also signals each
 // export, so a test can await a span instead of sleeping.
@@ -71,9 +38,9 @@ func (e *notifyingExporter) ExportSpans(ctx context.Context, spans []sdktrace.Re
 // traceparent attribute).
 func TestOneTraceFromEnqueueToHandler(t *testing.T) {
 	exp := &notifyingExporter{InMemoryExporter: tracetest.NewInMemoryExporter(), exported: make(chan struct{}, 1)}
-	st := startWithHooks(t, "pubsub:\n  emulator: embedded\nstore:\n  path: "+filepath.Join(t.TempDir(), "jobs.db")+"\nhandlers:\n  demo: true\n",
-		hooks{spanExporter: exp})
-	conn, err := client.Dial(st.grpcAddr(), client.Config{})
+	st := startCourierd(t, "pubsub:\n  emulator: embedded\nstore:\n  path: "+filepath.Join(t.TempDir(), "jobs.db")+"\nhandlers:\n  demo: true\n",
+		courier.WithSpanExporter(exp))
+	conn, err := client.Dial(st.GRPCAddr(), client.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ func run(t *testing.T, reg *handlers.Registry, attempt int, p *demov1.Sleep, pro
 }
 
 func TestSleep(t *testing.T) {
-	reg := handlers.NewRegistry(handlers.RegistryConfig{})
+	reg := handlers.NewRegistry()
 	if err := demo.Register(reg, demo.Config{ProgressSteps: 4}); err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestEcho(t *testing.T) {
 	if err != nil || res.GetMessage() != "hi" {
 		t.Fatalf("%v, %v", res, err)
 	}
-	reg := handlers.NewRegistry(handlers.RegistryConfig{})
+	reg := handlers.NewRegistry()
 	demo.Register(reg, demo.Config{})
 	if err := demo.Register(reg, demo.Config{}); !errors.Is(err, handlers.ErrDuplicate) {
 		t.Fatalf("second Register: %v", err)

@@ -1,7 +1,4 @@
-package main
-
-// observe.go wires issue 6 (metrics, tracing, readiness, dashboard) into the
-// stack; stack.go calls it in a few marked lines.
+package courier
 
 import (
 	"context"
@@ -13,7 +10,6 @@ import (
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/api/iterator"
-	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -29,12 +25,13 @@ import (
 	"github.com/courierq/courier/publisher"
 	"github.com/courierq/courier/readiness"
 	"github.com/courierq/courier/tracing"
+	"github.com/courierq/courier/wire"
 )
 
-// observe is the stack's metrics, tracing and readiness.
+// observe is the Node's metrics, tracing and readiness, and its dashboard.
 type observe struct {
-	st      *stack
-	cfg     *config.Config
+	p       *parts
+	cfg     config.Config
 	log     *slog.Logger
 	reg     *prometheus.Registry
 	metrics *metrics.Metrics
@@ -42,28 +39,28 @@ type observe struct {
 	ready   *readiness.Checker
 }
 
-// newObserve builds metrics and tracing around st.store (already open) and
-// the readiness checks; it registers tracing's shutdown in st.closers.
-func newObserve(ctx context.Context, cfg *config.Config, st *stack, h hooks) (*observe, error) {
-	o := &observe{st: st, cfg: cfg, log: st.log, reg: prometheus.NewRegistry()}
+// newObserve builds metrics and tracing around p.store (already open) and
+// the readiness checks; it registers tracing's shutdown in p.closers.
+func newObserve(ctx context.Context, p *parts) (*observe, error) {
+	o := &observe{p: p, cfg: p.cfg, log: p.n.log, reg: prometheus.NewRegistry()}
 	var err error
-	if o.metrics, err = metrics.New(metrics.Config{Registry: o.reg, Store: st.store, ProcessCollectors: true}); err != nil {
+	if o.metrics, err = metrics.New(metrics.Config{Registry: o.reg, Store: p.store, ProcessCollectors: true}); err != nil {
 		return nil, err
 	}
-	tcfg := cfg.Tracing
-	if h.spanExporter != nil {
-		tcfg.SpanExporter = h.spanExporter
+	tcfg := p.cfg.Tracing
+	if p.n.opt.spanExporter != nil {
+		tcfg.SpanExporter = p.n.opt.spanExporter
 	}
 	if o.tracing, err = tracing.New(ctx, tcfg); err != nil {
 		return nil, err
 	}
-	st.closers = append(st.closers, func() error {
+	p.closers = append(p.closers, func() error {
 		sctx, cancel := context.WithTimeout(context.Background(), 5e9)
 		defer cancel()
 		return o.tracing.Shutdown(sctx)
 	})
-	store := st.store // the undecorated store: pinging needs no metrics
-	ps := st.psClient
+	store := p.store // the undecorated store: pinging needs no metrics
+	ps := p.ps
 	o.ready, err = readiness.New(readiness.Config{
 		Checks: []readiness.Check{
 			{Name: "store", Func: store.Ping},
@@ -75,7 +72,7 @@ func newObserve(ctx context.Context, cfg *config.Config, st *stack, h hooks) (*o
 				return nil
 			}},
 		},
-		Interval: h.readyInterval,
+		Interval: p.cfg.ReadyInterval.D(),
 		OnChange: func(ready bool, r readiness.Report) {
 			status := healthpb.HealthCheckResponse_SERVING
 			if !ready {
@@ -84,9 +81,9 @@ func newObserve(ctx context.Context, cfg *config.Config, st *stack, h hooks) (*o
 			} else {
 				o.log.Info("courierd: ready")
 			}
-			if st.grpc != nil {
-				st.grpc.Health().SetServingStatus("", status)
-				st.grpc.Health().SetServingStatus("courier.v1.JobService", status)
+			if p.grpc != nil {
+				p.grpc.Health().SetServingStatus("", status)
+				p.grpc.Health().SetServingStatus("courier.v1.JobService", status)
 			}
 		},
 	})
@@ -114,37 +111,25 @@ func (o *observe) outboxObserve(ctx context.Context, e jobs.OutboxEntry) (contex
 	return ctx, func(err error) { endMetrics(err); endTrace(err) }
 }
 
-func (o *observe) ingestHooks() ingest.Hooks {
-	h := ingest.Hooks{Running: o.metrics.Running, DeadLettered: o.metrics.DeadLettered}
-	if o.tracing.Enabled() {
-		h.Deliver = o.tracing.IngestDeliver
-	}
-	return h
-}
-
-func (o *observe) serverOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{o.tracing.ServerOption()}
-}
-
 // routes adds /metrics, /readyz and the dashboard. It runs after the gRPC
 // server listens (the dashboard's actions call it).
 func (o *observe) routes(mux *http.ServeMux) error {
 	mux.Handle("GET /metrics", o.metrics.Handler())
 	mux.Handle("GET /readyz", o.ready)
-	if o.cfg.HTTP.Dashboard.Off() {
+	if o.cfg.HTTP.Dashboard.Off() || o.p.grpc == nil {
 		return nil
 	}
-	dcfg := dashboard.Config{Store: o.st.store, Types: o.st.registry.Types(), Resolver: protoregistry.GlobalTypes,
+	dcfg := dashboard.Config{Store: o.p.store, Types: o.p.reg.Types(), Resolver: protoregistry.GlobalTypes,
 		Throughput: o.metrics.Throughput, RateLimitWaiting: o.metrics.WaitingNow, Logger: o.log}
 	switch {
 	case o.cfg.GRPC.TLS != nil:
 		dcfg.ActionsNote = "Actions are off: the dashboard calls the gRPC API over plaintext loopback, and this server uses TLS. Use the courier CLI."
 	default:
-		conn, err := client.Dial(o.st.grpcAddr(), client.Config{})
+		conn, err := client.Dial(o.p.grpc.Addr().String(), client.Config{})
 		if err != nil {
 			return fmt.Errorf("dashboard: client for the gRPC API: %w", err)
 		}
-		o.st.closers = append(o.st.closers, conn.Close)
+		o.p.closers = append(o.p.closers, conn.Close)
 		jc := courierv1.NewJobServiceClient(conn)
 		dcfg.Cancel = func(ctx context.Context, r *http.Request, id string) error {
 			// The RPC carries the browser's credentials, so the gRPC API's
@@ -181,12 +166,12 @@ func (o *observe) routes(mux *http.ServeMux) error {
 			dcfg.ActionsNote = "Actions are CancelJob and EnqueueJob calls to the gRPC API with this request's Authorization header (e.g. set by an authenticating proxy); its policy decides."
 		}
 	}
-	if o.st.worker != nil {
-		dcfg.DeadLetters = deadLetters{o.st.worker}
+	if o.p.worker != nil {
+		dcfg.DeadLetters = deadLetters{o.p.worker}
 	}
 	if roles := o.cfg.HTTP.Dashboard.ReadRoles; len(roles) > 0 && !o.cfg.GRPC.DevMode {
 		dcfg.Authorize = func(r *http.Request) error {
-			id, err := o.st.grpc.AuthenticateHTTP(r)
+			id, err := o.p.grpc.AuthenticateHTTP(r)
 			if err != nil {
 				return fmt.Errorf("%w: %v", dashboard.ErrUnauthenticated, err)
 			}
@@ -219,7 +204,7 @@ func (d deadLetters) Peek(ctx context.Context, typ string, limit int) ([]dashboa
 	for i, dl := range dls {
 		out[i] = dashboard.DeadLetter{
 			Subscription: dl.Subscription, MessageID: dl.MessageID, Type: dl.Type, JobID: dl.JobID, Reason: dl.Reason,
-			Attempt: dl.Attempt, Published: dl.Published, Data: dl.Data, Labels: publisher.Labels(dl.Attributes), Attributes: dl.Attributes,
+			Attempt: dl.Attempt, Published: dl.Published, Data: dl.Data, Labels: wire.Labels(dl.Attributes), Attributes: dl.Attributes,
 		}
 	}
 	return out, nil

@@ -1,4 +1,4 @@
-package publisher
+package wire
 
 import (
 	"fmt"
@@ -44,10 +44,10 @@ func (n Naming) Topic(typ string) (string, error) {
 // not with "goog".
 func ValidateID(id string) error {
 	if !topicIDPattern.MatchString(id) {
-		return fmt.Errorf("publisher: %q is not a valid Pub/Sub ID: it must be 3..255 characters of letters, digits and -_.~+%%, starting with a letter", id)
+		return fmt.Errorf("wire: %q is not a valid Pub/Sub ID: it must be 3..255 characters of letters, digits and -_.~+%%, starting with a letter", id)
 	}
 	if strings.HasPrefix(strings.ToLower(id), "goog") {
-		return fmt.Errorf("publisher: %q is not a valid Pub/Sub ID: IDs must not start with \"goog\"", id)
+		return fmt.Errorf("wire: %q is not a valid Pub/Sub ID: IDs must not start with \"goog\"", id)
 	}
 	return nil
 }

@@ -1,0 +1,372 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+
+	"cloud.google.com/go/pubsub/v2"
+	"google.golang.org/genproto/googleapis/rpc/code"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/courierq/courier/handlers"
+	"github.com/courierq/courier/jobs"
+	"github.com/courierq/courier/wire"
+)
+
+// delivery is one received message on its way through the worker: decode,
+// ensure (the job's record), run (the composed chain), settle (decide, then
+// ack, nack or dead-letter). Every path acks or nacks m exactly once.
+type delivery struct {
+	w   *Worker
+	sub *typeRun // whose subscription the message came on (dead letters go to its topic)
+	t   *typeRun // the message's type: its handler, limits; set by decode
+	m   *pubsub.Message
+
+	attrs   wire.Received
+	id      string
+	payload proto.Message
+	job     *jobs.Job
+
+	attempt, maxAttempts int
+	started              bool            // markRunning recorded RUNNING
+	runCtx               context.Context // the handler's context, once started
+}
+
+// process takes the delivery through its steps.
+func (d *delivery) process() {
+	if reason := d.decode(); reason != "" {
+		d.poison(reason)
+		return
+	}
+	if !d.ensure() {
+		return
+	}
+	if d.job.State.Terminal() {
+		d.debug("ingest: job already ended; acked without running", "state", d.job.State)
+		d.m.Ack()
+		return
+	}
+	if d.w.pullCtx.Err() != nil { // stopping: do not start new work
+		d.debug("ingest: worker stopping before the job started; nacked")
+		d.m.Nack()
+		return
+	}
+	// The attempt is Pub/Sub's delivery attempt, or one more than the store
+	// has seen if that is higher (no dead-letter policy, or a message
+	// re-published by the outbox). Never lower than Pub/Sub's count, so the
+	// worker reaches max attempts (and records FAILED) before the
+	// subscription's dead-letter policy, its safety net, does.
+	d.attempt = d.job.Attempt + 1
+	if da := d.m.DeliveryAttempt; da != nil && *da > d.attempt {
+		d.attempt = *da
+	}
+	d.maxAttempts = d.job.MaxAttempts
+	if d.maxAttempts <= 0 {
+		d.maxAttempts = d.t.entry.Config.MaxAttempts
+	}
+	res, err := d.chain()(d.w.pullCtx, d.request())
+	d.settle(res, err)
+}
+
+// decode reads the message's attributes and decodes its payload; it
+// returns why the message cannot run, or "".
+func (d *delivery) decode() string {
+	d.attrs = wire.Parse(d.m.Attributes)
+	d.id = d.attrs.ID
+	if d.id == "" {
+		d.id = d.m.ID
+	}
+	switch {
+	case d.attrs.Type == "":
+		return fmt.Sprintf("message has no %s attribute; courier needs the full protobuf name of the payload there", wire.AttrType)
+	case d.w.types[d.attrs.Type] == nil:
+		return fmt.Sprintf("no handler is registered for type %q (%s %q)", d.attrs.Type, wire.AttrType, d.attrs.Type)
+	case len(d.id) > jobs.MaxIDBytes:
+		return fmt.Sprintf("%s is %d bytes, over the limit of %d bytes for a job ID", wire.AttrID, len(d.id), jobs.MaxIDBytes)
+	}
+	d.t = d.w.types[d.attrs.Type]
+	payload, err := d.t.entry.Decode(d.m.Data)
+	if err != nil {
+		return err.Error()
+	}
+	d.payload = payload
+	return ""
+}
+
+// ensure reads the job, recording it (QUEUED) when it is not in the store
+// yet, as for a message published without EnqueueJob. Reads come first:
+// most jobs exist, and reads do not queue behind the store's writes. It
+// returns false after it nacked or dead-lettered the message.
+func (d *delivery) ensure() bool {
+	job, err := d.w.ensureJob(d.id, d.attrs, d.m)
+	if err != nil {
+		d.error("ingest: recording job failed; message nacked", "err", err)
+		d.m.Nack()
+		return false
+	}
+	if job.Type != d.attrs.Type {
+		d.poison(fmt.Sprintf("%s %q names job %s, which has type %q; a job ID belongs to one type", wire.AttrType, d.attrs.Type, d.id, job.Type))
+		return false
+	}
+	d.job = job
+	return true
+}
+
+func (w *Worker) ensureJob(id string, attrs wire.Received, m *pubsub.Message) (*jobs.Job, error) {
+	ctx, cancel := w.storeCtx()
+	defer cancel()
+	job, err := w.cfg.Store.Get(ctx, id)
+	if !errors.Is(err, jobs.ErrNotFound) {
+		return job, err
+	}
+	return w.cfg.Store.Ensure(ctx, jobs.EnsureParams{Job: jobs.Job{ID: id, Type: attrs.Type, Payload: m.Data, Labels: attrs.Labels}})
+}
+
+// request is the attempt as the handler chain sees it.
+func (d *delivery) request() *handlers.Request {
+	labels := d.job.Labels
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	id, store := d.id, d.w.cfg.Store
+	return &handlers.Request{
+		ID: d.id, Type: d.attrs.Type, Attempt: d.attempt, MaxAttempts: d.maxAttempts,
+		Labels: labels, Payload: d.payload, TraceParent: d.attrs.TraceParent, TraceState: d.attrs.TraceState,
+		Progress: func(ctx context.Context, fraction float64, message string) error {
+			return store.Progress(ctx, jobs.ProgressParams{ID: id, Fraction: fraction, Message: message})
+		},
+	}
+}
+
+// chain composes the middleware this attempt runs behind, in the one order
+// courier uses: rate limit ▸ concurrency ▸ mark RUNNING ▸ Config.Middleware
+// ▸ timeout ▸ recover ▸ handler. A message waits for its rate-limit token
+// before it takes a concurrency slot, so slots are never held idle; the job
+// is RUNNING only once both are in hand (until then it is QUEUED and the
+// wait ends when the worker stops pulling); the timeout covers only the run.
+func (d *delivery) chain() handlers.Handler {
+	mws := make([]handlers.Middleware, 0, 5+len(d.w.cfg.Middleware))
+	if d.t.rateLimit != nil {
+		mws = append(mws, d.t.rateLimit)
+	}
+	mws = append(mws, d.t.concurrency, d.markRunning)
+	mws = append(mws, d.w.cfg.Middleware...)
+	mws = append(mws, handlers.Timeout(d.t.entry.Config.Timeout), d.w.recover)
+	return handlers.ChainMiddleware(d.t.entry.Handler, mws...)
+}
+
+// markRunning is the chain's link that records the attempt as RUNNING and
+// switches to the handler's context: one that the worker's Shutdown cancels
+// only at its deadline (the waits before it end as soon as pulling stops)
+// and that a CancelJob on any replica cancels.
+func (d *delivery) markRunning(next handlers.Handler) handlers.Handler {
+	return func(ctx context.Context, req *handlers.Request) (proto.Message, error) {
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		sctx, cancel := d.w.storeCtx()
+		_, err := d.w.cfg.Store.Start(sctx, jobs.StartParams{ID: d.id, Attempt: d.attempt})
+		cancel()
+		if err != nil {
+			return nil, &startError{err}
+		}
+		d.started = true
+		rctx, r := d.w.runs.add(d.id)
+		defer d.w.runs.remove(d.id, r)
+		d.runCtx = rctx
+		return next(rctx, req)
+	}
+}
+
+// startError is what markRunning returns when the store refused Start.
+type startError struct{ err error }
+
+func (e *startError) Error() string { return "ingest: starting job: " + e.err.Error() }
+func (e *startError) Unwrap() error { return e.err }
+
+// settle decides what the chain's outcome means and carries it out.
+func (d *delivery) settle(res proto.Message, herr error) {
+	o := outcome{Started: d.started, Err: herr, Attempt: d.attempt, MaxAttempts: d.maxAttempts}
+	if d.started {
+		cause := context.Cause(d.runCtx)
+		o.Cancelled = errors.Is(cause, errJobCancelled)
+		o.Stopping = errors.Is(cause, errStopping)
+		o.LeaseLost = errors.Is(cause, errLeaseLost)
+	} else if se := (*startError)(nil); errors.As(herr, &se) {
+		o.Err = se.err
+	}
+	v := decide(o)
+	switch v.Record {
+	case recordNothing:
+		switch {
+		case !d.started && v.Ack:
+			d.debug("ingest: job already ended; acked without running", "err", o.Err)
+		case !d.started && errors.As(herr, new(*startError)):
+			d.error("ingest: starting job failed; message nacked", "err", o.Err)
+		case !d.started:
+			d.debug("ingest: worker stopping before the job started; nacked", "err", herr)
+		case o.Cancelled:
+			d.info("ingest: job cancelled while running; acked")
+		case o.LeaseLost:
+			d.info("ingest: the job's lease was lost while it ran (taken over or rescued); acked without recording", "err", herr)
+		}
+		d.ackIf(v.Ack)
+	case recordSucceed:
+		d.succeed(res)
+	case recordRetry:
+		msg := herr.Error()
+		c := errorCode(herr)
+		if o.Stopping {
+			msg, c = "ingest: the worker stopped before the handler finished: "+msg, code.Code_UNAVAILABLE
+		} else {
+			d.info("ingest: attempt failed; will retry", "err", herr)
+		}
+		d.fail(c, msg, true)
+		d.m.Nack()
+	case recordFail:
+		reason := fmt.Sprintf("attempt %d of %d failed: %v", d.attempt, d.maxAttempts, herr)
+		if handlers.IsPermanent(herr) {
+			reason = fmt.Sprintf("permanent failure on attempt %d: %v", d.attempt, herr)
+		}
+		if err := d.deadLetter(reason, d.attempt); err != nil {
+			d.error("ingest: dead-lettering failed; message nacked to try again", "err", err)
+			d.fail(errorCode(herr), herr.Error(), true)
+			d.m.Nack()
+			return
+		}
+		if err := d.fail(errorCode(herr), herr.Error(), false); err != nil {
+			d.m.Nack() // dead-lettered but not recorded: try again (the dead letter may repeat)
+			return
+		}
+		d.m.Ack()
+	}
+}
+
+func (d *delivery) ackIf(ack bool) {
+	if ack {
+		d.m.Ack()
+	} else {
+		d.m.Nack()
+	}
+}
+
+func (d *delivery) succeed(res proto.Message) {
+	p := jobs.SucceedParams{ID: d.id}
+	if res != nil {
+		data, err := proto.Marshal(res)
+		if err != nil {
+			d.fail(code.Code_INTERNAL, fmt.Sprintf("ingest: encoding the %T result: %v", res, err), true)
+			d.m.Nack()
+			return
+		}
+		p.ResultType, p.Result = string(res.ProtoReflect().Descriptor().FullName()), data
+	}
+	ctx, cancel := d.w.storeCtx()
+	defer cancel()
+	if _, err := d.w.cfg.Store.Succeed(ctx, p); err != nil && !gone(err) {
+		d.error("ingest: recording success failed; message nacked (the handler will run again)", "err", err)
+		d.m.Nack()
+		return
+	}
+	d.m.Ack()
+}
+
+// fail records a failed attempt; a conflict (the job ended meanwhile) is
+// fine. It returns the store's error otherwise, after logging it.
+func (d *delivery) fail(c code.Code, msg string, retry bool) error {
+	ctx, cancel := d.w.storeCtx()
+	defer cancel()
+	_, err := d.w.cfg.Store.Fail(ctx, jobs.FailParams{ID: d.id, Code: int32(c), Message: msg, Retry: retry})
+	if err == nil || gone(err) {
+		return nil
+	}
+	d.error("ingest: recording failure failed", "err", err, "retry", retry)
+	return err
+}
+
+// poison dead-letters a message that cannot run and acks it. When it names a
+// registered type, its job is recorded as Failed (or left alone if already
+// terminal).
+func (d *delivery) poison(reason string) {
+	reason = "ingest: cannot decode message: " + reason
+	typ := d.attrs.Type
+	record := d.w.types[typ] != nil && len(d.id) <= jobs.MaxIDBytes && (d.job == nil || d.job.Type == typ)
+	if record {
+		job, err := d.w.ensureJob(d.id, d.attrs, d.m)
+		if err != nil {
+			d.error("ingest: recording undecodable job failed; message nacked", "err", err)
+			d.m.Nack()
+			return
+		}
+		if job.State.Terminal() {
+			d.m.Ack()
+			return
+		}
+	}
+	if err := d.deadLetter(reason, 0); err != nil {
+		d.error("ingest: dead-lettering failed; message nacked", "err", err, "reason", reason)
+		d.m.Nack()
+		return
+	}
+	d.warn("ingest: message dead-lettered", "reason", reason)
+	if record {
+		if err := d.fail(code.Code_INVALID_ARGUMENT, reason, false); err != nil {
+			d.m.Nack() // dead-lettered but not recorded: try again
+			return
+		}
+	}
+	d.m.Ack()
+}
+
+// deadLetter publishes a copy of the message, with the reason, to the
+// type's dead-letter topic and waits until Pub/Sub accepted it.
+func (d *delivery) deadLetter(reason string, attempt int) error {
+	attrs := make(map[string]string, len(d.m.Attributes)+4)
+	for k, v := range d.m.Attributes {
+		attrs[k] = v
+	}
+	attrs[AttrDeadLetterReason] = reason
+	attrs[AttrDeadLetterSubscription] = d.sub.names.Subscription
+	attrs[AttrDeadLetterMessageID] = d.m.ID
+	if attempt > 0 {
+		attrs[AttrDeadLetterAttempt] = strconv.Itoa(attempt)
+	}
+	ctx, cancel := d.w.storeCtx()
+	defer cancel()
+	return d.w.cfg.DeadLetters.PublishDeadLetter(ctx, d.sub.names.DeadLetterTopic, &pubsub.Message{Data: d.m.Data, Attributes: attrs})
+}
+
+// errorCode maps a handler error to the google.rpc.Code recorded on the job.
+func errorCode(err error) code.Code {
+	var pe *handlers.PanicError
+	switch {
+	case errors.Is(err, handlers.ErrTimeout):
+		return code.Code_DEADLINE_EXCEEDED
+	case errors.As(err, &pe):
+		return code.Code_INTERNAL
+	case handlers.IsPermanent(err):
+		return code.Code_FAILED_PRECONDITION
+	}
+	return code.Code_UNKNOWN
+}
+
+// Logging: the delivery's attributes are added only when a line is
+// written, so a delivery that logs nothing allocates no logger.
+func (d *delivery) debug(msg string, args ...any) { d.log(slog.LevelDebug, msg, args) }
+func (d *delivery) info(msg string, args ...any)  { d.log(slog.LevelInfo, msg, args) }
+func (d *delivery) warn(msg string, args ...any)  { d.log(slog.LevelWarn, msg, args) }
+func (d *delivery) error(msg string, args ...any) { d.log(slog.LevelError, msg, args) }
+
+func (d *delivery) log(level slog.Level, msg string, args []any) {
+	if !d.w.log.Enabled(context.Background(), level) {
+		return
+	}
+	all := append([]any{"job_id", d.id, "type", d.attrs.Type, "subscription", d.sub.names.Subscription, "message_id", d.m.ID}, args...)
+	if d.attempt > 0 {
+		all = append(all, "attempt", d.attempt, "max_attempts", d.maxAttempts)
+	}
+	d.w.log.Log(context.Background(), level, msg, all...)
+}
