@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
@@ -215,6 +216,9 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger, h hooks
 	gcfg.Logger = log
 	gcfg.ServerOptions = append(gcfg.ServerOptions, st.obs.serverOptions()...)
 	st.grpc, err = backend.New(gcfg, services(st)...)
+	if pe := (*backend.PolicyError)(nil); errors.As(err, &pe) && pe.Configured {
+		return nil, policyConfigError(pe)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -243,6 +247,16 @@ func newStack(ctx context.Context, cfg *config.Config, log *slog.Logger, h hooks
 		st.closers = append(st.closers, st.http.Close)
 	}
 	return st, nil
+}
+
+// policyConfigError restates a grpc.policies error with its config path.
+func policyConfigError(pe *backend.PolicyError) error {
+	valid := strings.Join(pe.Valid, ", ")
+	if pe.Method == "" {
+		return &config.ValidationError{Field: "grpc.policies", Value: pe.Service, Fix: "courierd hosts no such service; its services are " + valid}
+	}
+	return &config.ValidationError{Field: "grpc.policies." + pe.Service + ".methods", Value: pe.Method,
+		Fix: pe.Service + " has no such method; its methods are " + valid + " (a rule under a misspelt name would leave the real method under the service-wide rule)"}
 }
 
 // bisectType is the demo's workflow job type.
