@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"sync"
 	"time"
 
@@ -42,7 +41,7 @@ var (
 // TooLargeError is returned for a message over MaxMessageBytes.
 type TooLargeError struct {
 	Type  string // full protobuf name
-	Size  int    // encoded size with attributes, bytes
+	Size  int    // encoded size with attributes (see EncodedSize), bytes
 	Limit int    // MaxMessageBytes
 }
 
@@ -138,6 +137,9 @@ func New(client *pubsub.Client, cfg Config) (*Publisher, error) {
 		if err := ValidateID(id); err != nil {
 			return nil, fmt.Errorf("publisher: Config.Naming.Topics[%q]: %w", typ, err)
 		}
+	}
+	if len(cfg.Source) > MaxSourceBytes {
+		return nil, fmt.Errorf("publisher: Config.Source is %d bytes; the limit is %d", len(cfg.Source), MaxSourceBytes)
 	}
 	if cfg.Source == "" {
 		cfg.Source = "courier"
@@ -290,19 +292,21 @@ func (p *Publisher) send(ctx context.Context, typ string, data []byte, opts []Op
 	} else if id == "" {
 		return nil, errors.New("publisher: WithID got an empty job ID; pass the job's ID or leave WithID out")
 	}
-	attrs := make(map[string]string, 8+len(o.labels))
-	for k, v := range o.labels {
-		attrs[AttrLabelPrefix+k] = v
+	if err := checkID(id); err != nil {
+		return nil, err
 	}
-	p.cfg.InjectTrace(ctx, attrs)
-	maps.Copy(attrs, map[string]string{
-		AttrSpecVersion: SpecVersion,
-		AttrID:          id,
-		AttrType:        typ,
-		AttrSource:      p.cfg.Source,
-		AttrTime:        p.cfg.Now().UTC().Format(time.RFC3339Nano),
-		AttrContentType: ContentType,
-	})
+	if err := CheckSize(typ, data, o.labels); err != nil {
+		return nil, err
+	}
+	attrs := attributes(typ, id, p.cfg.Source, formatTime(p.cfg.Now()), o.labels)
+	trace := map[string]string{}
+	p.cfg.InjectTrace(ctx, trace)
+	for k, v := range trace {
+		if _, taken := attrs[k]; !taken {
+			attrs[k] = v
+		}
+	}
+	// Only a trace context beyond MaxTraceBytes gets here over the limit.
 	if size := proto.Size(&pubsubpb.PubsubMessage{Data: data, Attributes: attrs}); size > MaxMessageBytes {
 		return nil, &TooLargeError{Type: typ, Size: size, Limit: MaxMessageBytes}
 	}
