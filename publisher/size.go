@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/courierq/courier/internal/clip"
+	"github.com/courierq/courier/jobs"
 )
 
 // Bounds on the attributes that differ from one publish of a job to the
@@ -16,9 +17,8 @@ import (
 // every publish of the job: the API's check at enqueue and the relay's
 // publish cannot disagree.
 const (
-	// MaxIDBytes bounds a job ID (ce-id); Publish refuses a longer one. It
-	// equals jobs.MaxIDBytes.
-	MaxIDBytes = 256
+	// MaxIDBytes bounds a job ID (ce-id); Publish refuses a longer one.
+	MaxIDBytes = jobs.MaxIDBytes
 	// MaxSourceBytes bounds Config.Source (ce-source); New refuses a longer one.
 	MaxSourceBytes = 256
 	// MaxTraceBytes is what EncodedSize reserves for the trace context
