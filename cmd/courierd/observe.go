@@ -80,7 +80,7 @@ func newObserve(ctx context.Context, cfg *config.Config, st *stack, h hooks) (*o
 			status := healthpb.HealthCheckResponse_SERVING
 			if !ready {
 				status = healthpb.HealthCheckResponse_NOT_SERVING
-				o.log.Warn("courierd: not ready", "checks", r.Checks)
+				o.log.Warn("courierd: not ready", "checks", r.Checks, "errors", r.Errors)
 			} else {
 				o.log.Info("courierd: ready")
 			}
