@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"slices"
 
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/prometheus/client_golang/prometheus"
@@ -184,6 +186,11 @@ func (o *observe) routes(mux *http.ServeMux) error {
 	if o.st.worker != nil {
 		dcfg.DeadLetters = deadLetters{o.st.worker}
 	}
+	if o.cfg.GRPC.DevMode {
+		// Unauthenticated, on loopback: answer only to loopback names, so
+		// that no web page can reach it by DNS rebinding.
+		dcfg.Hosts = loopbackHosts(o.cfg.HTTP.Addr, o.st.httpAddr())
+	}
 	if roles := o.cfg.HTTP.Dashboard.ReadRoles; len(roles) > 0 && !o.cfg.GRPC.DevMode {
 		dcfg.Authorize = func(r *http.Request) error {
 			id, err := o.st.grpc.AuthenticateHTTP(r)
@@ -205,6 +212,18 @@ func (o *observe) routes(mux *http.ServeMux) error {
 	}
 	d.Routes(mux)
 	return nil
+}
+
+// loopbackHosts are the host names a dev-mode dashboard answers: the
+// loopback names and the hosts of the given addresses (configured, bound).
+func loopbackHosts(addrs ...string) []string {
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	for _, a := range addrs {
+		if h, _, err := net.SplitHostPort(a); err == nil && h != "" && !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
 }
 
 // deadLetters shows the worker's dead-letter subscriptions on the dashboard.
