@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/courierq/courier/client"
+	"github.com/courierq/courier/jobs"
 	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
 	courierv1 "github.com/courierq/courier/proto/courier/v1"
 )
@@ -147,5 +148,18 @@ func TestDevDashboardRefusesForeignHosts(t *testing.T) {
 	}
 	if j, err := jc.GetJob(context.Background(), &courierv1.GetJobRequest{Id: id}); err != nil || j.State != courierv1.State_CANCELLED {
 		t.Fatalf("after cancel by localhost: %v %v, want CANCELLED", j.GetState(), err)
+	}
+}
+
+// TestReenqueueKeyFitsTheLimit: the re-enqueue key of a job with the
+// longest ID another publisher may use still fits the API's limit, and
+// differs between jobs.
+func TestReenqueueKeyFitsTheLimit(t *testing.T) {
+	long := strings.Repeat("x", jobs.MaxIDBytes)
+	if k := reenqueueKey(long); len(k) > jobs.MaxIdempotencyKeyBytes || k == reenqueueKey(long[1:]) {
+		t.Fatalf("reenqueueKey of a %d-byte ID: %q (%d bytes)", len(long), k, len(k))
+	}
+	if k := reenqueueKey("01a2"); k != "courier-reenqueue:01a2" {
+		t.Fatalf("reenqueueKey of a short ID: %q", k)
 	}
 }

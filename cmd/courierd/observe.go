@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -169,7 +171,7 @@ func (o *observe) routes(mux *http.ServeMux) error {
 			resp, err := jc.EnqueueJob(ctx, &courierv1.EnqueueJobRequest{
 				Payload: &anypb.Any{TypeUrl: "type.googleapis.com/" + failed.Type, Value: failed.Payload},
 				// One re-enqueue per failed job, however often the button is pressed.
-				IdempotencyKey: "courier-reenqueue:" + failed.ID,
+				IdempotencyKey: reenqueueKey(failed.ID),
 				Labels:         labels,
 			})
 			if err != nil {
@@ -212,6 +214,18 @@ func (o *observe) routes(mux *http.ServeMux) error {
 	}
 	d.Routes(mux)
 	return nil
+}
+
+// reenqueueKey is the idempotency key of the re-enqueue of failed job id:
+// "courier-reenqueue:ID", or with the ID's SHA-256 when that would pass
+// jobs.MaxIdempotencyKeyBytes (IDs from other publishers may be long).
+func reenqueueKey(id string) string {
+	const prefix = "courier-reenqueue:"
+	if len(prefix)+len(id) <= jobs.MaxIdempotencyKeyBytes {
+		return prefix + id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return prefix + "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // loopbackHosts are the host names a dev-mode dashboard answers: the
