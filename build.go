@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -337,7 +338,11 @@ func (p *parts) buildAPI(checks map[string]func(context.Context) error) error {
 			gcfg.ServerOptions = append(gcfg.ServerOptions, o)
 		}
 		services := append([]backend.Service{&hello.Service{Auth: hello.Open}, p.jobs}, n.opt.services...)
-		if p.grpc, err = backend.New(gcfg, services...); err != nil {
+		p.grpc, err = backend.New(gcfg, services...)
+		if pe := (*backend.PolicyError)(nil); errors.As(err, &pe) && pe.Configured {
+			return policyConfigError(pe)
+		}
+		if err != nil {
 			return err
 		}
 		if err := p.grpc.Listen(); err != nil {
@@ -370,6 +375,16 @@ func (p *parts) buildAPI(checks map[string]func(context.Context) error) error {
 	p.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	p.closers = append(p.closers, p.http.Close)
 	return nil
+}
+
+// policyConfigError restates a grpc.policies error with its config path.
+func policyConfigError(pe *backend.PolicyError) error {
+	valid := strings.Join(pe.Valid, ", ")
+	if pe.Method == "" {
+		return &config.ValidationError{Field: "grpc.policies", Value: pe.Service, Fix: "no such service is hosted; the services are " + valid}
+	}
+	return &config.ValidationError{Field: "grpc.policies." + pe.Service + ".methods", Value: pe.Method,
+		Fix: pe.Service + " has no such method; its methods are " + valid + " (a rule under a misspelt name would leave the real method under the service-wide rule)"}
 }
 
 // start runs the servers and loops. The returned channel gets the error of

@@ -2,10 +2,14 @@ package courier
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"slices"
 
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/prometheus/client_golang/prometheus"
@@ -77,7 +81,7 @@ func newObserve(ctx context.Context, p *parts) (*observe, error) {
 			status := healthpb.HealthCheckResponse_SERVING
 			if !ready {
 				status = healthpb.HealthCheckResponse_NOT_SERVING
-				o.log.Warn("courierd: not ready", "checks", r.Checks)
+				o.log.Warn("courierd: not ready", "checks", r.Checks, "errors", r.Errors)
 			} else {
 				o.log.Info("courierd: ready")
 			}
@@ -152,7 +156,7 @@ func (o *observe) routes(mux *http.ServeMux) error {
 			resp, err := jc.EnqueueJob(ctx, &courierv1.EnqueueJobRequest{
 				Payload: &anypb.Any{TypeUrl: "type.googleapis.com/" + failed.Type, Value: failed.Payload},
 				// One re-enqueue per failed job, however often the button is pressed.
-				IdempotencyKey: "courier-reenqueue:" + failed.ID,
+				IdempotencyKey: reenqueueKey(failed.ID),
 				Labels:         labels,
 			})
 			if err != nil {
@@ -168,6 +172,11 @@ func (o *observe) routes(mux *http.ServeMux) error {
 	}
 	if o.p.worker != nil {
 		dcfg.DeadLetters = deadLetters{o.p.worker}
+	}
+	if o.cfg.GRPC.DevMode {
+		// Unauthenticated, on loopback: answer only to loopback names, so
+		// that no web page can reach it by DNS rebinding.
+		dcfg.Hosts = loopbackHosts(o.cfg.HTTP.Addr, o.p.httpLis.Addr().String())
 	}
 	if roles := o.cfg.HTTP.Dashboard.ReadRoles; len(roles) > 0 && !o.cfg.GRPC.DevMode {
 		dcfg.Authorize = func(r *http.Request) error {
@@ -190,6 +199,30 @@ func (o *observe) routes(mux *http.ServeMux) error {
 	}
 	d.Routes(mux)
 	return nil
+}
+
+// reenqueueKey is the idempotency key of the re-enqueue of failed job id:
+// "courier-reenqueue:ID", or with the ID's SHA-256 when that would pass
+// jobs.MaxIdempotencyKeyBytes (IDs from other publishers may be long).
+func reenqueueKey(id string) string {
+	const prefix = "courier-reenqueue:"
+	if len(prefix)+len(id) <= jobs.MaxIdempotencyKeyBytes {
+		return prefix + id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return prefix + "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// loopbackHosts are the host names a dev-mode dashboard answers: the
+// loopback names and the hosts of the given addresses (configured, bound).
+func loopbackHosts(addrs ...string) []string {
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	for _, a := range addrs {
+		if h, _, err := net.SplitHostPort(a); err == nil && h != "" && !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
 }
 
 // deadLetters shows the worker's dead-letter subscriptions on the dashboard.

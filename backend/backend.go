@@ -17,8 +17,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -199,7 +201,13 @@ func New(cfg Config, services ...Service) (*Server, error) {
 		}
 		seen[name] = true
 		p := svc.Policy()
+		if err := p.check(svc.Desc(), false); err != nil {
+			return nil, err
+		}
 		if override, ok := cfg.Policies[name]; ok {
+			if err := override.check(svc.Desc(), true); err != nil {
+				return nil, err
+			}
 			p = override
 		}
 		auth.policies[name] = p
@@ -207,9 +215,9 @@ func New(cfg Config, services ...Service) (*Server, error) {
 		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 		s.services = append(s.services, name)
 	}
-	for name := range cfg.Policies {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Policies)) {
 		if !seen[name] {
-			return nil, fmt.Errorf("backend: policies names service %q, which this server does not host (hosted: %v)", name, s.services)
+			return nil, &PolicyError{Service: name, Valid: slices.Sorted(maps.Keys(seen)), Configured: true}
 		}
 	}
 	healthpb.RegisterHealthServer(s.grpc, s.health)

@@ -421,9 +421,59 @@ func TestPolicyOverrideFromConfig(t *testing.T) {
 	if got := call(context.Background(), conn, probeService, "Watch"); got != codes.OK {
 		t.Fatalf("Watch with an open policy override: %v", got)
 	}
-	_, err := backend.New(backend.Config{Policies: map[string]backend.Policy{"no.such.Service": {}}}, &probe{})
-	if err == nil || !strings.Contains(err.Error(), "no.such.Service") {
-		t.Fatalf("a policy for a service not hosted: got %v, want an error naming it", err)
+	_, err := backend.New(backend.Config{Policies: map[string]backend.Policy{"no.such.Service": {}}}, &probe{}, &hello.Service{})
+	var pe *backend.PolicyError
+	if !errors.As(err, &pe) || pe.Service != "no.such.Service" || pe.Method != "" {
+		t.Fatalf("a policy for a service not hosted: got %v, want a *PolicyError naming it", err)
+	}
+	for _, want := range []string{"no.such.Service", probeService, "hello.v1.Hello"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+}
+
+// TestPolicyUnknownMethod: a policy naming a method its service does not
+// have is refused, whether it is the service's own policy or one from the
+// config, and the error names the service, the name and every valid method
+// (unary and streaming). Accepting it would leave the real method under the
+// service-wide rule: with "Admn" misspelt, a reader could call Admin.
+func TestPolicyUnknownMethod(t *testing.T) {
+	misspelt := backend.Policy{
+		Rule:    backend.Rule{Roles: []string{"reader"}},
+		Methods: map[string]backend.Rule{"Admn": {Roles: []string{"admin"}}, "Ping": {AllowUnauthenticated: true}},
+	}
+	for _, c := range []struct {
+		name       string
+		cfg        backend.Config
+		svc        *probe
+		configured bool
+	}{
+		{"from config", backend.Config{Policies: map[string]backend.Policy{probeService: misspelt}}, &probe{policy: probePolicy}, true},
+		{"built in", backend.Config{}, &probe{policy: misspelt}, false},
+		{"built in, replaced by config", backend.Config{Policies: map[string]backend.Policy{probeService: probePolicy}}, &probe{policy: misspelt}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.cfg.Logger = quietLogger()
+			_, err := backend.New(c.cfg, c.svc)
+			var pe *backend.PolicyError
+			if !errors.As(err, &pe) {
+				t.Fatalf("got %v, want a *backend.PolicyError", err)
+			}
+			if pe.Service != probeService || pe.Method != "Admn" || pe.Configured != c.configured || pe.Path() != probeService+".methods.Admn" {
+				t.Errorf("PolicyError %+v", pe)
+			}
+			for _, want := range []string{probeService, `"Admn"`, "Admin, Ping, Slow, Watch"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not mention %s", err, want)
+				}
+			}
+		})
+	}
+	// Every real method name, streaming ones included, is accepted.
+	ok := backend.Policy{Methods: map[string]backend.Rule{"Ping": {}, "Admin": {}, "Slow": {}, "Watch": {}}}
+	if _, err := backend.New(backend.Config{Logger: quietLogger(), Policies: map[string]backend.Policy{probeService: ok}}, &probe{}); err != nil {
+		t.Fatalf("a policy naming only real methods: %v", err)
 	}
 }
 

@@ -3,7 +3,10 @@ package backend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +40,71 @@ func (p Policy) rule(method string) Rule {
 		return r
 	}
 	return p.Rule
+}
+
+// PolicyError is a policy that names a service this server does not host,
+// or a method its service does not have. New refuses it: a misspelt method
+// name would silently leave the real method under the service-wide rule.
+type PolicyError struct {
+	// Service is the service the policy is for.
+	Service string
+	// Method is the method the policy names that Service does not have; ""
+	// when Service itself is not hosted.
+	Method string
+	// Valid lists what was meant to be named: the service's methods (unary
+	// and streaming) or, when Method is "", the hosted services. Sorted.
+	Valid []string
+	// Configured says the policy came from Config.Policies (a config file's
+	// grpc.policies), not from the service's own Policy method.
+	Configured bool
+}
+
+// Path is where the wrong name sits within Config.Policies (or the
+// service's Policy): "hello.v1.Hello" or "hello.v1.Hello.methods.SayHelo".
+func (e *PolicyError) Path() string {
+	if e.Method == "" {
+		return e.Service
+	}
+	return e.Service + ".methods." + e.Method
+}
+
+func (e *PolicyError) Error() string {
+	valid := strings.Join(e.Valid, ", ")
+	if valid == "" {
+		valid = "(none)"
+	}
+	if e.Method == "" {
+		return fmt.Sprintf("backend: policies names service %q, which this server does not host; hosted services: %s", e.Service, valid)
+	}
+	if !e.Configured {
+		return fmt.Sprintf("backend: the built-in policy of %s names method %q, which the service does not have (its methods: %s); fix the service's Policy method", e.Service, e.Method, valid)
+	}
+	return fmt.Sprintf("backend: policies: service %s has no method %q (its methods: %s); fix or remove the name: a rule under a misspelt name leaves the real method under the service-wide rule", e.Service, e.Method, valid)
+}
+
+// methodNames lists a service's methods, unary and streaming, sorted.
+func methodNames(desc *grpc.ServiceDesc) []string {
+	var names []string
+	for _, m := range desc.Methods {
+		names = append(names, m.MethodName)
+	}
+	for _, s := range desc.Streams {
+		names = append(names, s.StreamName)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// check returns a *PolicyError for the first (by name) method in p.Methods
+// that desc does not have, or nil. configured is copied to the error.
+func (p Policy) check(desc *grpc.ServiceDesc, configured bool) error {
+	valid := methodNames(desc)
+	for _, m := range slices.Sorted(maps.Keys(p.Methods)) {
+		if !slices.Contains(valid, m) {
+			return &PolicyError{Service: desc.ServiceName, Method: m, Valid: valid, Configured: configured}
+		}
+	}
+	return nil
 }
 
 // ReflectionAccess says who may use server reflection.

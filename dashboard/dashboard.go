@@ -17,6 +17,13 @@
 // and the server, and every view works without JavaScript (it just does not
 // refresh itself). The pages are plain tables, readable on a phone.
 //
+// Every response carries a Content-Security-Policy that allows only the
+// dashboard's own script and styles (no inline script: confirmations are
+// data-confirm attributes that live.js handles; no framing), nosniff and
+// X-Frame-Options. Config.Hosts limits the host names it answers (courierd
+// sets it in dev mode against DNS rebinding). /static/ serves files, never
+// listings. Store errors go to the log; pages say only what failed.
+//
 // It is for courierd. It reads jobs straight from the jobs.Store (read-only
 // views are open to whoever reaches the HTTP port, like /metrics, unless
 // Config.Authorize closes them: courierd does so with the gRPC server's
@@ -44,8 +51,10 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -54,6 +63,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/courierq/courier/internal/clip"
 	"github.com/courierq/courier/jobs"
 )
 
@@ -94,6 +104,14 @@ type Config struct {
 	// challenge), or another error to answer 403; the message is shown.
 	// nil: every request is allowed.
 	Authorize func(r *http.Request) error
+	// Hosts, when set, are the only host names (the Host header without
+	// its port; IPv6 without brackets) the dashboard answers, pages, actions
+	// and static files alike; any other gets 421 Misdirected Request. It stops
+	// DNS rebinding: a web page whose own name the attacker re-points at
+	// 127.0.0.1 can otherwise read an unauthenticated dashboard and press its
+	// buttons, since to the browser it is same-origin. courierd sets it in dev
+	// mode to the loopback names and the configured address. nil: any host.
+	Hosts []string
 	// DeadLetters, when set, adds the dead-letters page (/dead-letters):
 	// list, inspect, and re-enqueue (through Reenqueue, then acked) one or
 	// all of a type. nil: no such page.
@@ -166,9 +184,19 @@ func New(cfg Config) (*Dashboard, error) {
 		return nil, fmt.Errorf("dashboard: templates: %w", err)
 	}
 	d.tmpl = t
+	if cfg.Hosts != nil {
+		hosts := make([]string, len(cfg.Hosts))
+		for i, h := range cfg.Hosts {
+			if h == "" || strings.ContainsAny(h, ":[]/") && net.ParseIP(h) == nil {
+				return nil, fmt.Errorf("dashboard: Config.Hosts[%d] is %q; list host names or IP addresses without ports, e.g. localhost or 127.0.0.1", i, h)
+			}
+			hosts[i] = strings.ToLower(h)
+		}
+		cfg.Hosts = hosts
+	}
 	static, _ := fs.Sub(staticFS, "static")
 	d.mux = http.NewServeMux()
-	d.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	d.mux.Handle("GET /static/", http.StripPrefix("/static/", staticFiles(static)))
 	d.mux.HandleFunc("GET /{$}", d.overview)
 	d.mux.HandleFunc("GET /jobs", d.list)
 	d.mux.HandleFunc("GET /jobs/{id}", d.job)
@@ -184,7 +212,25 @@ func New(cfg Config) (*Dashboard, error) {
 	return d, nil
 }
 
+// contentSecurityPolicy allows the dashboard's own script, styles and
+// fetches and nothing else: no inline script (confirmations are in
+// live.js), no framing (clickjacking), forms posting only to itself.
+const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// ServeHTTP serves the dashboard. Every response carries the security
+// headers (Content-Security-Policy, X-Content-Type-Options: nosniff,
+// X-Frame-Options: DENY, Referrer-Policy); a request for a host not in
+// Config.Hosts gets 421; then Config.Authorize decides (not for /static/).
 func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", contentSecurityPolicy)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "same-origin")
+	if d.cfg.Hosts != nil && !slices.Contains(d.cfg.Hosts, hostname(r.Host)) {
+		d.fail(w, http.StatusMisdirectedRequest, fmt.Sprintf("dashboard: this dashboard answers only to %s, and the request names host %q; open it by one of those names (a page reaching it under another name may be a DNS rebinding attack)", strings.Join(d.cfg.Hosts, ", "), clip.String(r.Host)))
+		return
+	}
 	if d.cfg.Authorize != nil && !strings.HasPrefix(r.URL.Path, "/static/") {
 		if err := d.cfg.Authorize(r); err != nil {
 			if errors.Is(err, ErrUnauthenticated) {
@@ -197,6 +243,28 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	d.mux.ServeHTTP(w, r)
+}
+
+// hostname is a Host header's host, lower case, without port or brackets.
+func hostname(hostport string) string {
+	h := hostport
+	if host, _, err := net.SplitHostPort(hostport); err == nil {
+		h = host
+	}
+	return strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"))
+}
+
+// staticFiles serves the files of fsys, and 404 for a directory (no
+// listings).
+func staticFiles(fsys fs.FS) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.URL.Path
+		if fi, err := fs.Stat(fsys, name); name == "" || strings.HasSuffix(name, "/") || err != nil || fi.IsDir() {
+			http.NotFound(w, r)
+			return
+		}
+		http.ServeFileFS(w, r, fsys, name)
+	})
 }
 
 // Routes adds the dashboard's routes to mux.
@@ -243,6 +311,14 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, page string, 
 	if err := d.tmpl.ExecuteTemplate(w, name, data); err != nil {
 		d.cfg.Logger.Error("dashboard: rendering", "page", name, "err", err)
 	}
+}
+
+// unavailable answers 503 for a failed read of the store or a
+// subscription. The error goes to the log only: it can name hosts, database
+// users and databases, and the dashboard may be open to anyone.
+func (d *Dashboard) unavailable(w http.ResponseWriter, doing string, err error) {
+	d.cfg.Logger.Error("dashboard: "+doing+" failed", "err", err)
+	d.fail(w, http.StatusServiceUnavailable, "dashboard: "+doing+" failed; the server log has the error; try again later")
 }
 
 func (d *Dashboard) fail(w http.ResponseWriter, code int, msg string) {
@@ -312,7 +388,7 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
 	// Types seen in recent jobs, too (e.g. from other publishers).
 	recent, _, err := d.cfg.Store.List(ctx, jobs.ListParams{PageSize: 200})
 	if err != nil {
-		d.fail(w, http.StatusServiceUnavailable, "dashboard: reading jobs: "+err.Error())
+		d.unavailable(w, "reading jobs", err)
 		return
 	}
 	for _, j := range recent {
@@ -324,7 +400,7 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
 		for _, st := range jobs.States() {
 			n, oldest, capped, err := d.count(ctx, t, st)
 			if err != nil {
-				d.fail(w, http.StatusServiceUnavailable, "dashboard: counting jobs: "+err.Error())
+				d.unavailable(w, "counting jobs", err)
 				return
 			}
 			s.Counts[st], s.Capped[st] = n, capped
@@ -391,7 +467,7 @@ func (d *Dashboard) list(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		d.fail(w, http.StatusServiceUnavailable, "dashboard: listing jobs: "+err.Error())
+		d.unavailable(w, "listing jobs", err)
 		return
 	}
 	var nextURL string
@@ -425,12 +501,12 @@ func (d *Dashboard) job(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		d.fail(w, http.StatusServiceUnavailable, "dashboard: reading job: "+err.Error())
+		d.unavailable(w, "reading job", err)
 		return
 	}
 	v := jobView{Job: j, PayloadJSON: d.toJSON(j.Type, j.Payload), ActionsNote: d.cfg.ActionsNote, Flash: r.URL.Query().Get("flash")}
 	if v.Events, err = d.cfg.Store.Events(r.Context(), j.ID); err != nil {
-		d.fail(w, http.StatusServiceUnavailable, "dashboard: reading the job's timeline: "+err.Error())
+		d.unavailable(w, "reading the job's timeline", err)
 		return
 	}
 	if j.ResultType != "" {
@@ -529,7 +605,7 @@ func (d *Dashboard) reenqueueFailed(w http.ResponseWriter, r *http.Request) {
 	for len(failed) < d.cfg.CountLimit {
 		js, next, err := d.cfg.Store.List(r.Context(), jobs.ListParams{Type: typ, State: jobs.Failed, PageSize: 1000, PageToken: token})
 		if err != nil {
-			d.fail(w, http.StatusServiceUnavailable, "dashboard: listing failed jobs: "+err.Error())
+			d.unavailable(w, "listing failed jobs", err)
 			return
 		}
 		failed = append(failed, js...)

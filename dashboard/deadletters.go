@@ -52,7 +52,7 @@ func (d *Dashboard) deadLetters(w http.ResponseWriter, r *http.Request) {
 	typ := r.URL.Query().Get("type")
 	dls, err := d.cfg.DeadLetters.Peek(r.Context(), typ, deadLetterLimit)
 	if err != nil {
-		d.fail(w, http.StatusServiceUnavailable, "dashboard: reading dead letters: "+err.Error())
+		d.unavailable(w, "reading dead letters", err)
 		return
 	}
 	counts := map[string]int{}
@@ -88,7 +88,7 @@ func (d *Dashboard) deadLetter(w http.ResponseWriter, r *http.Request) {
 	sub, id := r.PathValue("sub"), r.PathValue("id")
 	dl, err := d.findDeadLetter(r.Context(), sub, id)
 	if err != nil {
-		d.fail(w, http.StatusServiceUnavailable, "dashboard: reading dead letters: "+err.Error())
+		d.unavailable(w, "reading dead letters", err)
 		return
 	}
 	if dl == nil {
@@ -136,7 +136,7 @@ func (d *Dashboard) reenqueueDeadLetter(w http.ResponseWriter, r *http.Request) 
 	}
 	dl, err := d.findDeadLetter(r.Context(), sub, id)
 	if err != nil {
-		d.fail(w, http.StatusServiceUnavailable, "dashboard: reading dead letters: "+err.Error())
+		d.unavailable(w, "reading dead letters", err)
 		return
 	}
 	if dl == nil {
@@ -160,7 +160,7 @@ func (d *Dashboard) reenqueueDeadLetters(w http.ResponseWriter, r *http.Request)
 	}
 	dls, err := d.cfg.DeadLetters.Peek(r.Context(), typ, deadLetterLimit)
 	if err != nil {
-		d.fail(w, http.StatusServiceUnavailable, "dashboard: reading dead letters: "+err.Error())
+		d.unavailable(w, "reading dead letters", err)
 		return
 	}
 	// Each letter is tried: one that does not decode must not hold up the

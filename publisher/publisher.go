@@ -43,7 +43,7 @@ var (
 // TooLargeError is returned for a message over MaxMessageBytes.
 type TooLargeError struct {
 	Type  string // full protobuf name
-	Size  int    // encoded size with attributes, bytes
+	Size  int    // encoded size with attributes (see EncodedSize), bytes
 	Limit int    // MaxMessageBytes
 }
 
@@ -135,6 +135,9 @@ func New(client *pubsub.Client, cfg Config) (*Publisher, error) {
 		if err := wire.ValidateID(id); err != nil {
 			return nil, fmt.Errorf("publisher: Config.Naming.Topics[%q]: %w", typ, err)
 		}
+	}
+	if len(cfg.Source) > MaxSourceBytes {
+		return nil, fmt.Errorf("publisher: Config.Source is %d bytes; the limit is %d", len(cfg.Source), MaxSourceBytes)
 	}
 	if cfg.Source == "" {
 		cfg.Source = "courier"
@@ -319,7 +322,14 @@ func (p *Publisher) send(ctx context.Context, m *wire.Message, watch bool) (*Res
 	if m.TraceParent == "" {
 		m.TraceParent, m.TraceState = traceContext(ctx)
 	}
+	if err := checkID(m.ID); err != nil {
+		return nil, err
+	}
+	if err := CheckSize(m.Type, m.Data, m.Labels); err != nil {
+		return nil, err
+	}
 	attrs := m.Attributes()
+	// Only a trace context beyond MaxTraceBytes gets here over the limit.
 	if size := proto.Size(&pubsubpb.PubsubMessage{Data: m.Data, Attributes: attrs, OrderingKey: m.OrderingKey}); size > MaxMessageBytes {
 		return nil, &TooLargeError{Type: m.Type, Size: size, Limit: MaxMessageBytes}
 	}

@@ -2,7 +2,9 @@
 // named checks (the job store's Ping, a cheap Pub/Sub admin call, Temporal
 // when configured), each under a short timeout, serves the result as
 // /readyz, and reports changes (courierd sets the gRPC health status of its
-// services to match).
+// services to match, and logs the errors). /readyz is unauthenticated, so it
+// names the failing checks but never shows their errors, which can hold
+// connection details (database user and name, hosts).
 //
 // It is for courierd. It is not liveness: /healthz says only that the
 // process serves HTTP, and a failing dependency must not get it restarted.
@@ -40,9 +42,21 @@ type Config struct {
 
 // Report is the result of one round of checks.
 type Report struct {
-	Ready  bool              `json:"ready"`
-	Checks map[string]string `json:"checks"` // name → "ok" or the error
+	Ready bool `json:"ready"`
+	// Checks maps each check's name to "ok", or to a summary of its failure
+	// that is safe to show anyone who reaches /readyz (unauthenticated):
+	// FailedSummary, or TimeoutSummary when the check ran out of time.
+	Checks map[string]string `json:"checks"`
+	// Errors holds the failing checks' errors, for the log: they may name
+	// hosts, database users and databases, so /readyz never shows them.
+	Errors map[string]error `json:"-"`
 }
+
+// The summaries /readyz shows for a failing check.
+const (
+	FailedSummary  = "failing (the server log has the error)"
+	TimeoutSummary = "failing: no answer in time (the server log has the error)"
+)
 
 // Checker runs the checks.
 type Checker struct {
@@ -94,7 +108,7 @@ func (c *Checker) Check(ctx context.Context) Report {
 	c.mu.Lock()
 	checks := c.checks
 	c.mu.Unlock()
-	r := Report{Ready: true, Checks: make(map[string]string, len(checks))}
+	r := Report{Ready: true, Checks: make(map[string]string, len(checks)), Errors: map[string]error{}}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, ch := range checks {
@@ -104,10 +118,14 @@ func (c *Checker) Check(ctx context.Context) Report {
 			err := ch.Func(cctx)
 			mu.Lock()
 			defer mu.Unlock()
-			if err != nil {
+			switch {
+			case err != nil && cctx.Err() != nil && ctx.Err() == nil:
 				r.Ready = false
-				r.Checks[ch.Name] = err.Error()
-			} else {
+				r.Checks[ch.Name], r.Errors[ch.Name] = TimeoutSummary, err
+			case err != nil:
+				r.Ready = false
+				r.Checks[ch.Name], r.Errors[ch.Name] = FailedSummary, err
+			default:
 				r.Checks[ch.Name] = "ok"
 			}
 		})
@@ -139,7 +157,8 @@ func (c *Checker) Run(ctx context.Context) {
 
 // ServeHTTP answers /readyz: 200 when ready, 503 naming the failing parts
 // otherwise; a JSON body with ?format=json (or Accept: application/json),
-// else text lines "name: ok|error".
+// else text lines "name: ok|summary". It shows no error text (see Report);
+// OnChange gets the errors, for the log.
 func (c *Checker) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r := c.Check(req.Context())
 	c.mu.Lock()

@@ -1,9 +1,9 @@
 // Package wire is courier's message format on Pub/Sub, in one place: which
 // topic a job type goes to (Naming), the attributes a job message carries
 // (the CloudEvents Pub/Sub protocol binding in binary mode, plus courier's
-// labels and W3C trace context), how a received message's attributes are
-// read back (Parse), and how large a message is once encoded (Size), so
-// that the API can refuse a job that Pub/Sub would refuse.
+// labels and W3C trace context), and how a received message's attributes
+// are read back (Parse). (publisher.EncodedSize counts a message's size on
+// these attributes, so that the API can refuse a job Pub/Sub would refuse.)
 //
 // It is for the packages that write and read job messages (publisher,
 // ingest, the outbox relay, the JobService's size check). It does no I/O and
@@ -14,9 +14,6 @@ package wire
 import (
 	"strings"
 	"time"
-
-	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	"google.golang.org/protobuf/proto"
 )
 
 // Attribute names. The ce- attributes and Content-Type follow the
@@ -99,17 +96,6 @@ func (m *Message) Attributes() map[string]string {
 		attrs[AttrTime] = m.Time.UTC().Format(time.RFC3339Nano)
 	}
 	return attrs
-}
-
-// Size returns the size of m once encoded as Pub/Sub counts it against
-// MaxMessageBytes. Time, when zero, is counted as a ce-time of the longest
-// RFC 3339 form, so a message measured before it is stamped still fits.
-func (m *Message) Size() int {
-	attrs := m.Attributes()
-	if m.Time.IsZero() {
-		attrs[AttrTime] = "2006-01-02T15:04:05.999999999Z"
-	}
-	return proto.Size(&pubsubpb.PubsubMessage{Data: m.Data, Attributes: attrs, OrderingKey: m.OrderingKey})
 }
 
 // Received is what courier reads of a received message's attributes.

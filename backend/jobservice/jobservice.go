@@ -32,12 +32,20 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/courierq/courier/backend"
+	"github.com/courierq/courier/internal/clip"
 	"github.com/courierq/courier/jobs"
 	courierv1 "github.com/courierq/courier/proto/courier/v1"
+	"github.com/courierq/courier/publisher"
 )
 
-// MaxPayloadBytes is Pub/Sub's limit on a message's data: 10 MB.
+// MaxPayloadBytes is Pub/Sub's limit on a message's data: 10 MB. The
+// message that carries a job also holds attributes, so EnqueueJob checks its
+// encoded size too (publisher.CheckSize).
 const MaxPayloadBytes = 10 * 1000 * 1000
+
+// MaxPageTokenBytes bounds ListJobs' page_token: longer than any token a
+// store returns (a job ID of jobs.MaxIDBytes and a time, base64-encoded).
+const MaxPageTokenBytes = 1024
 
 // TypeInfo is what the service needs to know of a registered job type.
 type TypeInfo struct {
@@ -149,7 +157,16 @@ func (s *Service) EnqueueJob(ctx context.Context, req *courierv1.EnqueueJobReque
 	}
 	typeName := string(payload.MessageName())
 	if typeName == "" {
-		return nil, status.Errorf(codes.InvalidArgument, "jobservice: payload type URL %q names no message; it should end in /FULL.MESSAGE.NAME", payload.GetTypeUrl())
+		return nil, status.Errorf(codes.InvalidArgument, "jobservice: payload type URL %q names no message; it should end in /FULL.MESSAGE.NAME", clip.String(payload.GetTypeUrl()))
+	}
+	if err := tooLong("payload type name", typeName, jobs.MaxTypeBytes); err != nil {
+		return nil, err
+	}
+	if err := tooLong("idempotency_key", req.GetIdempotencyKey(), jobs.MaxIdempotencyKeyBytes); err != nil {
+		return nil, err
+	}
+	if err := checkLabels("labels", req.GetLabels()); err != nil {
+		return nil, err
 	}
 	mt, err := s.cfg.Resolver.FindMessageByName(protoreflect.FullName(typeName))
 	if err != nil {
@@ -162,11 +179,14 @@ func (s *Service) EnqueueJob(ctx context.Context, req *courierv1.EnqueueJobReque
 	if n := len(payload.GetValue()); n > s.cfg.MaxPayloadBytes {
 		return nil, status.Errorf(codes.InvalidArgument, "jobservice: payload of %s is %d bytes, over the limit of %d bytes (Pub/Sub's message limit); store large inputs elsewhere and pass a reference", typeName, n, s.cfg.MaxPayloadBytes)
 	}
+	// The relay publishes the payload with courier's attributes and the
+	// labels: what must fit is that message, as the publisher counts it.
+	var tl *publisher.TooLargeError
+	if err := publisher.CheckSize(typeName, payload.GetValue(), req.GetLabels()); errors.As(err, &tl) {
+		return nil, status.Errorf(codes.InvalidArgument, "jobservice: a job of %s with this payload (%d bytes) and these labels is a Pub/Sub message of %d bytes encoded, over Pub/Sub's limit of %d bytes; store large inputs elsewhere and pass a reference", typeName, len(payload.GetValue()), tl.Size, tl.Limit)
+	}
 	if err := proto.Unmarshal(payload.GetValue(), mt.New().Interface()); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "jobservice: payload bytes are not a valid %s: %v", typeName, err)
-	}
-	if err := validateLabels(req.GetLabels()); err != nil {
-		return nil, err
 	}
 	if info.Check != nil {
 		if err := info.Check(ctx); err != nil {
@@ -271,6 +291,15 @@ func (s *Service) CancelJob(ctx context.Context, req *courierv1.CancelJobRequest
 // ListJobs implements courier.v1.JobService.
 func (s *Service) ListJobs(ctx context.Context, req *courierv1.ListJobsRequest) (*courierv1.ListJobsResponse, error) {
 	p := jobs.ListParams{Type: req.GetType(), Labels: req.GetLabels(), PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken()}
+	if err := tooLong("type", p.Type, jobs.MaxTypeBytes); err != nil {
+		return nil, err
+	}
+	if err := checkLabels("label filters", p.Labels); err != nil {
+		return nil, err
+	}
+	if err := tooLong("page_token", p.PageToken, MaxPageTokenBytes); err != nil {
+		return nil, err
+	}
 	if p.PageSize < 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "jobservice: page_size is %d; it must be 0 (default 50) or positive", p.PageSize)
 	}
@@ -306,16 +335,33 @@ func requireID(id string) error {
 	if id == "" {
 		return status.Error(codes.InvalidArgument, "jobservice: id is empty; pass the job_id that EnqueueJob returned")
 	}
-	return nil
+	return tooLong("id", id, jobs.MaxIDBytes)
 }
 
-func validateLabels(labels map[string]string) error {
-	if len(labels) > 64 {
-		return status.Errorf(codes.InvalidArgument, "jobservice: %d labels; at most 64 are allowed", len(labels))
+// tooLong returns InvalidArgument when value is over limit bytes, naming
+// the field, its size and the limit, and quoting only the value's start.
+func tooLong(field, value string, limit int) error {
+	if len(value) <= limit {
+		return nil
 	}
-	for k, v := range labels {
-		if k == "" || len(k) > 63 || len(v) > 256 {
-			return status.Errorf(codes.InvalidArgument, "jobservice: label %q=%q: keys must be 1 to 63 bytes and values at most 256 bytes", k, v)
+	return status.Errorf(codes.InvalidArgument, "jobservice: %s is %d bytes, over the limit of %d bytes (it starts %q)", field, len(value), limit, clip.String(value))
+}
+
+// checkLabels bounds a job's labels or a List's label filters (what) by the
+// limits every store shares: jobs.MaxLabels pairs, keys of 1 to
+// jobs.MaxLabelKeyBytes bytes, values of at most jobs.MaxLabelValueBytes.
+func checkLabels(what string, labels map[string]string) error {
+	if len(labels) > jobs.MaxLabels {
+		return status.Errorf(codes.InvalidArgument, "jobservice: %d %s, over the limit of %d", len(labels), what, jobs.MaxLabels)
+	}
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		switch v := labels[k]; {
+		case k == "":
+			return status.Errorf(codes.InvalidArgument, "jobservice: %s: a key is empty; keys are 1 to %d bytes", what, jobs.MaxLabelKeyBytes)
+		case len(k) > jobs.MaxLabelKeyBytes:
+			return status.Errorf(codes.InvalidArgument, "jobservice: %s: key %q is %d bytes, over the limit of %d bytes", what, clip.String(k), len(k), jobs.MaxLabelKeyBytes)
+		case len(v) > jobs.MaxLabelValueBytes:
+			return status.Errorf(codes.InvalidArgument, "jobservice: %s: the value of %q is %d bytes, over the limit of %d bytes (it starts %q)", what, k, len(v), jobs.MaxLabelValueBytes, clip.String(v))
 		}
 	}
 	return nil

@@ -22,6 +22,7 @@ import (
 	"github.com/courierq/courier/jobs/sqlite"
 	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
 	courierv1 "github.com/courierq/courier/proto/courier/v1"
+	"github.com/courierq/courier/publisher"
 )
 
 type env struct {
@@ -114,6 +115,10 @@ func TestEnqueueRejectsBadInput(t *testing.T) {
 		{"unregistered type", &courierv1.EnqueueJobRequest{Payload: mustAny(t, durationpb.New(time.Second))}, []string{"google.protobuf.Duration", "no registered handler"}},
 		{"bad bytes", &courierv1.EnqueueJobRequest{Payload: &anypb.Any{TypeUrl: "type.googleapis.com/courier.demo.v1.Echo", Value: []byte{0xff, 0xff}}}, []string{"not a valid courier.demo.v1.Echo"}},
 		{"oversized", &courierv1.EnqueueJobRequest{Payload: mustAny(t, big)}, []string{"10000005 bytes", "limit of 10000000"}},
+		// The payload is within Pub/Sub's 10 MB, but the message that
+		// carries it (attributes, labels) is not: it could never publish.
+		{"payload fits, message does not", &courierv1.EnqueueJobRequest{Payload: mustAny(t, &demov1.Echo{Message: strings.Repeat("x", 9_999_995)}), Labels: map[string]string{"team": "a"}},
+			[]string{"payload (10000000 bytes)", fmt.Sprintf("message of %d bytes", publisher.EncodedSize("courier.demo.v1.Echo", make([]byte, 10_000_000), map[string]string{"team": "a"})), "limit of 10000000 bytes"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -250,6 +255,106 @@ func TestListJobs(t *testing.T) {
 	}
 	_, err = e.client.ListJobs(e.ctx, &courierv1.ListJobsRequest{PageToken: "garbage"})
 	wantCode(t, err, codes.InvalidArgument, "page token")
+}
+
+// TestLimits: IDs, idempotency keys, labels, label filters, type names and
+// page tokens over the limits every store shares get InvalidArgument naming
+// the field, the size and the limit, on each store, and the message quotes
+// at most the value's start. Before the API bounded them, ~1,000 label
+// filters on SQLite (expression depth) and a 1 MB key or ID on PostgreSQL
+// (index row size, pg_notify payload) came back as Unavailable with raw SQL.
+// Values at the limits are accepted.
+func TestLimits(t *testing.T) {
+	for _, kind := range testenv.StoreKinds() {
+		t.Run(string(kind), func(t *testing.T) {
+			t.Parallel()
+			store := testenv.Store(t, kind)
+			_, jc := testenv.JobService(t, store, jobservice.TypeMap{"courier.demo.v1.Echo": {}})
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			mb := strings.Repeat("k", 1<<20)
+			filters := map[string]string{}
+			for i := range 1000 {
+				filters[fmt.Sprint("k", i)] = "v"
+			}
+			labels := func(n, keyLen, valueLen int) map[string]string {
+				m := map[string]string{}
+				for i := range n {
+					k := fmt.Sprintf("%0*d", keyLen, i)
+					m[k] = strings.Repeat("v", valueLen)
+				}
+				return m
+			}
+			enqueue := func(key string, l map[string]string) error {
+				_, err := jc.EnqueueJob(ctx, &courierv1.EnqueueJobRequest{Payload: mustAny(t, &demov1.Echo{}), IdempotencyKey: key, Labels: l})
+				return err
+			}
+			watch := func(id string) error {
+				s, err := jc.WatchJob(ctx, &courierv1.WatchJobRequest{Id: id})
+				if err == nil {
+					_, err = s.Recv()
+				}
+				return err
+			}
+			for _, c := range []struct {
+				name     string
+				err      error
+				contains []string
+			}{
+				{"1000 label filters", func() error {
+					_, err := jc.ListJobs(ctx, &courierv1.ListJobsRequest{Labels: filters})
+					return err
+				}(), []string{"1000 label filters", "limit of 64"}},
+				{"1 MB idempotency key", enqueue(mb, nil), []string{"idempotency_key is 1048576 bytes", "limit of 256 bytes"}},
+				{"1 MB ID to GetJob", func() error { _, err := jc.GetJob(ctx, &courierv1.GetJobRequest{Id: mb}); return err }(), []string{"id is 1048576 bytes", "limit of 256 bytes"}},
+				{"1 MB ID to CancelJob", func() error { _, err := jc.CancelJob(ctx, &courierv1.CancelJobRequest{Id: mb}); return err }(), []string{"id is 1048576 bytes", "limit of 256 bytes"}},
+				{"1 MB ID to WatchJob", watch(mb), []string{"id is 1048576 bytes", "limit of 256 bytes"}},
+				{"65 labels", enqueue("", labels(65, 2, 1)), []string{"65 labels", "limit of 64"}},
+				{"64-byte label key", enqueue("", labels(1, 64, 1)), []string{"labels: key", "64 bytes", "limit of 63 bytes"}},
+				{"1 MB label value", enqueue("", map[string]string{"team": mb}), []string{`value of "team" is 1048576 bytes`, "limit of 256 bytes"}},
+				{"empty label key", enqueue("", map[string]string{"": "v"}), []string{"a key is empty"}},
+				{"1 MB label filter value", func() error {
+					_, err := jc.ListJobs(ctx, &courierv1.ListJobsRequest{Labels: map[string]string{"team": mb}})
+					return err
+				}(), []string{"label filters", "1048576 bytes", "limit of 256 bytes"}},
+				{"1 MB type filter", func() error {
+					_, err := jc.ListJobs(ctx, &courierv1.ListJobsRequest{Type: mb})
+					return err
+				}(), []string{"type is 1048576 bytes", "limit of 255 bytes"}},
+				{"1 MB page token", func() error {
+					_, err := jc.ListJobs(ctx, &courierv1.ListJobsRequest{PageToken: mb})
+					return err
+				}(), []string{"page_token is 1048576 bytes", "limit of 1024 bytes"}},
+				{"1 MB payload type", func() error {
+					_, err := jc.EnqueueJob(ctx, &courierv1.EnqueueJobRequest{Payload: &anypb.Any{TypeUrl: "type.googleapis.com/" + mb}})
+					return err
+				}(), []string{"payload type name is 1048576 bytes", "limit of 255 bytes"}},
+			} {
+				t.Run(c.name, func(t *testing.T) {
+					wantCode(t, c.err, codes.InvalidArgument, c.contains...)
+					if msg := status.Convert(c.err).Message(); len(msg) > 600 {
+						t.Errorf("the message is %d bytes: it echoes the value: %.200q", len(msg), msg)
+					}
+				})
+			}
+
+			// At the limits, everything is accepted.
+			key := strings.Repeat("k", jobs.MaxIdempotencyKeyBytes)
+			if err := enqueue(key, labels(jobs.MaxLabels, jobs.MaxLabelKeyBytes, jobs.MaxLabelValueBytes)); err != nil {
+				t.Fatalf("enqueue at the limits: %v", err)
+			}
+			resp, err := jc.ListJobs(ctx, &courierv1.ListJobsRequest{Labels: labels(jobs.MaxLabels, jobs.MaxLabelKeyBytes, jobs.MaxLabelValueBytes)})
+			if err != nil || len(resp.Jobs) != 1 || resp.Jobs[0].IdempotencyKey != key {
+				t.Fatalf("list by %d label filters at the limits: %v %v", jobs.MaxLabels, resp, err)
+			}
+			id := strings.Repeat("i", jobs.MaxIDBytes)
+			_, err = jc.GetJob(ctx, &courierv1.GetJobRequest{Id: id})
+			wantCode(t, err, codes.NotFound)
+			_, err = jc.CancelJob(ctx, &courierv1.CancelJobRequest{Id: id})
+			wantCode(t, err, codes.NotFound)
+			wantCode(t, watch(id), codes.NotFound)
+		})
+	}
 }
 
 func TestCheckRejectsBeforeRecording(t *testing.T) {

@@ -1,16 +1,19 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -25,29 +28,38 @@ func explain(addr string, err error) error {
 	}
 	switch st.Code() {
 	case codes.Unavailable:
-		return fmt.Errorf("cannot reach courierd at %s (%s): is it running? `make run` starts the demo; --addr or $COURIER_ADDR points elsewhere", addr, st.Message())
+		if strings.Contains(st.Message(), "handshake") || strings.Contains(st.Message(), "certificate") {
+			return fmt.Errorf("TLS with courierd at %s failed (%s): check --ca-file (the CA that signed its certificate), --server-name (a name its certificate holds, when the address is not one) and, for mTLS, --cert-file and --key-file", addr, st.Message())
+		}
+		return fmt.Errorf("cannot reach courierd at %s (%s): is it running? `make run` starts the demo; --addr, $COURIER_ADDR or a profile points elsewhere", addr, st.Message())
 	case codes.Unauthenticated:
-		return fmt.Errorf("%s; pass --token-file or set $COURIER_TOKEN", st.Message())
+		return fmt.Errorf("%s; pass --token-file, set $COURIER_TOKEN, or use a profile with tokenFile", st.Message())
 	default:
 		return fmt.Errorf("%s: %s", st.Code(), st.Message())
 	}
 }
 
-// anyJSON renders an Any's message as compact protojson, or its type and
-// size when the type is not compiled into this CLI.
-func anyJSON(a *anypb.Any) string {
+// anyJSON renders an Any's message as compact protojson, resolving its type
+// through types (the server's, by reflection), or its type and size when it
+// cannot.
+func anyJSON(a *anypb.Any, types *types) string {
 	if a == nil {
 		return ""
 	}
-	m, err := a.UnmarshalNew()
+	m, err := anypb.UnmarshalNew(a, proto.UnmarshalOptions{Resolver: types})
 	if err != nil {
 		return fmt.Sprintf("<%s, %d bytes>", a.MessageName(), len(a.Value))
 	}
-	b, err := protojson.Marshal(m)
+	b, err := protojson.MarshalOptions{Resolver: types}.Marshal(m)
 	if err != nil {
 		return fmt.Sprintf("<%s: %v>", a.MessageName(), err)
 	}
-	return string(b)
+	// protojson varies its white space on purpose; print it stably.
+	var out bytes.Buffer
+	if json.Compact(&out, b) != nil {
+		return string(b)
+	}
+	return out.String()
 }
 
 func fmtTime(t *timestamppb.Timestamp) string {
@@ -58,10 +70,10 @@ func fmtTime(t *timestamppb.Timestamp) string {
 }
 
 // printJob prints a job as aligned "key: value" lines.
-func printJob(w io.Writer, j *courierv1.Job) {
+func printJob(w io.Writer, j *courierv1.Job, types *types) {
 	line := func(k, v string) {
 		if v != "" {
-			fmt.Fprintf(w, "%-10s %s\n", k+":", v)
+			fmt.Fprintf(w, "%-10s %s\n", k+":", printable(v))
 		}
 	}
 	line("id", j.GetId())
@@ -71,20 +83,15 @@ func printJob(w io.Writer, j *courierv1.Job) {
 	if p := j.GetProgress(); p != nil {
 		line("progress", strings.TrimSpace(fmt.Sprintf("%3.0f%% %s", p.GetFraction()*100, p.GetMessage())))
 	}
-	line("payload", anyJSON(j.GetPayload()))
-	line("result", anyJSON(j.GetResult()))
+	line("payload", anyJSON(j.GetPayload(), types))
+	line("result", anyJSON(j.GetResult(), types))
 	if e := j.GetError(); e != nil {
 		line("error", fmt.Sprintf("%s: %s", codes.Code(e.GetCode()), e.GetMessage()))
 	}
-	if len(j.GetLabels()) > 0 {
-		keys := make([]string, 0, len(j.GetLabels()))
-		for k := range j.GetLabels() {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
+	if labels := j.GetLabels(); len(labels) > 0 {
 		var parts []string
-		for _, k := range keys {
-			parts = append(parts, k+"="+j.GetLabels()[k])
+		for _, k := range slices.Sorted(maps.Keys(labels)) {
+			parts = append(parts, k+"="+labels[k])
 		}
 		line("labels", strings.Join(parts, ","))
 	}
@@ -99,32 +106,6 @@ func printJob(w io.Writer, j *courierv1.Job) {
 	if j.GetEndTime() != nil {
 		line("ended", fmtTime(j.GetEndTime()))
 	}
-}
-
-// isTerminal reports whether w is a terminal (a character device).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// progressBar renders "[#####.....]  50% RUNNING message" in width columns.
-func progressBar(j *courierv1.Job, width int) string {
-	frac := j.GetProgress().GetFraction()
-	if j.GetState() == courierv1.State_SUCCEEDED {
-		frac = 1
-	}
-	frac = min(max(frac, 0), 1)
-	const barLen = 24
-	n := int(frac*barLen + 0.5)
-	s := fmt.Sprintf("[%s%s] %3.0f%% %-9s %s", strings.Repeat("#", n), strings.Repeat(".", barLen-n), frac*100, j.GetState(), j.GetProgress().GetMessage())
-	if width > 0 && len(s) > width {
-		s = s[:width]
-	}
-	return s
 }
 
 // exitFor is the exit status for a job's final state.

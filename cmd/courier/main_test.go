@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,6 +22,28 @@ import (
 	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
 	courierv1 "github.com/courierq/courier/proto/courier/v1"
 )
+
+// TestMain runs the CLI itself when a test starts this binary as a child
+// (COURIER_CLI_CHILD=1), so that tests can run it in a fresh process, under
+// a pseudo-terminal or with its output redirected. Otherwise it runs the
+// tests, away from the developer's COURIER_* settings and profile file.
+func TestMain(m *testing.M) {
+	if os.Getenv("COURIER_CLI_CHILD") == "1" {
+		main()
+		os.Exit(0)
+	}
+	for _, k := range []string{"COURIER_ADDR", "COURIER_TOKEN", "COURIER_PROFILE", "COURIER_CONFIG"} {
+		os.Unsetenv(k)
+	}
+	dir, err := os.MkdirTemp("", "courier-cli-test")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_CONFIG_HOME", dir) // no profile file unless a test writes one
+	os.Setenv("HOME", dir)
+	defer os.RemoveAll(dir)
+	testenv.Main(m)
+}
 
 // server runs a JobService on a real SQLite store; tests move jobs through
 // the store as a worker would.
@@ -138,26 +161,34 @@ func TestWaitExitCodes(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
+	addr, _ := server(t)
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
 		{[]string{"frobnicate"}, "unknown command"},
-		{[]string{"enqueue", "no.such.Type", "{}"}, "unknown message type"},
-		{[]string{"enqueue", "courier.demo.v1.Echo", "{bad"}, "not a valid courier.demo.v1.Echo"},
-		{[]string{"get"}, "one job ID"},
+		{[]string{"--addr", addr, "enqueue", "no.such.Type", "{}"}, `unknown message type "no.such.Type": courierd at ` + addr + " does not know it"},
+		{[]string{"--addr", addr, "enqueue", "courier.demo.v1.Echo", "{bad"}, "not a valid courier.demo.v1.Echo"},
+		{[]string{"--addr", "127.0.0.1:1", "enqueue", "courier.demo.v1.Echo", "{}"}, "is it running?"},
+		{[]string{"get"}, "get takes one job ID, and got 0 arguments"},
+		{[]string{"enqueue", "courier.demo.v1.Echo"}, "enqueue takes TYPE and JSON"},
+		{[]string{"list", "extra"}, "list takes no arguments"},
 		{[]string{"-o", "xml", "get", "x"}, "text and json"},
 		{[]string{"list", "--state", "done"}, "QUEUED, RUNNING"},
 		{[]string{"--addr", "127.0.0.1:1", "get", "x"}, "is it running?"},
 		{[]string{"--addr", "10.0.0.1:8005", "get", "x"}, "TLS"},
+		{[]string{"--cert-file", "c.pem", "get", "x"}, "both a client certificate and its key"},
+		{[]string{"--profile", "prod", "get", "x"}, `profile "prod": there is no profile file`},
 	} {
 		out, err := cli(t, tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("courier %v: %v (output %q), want an error containing %q", tc.args, err, out, tc.want)
 		}
 	}
-	out, err := cli(t, "help")
-	if err != nil || !strings.Contains(out, "enqueue TYPE JSON") {
-		t.Fatalf("help: %q %v", out, err)
+	for _, help := range [][]string{{"help"}, {}, {"--help"}} {
+		out, err := cli(t, help...)
+		if err != nil || !strings.Contains(out, "enqueue TYPE JSON") || !strings.Contains(out, "COURIER_TOKEN") {
+			t.Fatalf("courier %v: %q %v", help, out, err)
+		}
 	}
 }

@@ -7,10 +7,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -35,8 +38,23 @@ func chromiumPath(t *testing.T) string {
 	return p
 }
 
-// browser starts headless Chromium for the test.
-func browser(t *testing.T) context.Context {
+// pageWatch counts what the pages did that the test cannot see in the DOM.
+type pageWatch struct {
+	dialogs atomic.Int64 // confirm() dialogs opened (and accepted)
+	mu      sync.Mutex
+	csp     []string // Content-Security-Policy violations reported
+}
+
+func (w *pageWatch) violations() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.csp...)
+}
+
+// browser starts headless Chromium for the test. It accepts every confirm()
+// and fails the test, at its end, for each Content-Security-Policy
+// violation a page reported (e.g. inline script the policy blocked).
+func browser(t *testing.T) (context.Context, *pageWatch) {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromiumPath(t)),
@@ -51,6 +69,7 @@ func browser(t *testing.T) context.Context {
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("starting Chromium: %v", err)
 	}
+	w := &pageWatch{}
 	// Accept the confirm() of the cancel button.
 	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
 	go func() {
@@ -58,10 +77,29 @@ func browser(t *testing.T) context.Context {
 			if err != nil {
 				return
 			}
+			w.dialogs.Add(1)
 			chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
 		}
 	}()
-	return ctx
+	entries := chromedp.Events(ctx, log.EntryAdded)
+	go func() {
+		for e, err := range entries {
+			if err != nil {
+				return
+			}
+			if e.Entry != nil && strings.Contains(e.Entry.Text, "Content Security Policy") {
+				w.mu.Lock()
+				w.csp = append(w.csp, e.Entry.Text)
+				w.mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		for _, v := range w.violations() {
+			t.Errorf("Content-Security-Policy violation: %s", v)
+		}
+	})
+	return ctx, w
 }
 
 // artifact saves a screenshot under testdata/artifacts (gitignored).
@@ -84,7 +122,7 @@ func artifact(t *testing.T, name string, png []byte) {
 // button cancels a running job (checked over gRPC). Each view is saved as a
 // screenshot.
 func TestDashboardInChromium(t *testing.T) {
-	ctx := browser(t)
+	ctx, watch := browser(t)
 	st := startCourierd(t, demoConfig(t))
 	base := "http://" + st.HTTPAddr()
 	conn, err := client.Dial(st.GRPCAddr(), client.Config{})
@@ -175,6 +213,10 @@ func TestDashboardInChromium(t *testing.T) {
 		chromedp.WaitVisible(css(`#job[data-state="CANCELLED"]`))); err != nil {
 		t.Fatalf("cancel from the job page: %v", err)
 	}
+	// live.js asked first (the form posts only once confirm() is accepted).
+	if n := watch.dialogs.Load(); n != 1 {
+		t.Errorf("the cancel button opened %d confirm dialogs, want 1", n)
+	}
 	if shot, err = chromedp.Run(ctx, chromedp.FullScreenshot(100)); err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +251,7 @@ func TestDashboardInChromium(t *testing.T) {
 // maxAttempts 3 (the fix), and the job page's re-enqueue button makes a new
 // job that the browser sees succeed live, on its second attempt.
 func TestDashboardReenqueuesADeadLetter(t *testing.T) {
-	ctx := browser(t)
+	ctx, watch := browser(t)
 	dbPath := filepath.Join(t.TempDir(), "jobs.db")
 	config := func(maxAttempts int) string {
 		return fmt.Sprintf("pubsub:\n  emulator: embedded\nstore:\n  path: %s\nhandlers:\n  demo: true\n  types:\n    courier.demo.v1.Sleep: {maxAttempts: %d, minBackoff: 0s, maxBackoff: 1s}\n", dbPath, maxAttempts)
@@ -250,6 +292,9 @@ func TestDashboardReenqueuesADeadLetter(t *testing.T) {
 		chromedp.Click(css(`#reenqueue`)),
 		chromedp.WaitVisible(css(`#job[data-state="SUCCEEDED"]`))); err != nil {
 		t.Fatalf("re-enqueue from the failed job's page: %v", err)
+	}
+	if n := watch.dialogs.Load(); n != 1 {
+		t.Errorf("the re-enqueue button opened %d confirm dialogs, want 1", n)
 	}
 	if shot, err = chromedp.Run(ctx, chromedp.FullScreenshot(100)); err != nil {
 		t.Fatal(err)

@@ -118,10 +118,20 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"grpc:\n  addr: 0.0.0.0:0\n  devMode: true\npubsub: {emulator: embedded}\n", "loopback"},
 		{"pubsub: {emulator: embedded}\nstore: {path: " + filepath.Join(t.TempDir(), "jobs.db") + "}\nhandlers:\n  types:\n    no.such.Type: {}\n", "no.such.Type"},
 		{"grpc: {addr: 127.0.0.1:0}\n", "pubsub.project"},
+		// A misspelt method in a policy would leave EnqueueJob under the
+		// service-wide rule; a policy for a service not hosted does nothing.
+		{"grpc:\n  addr: 127.0.0.1:0\n  policies:\n    courier.v1.JobService:\n      roles: [reader]\n      methods: {EnqueueJobb: {roles: [writer]}}\npubsub: {emulator: embedded}\nstore: {path: " + filepath.Join(t.TempDir(), "jobs.db") + "}\nhttp: {addr: '-'}\n",
+			"config: grpc.policies.courier.v1.JobService.methods: EnqueueJobb: courier.v1.JobService has no such method; its methods are CancelJob, EnqueueJob, GetJob, ListJobs, WatchJob"},
+		{"grpc:\n  addr: 127.0.0.1:0\n  policies:\n    courier.v1.JobServce: {roles: [reader]}\npubsub: {emulator: embedded}\nstore: {path: " + filepath.Join(t.TempDir(), "jobs.db") + "}\nhttp: {addr: '-'}\n",
+			"config: grpc.policies: courier.v1.JobServce: no such service is hosted; the services are courier.v1.JobService, hello.v1.Hello"},
 	} {
 		cfgPath := filepath.Join(t.TempDir(), "bad.yaml")
 		os.WriteFile(cfgPath, []byte(tc.doc), 0o600)
-		err := run(context.Background(), []string{"--config", cfgPath}, io.Discard, nil)
+		// Bounded: a config wrongly accepted serves until ctx ends, then
+		// run returns nil and the case fails.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := run(ctx, []string{"--config", cfgPath}, io.Discard, nil)
+		cancel()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("config %q: got %v, want an error containing %q", tc.doc, err, tc.want)
 		}

@@ -230,6 +230,17 @@ func TestReadyzFollowsTheStore(t *testing.T) {
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "not ready") || strings.Contains(body, "store: ok") || !strings.Contains(body, "pubsub: ok") {
 		t.Fatalf("/readyz with the store stopped: %d %q, want 503 naming the store (and pubsub ok)", code, body)
 	}
+	// /readyz is unauthenticated: the store's errors (the stale connection's,
+	// then a new connection's naming database user, database and server) go
+	// to the log, not to the body.
+	for i := range 4 {
+		_, body := readyz(t, st)
+		for _, secret := range []string{role, admin.Config().Database, "user=", "FATAL", admin.Config().Host} {
+			if strings.Contains(body, secret) {
+				t.Errorf("/readyz (poll %d) with the store stopped shows %q: %q", i, secret, body)
+			}
+		}
+	}
 	if s := jobHealth(); s != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Fatalf("JobService health with the store stopped: %v, want NOT_SERVING", s)
 	}

@@ -1,3 +1,12 @@
+// Confirmations: a form with data-confirm asks before it posts. Here, not
+// in onsubmit attributes, because the Content-Security-Policy allows no
+// inline script. Listening on the document covers forms that live refresh
+// puts in later.
+document.addEventListener("submit", function (e) {
+  var msg = e.target.dataset && e.target.dataset.confirm;
+  if (msg && !window.confirm(msg)) e.preventDefault();
+});
+
 // Live refresh: every data-refresh ms, fetch this URL with ?fragment=1 and
 // swap #live's content. 0 (or no JavaScript) turns it off.
 (function () {
