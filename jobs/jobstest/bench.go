@@ -41,7 +41,7 @@ func BenchmarkStore(b *testing.B, newStore func(tb testing.TB) jobs.Store) {
 		ids := seed(ctx, b, s, n)
 		b.ResetTimer()
 		elapsed := parallel(b, n, func(i int) error {
-			if _, err := s.Start(ctx, jobs.StartParams{ID: ids[i], Attempt: 1}); err != nil {
+			if _, err := s.Start(ctx, jobs.StartParams{ID: ids[i], Attempt: 1, Lease: "bench", LeaseFor: time.Minute}); err != nil {
 				return err
 			}
 			_, err := s.Succeed(ctx, jobs.SucceedParams{ID: ids[i], ResultType: "bench.v1.Result", Result: []byte("ok")})
@@ -61,7 +61,7 @@ func BenchmarkStore(b *testing.B, newStore func(tb testing.TB) jobs.Store) {
 			if _, err := s.Ensure(ctx, jobs.EnsureParams{Job: jobs.Job{ID: ids[i], Type: "bench.v1.Echo"}}); err != nil {
 				return err
 			}
-			if _, err := s.Start(ctx, jobs.StartParams{ID: ids[i], Attempt: 1}); err != nil {
+			if _, err := s.Start(ctx, jobs.StartParams{ID: ids[i], Attempt: 1, Lease: "bench", LeaseFor: time.Minute}); err != nil {
 				return err
 			}
 			_, err := s.Succeed(ctx, jobs.SucceedParams{ID: ids[i], ResultType: "bench.v1.Result", Result: []byte("ok")})

@@ -16,6 +16,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"regexp"
 	"runtime"
 	"sync"
@@ -29,6 +30,10 @@ import (
 )
 
 const pkg = "jobs/postgres"
+
+// counterShards is how many rows job_counts and job_throughput spread each
+// counter over.
+const counterShards = 16
 
 //go:embed migrations/*.sql
 var migrationsFS embed.FS
@@ -158,9 +163,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	lctx, cancel := context.WithCancel(context.Background())
 	s.listenCancel = cancel
 	go s.listenLoop(lctx, lconn)
-	for range cfg.Writers {
+	// Writers of one replica add to distinct counter shards; replicas start
+	// at random shards, so that they rarely share one.
+	base := rand.IntN(counterShards)
+	for i := range cfg.Writers {
 		s.writers.Add(1)
-		go s.writer()
+		go s.writer((base + i) % counterShards)
 	}
 	return s, nil
 }

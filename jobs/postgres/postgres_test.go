@@ -42,7 +42,10 @@ func requirePostgres(tb testing.TB) {
 var schemaSeq atomic.Int64
 
 // open returns a store in a fresh schema, dropped on cleanup.
-func open(tb testing.TB) jobs.Store {
+func open(tb testing.TB) jobs.Store { return openAt(tb, nil) }
+
+// openAt is open with the store's clock now (nil: time.Now).
+func openAt(tb testing.TB, now func() time.Time) jobs.Store {
 	tb.Helper()
 	requirePostgres(tb)
 	schema := fmt.Sprintf("jobstest_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9, schemaSeq.Add(1))
@@ -59,7 +62,7 @@ func open(tb testing.TB) jobs.Store {
 			tb.Errorf("drop schema %s: %v", schema, err)
 		}
 	})
-	return openConfig(tb, postgres.Config{URL: testURL(), Schema: schema, MaxConns: 8})
+	return openConfig(tb, postgres.Config{URL: testURL(), Schema: schema, MaxConns: 8, Now: now})
 }
 
 func openConfig(tb testing.TB, cfg postgres.Config) *postgres.Store {
@@ -74,7 +77,7 @@ func openConfig(tb testing.TB, cfg postgres.Config) *postgres.Store {
 
 func TestConformance(t *testing.T) {
 	requirePostgres(t)
-	jobstest.Exercise(context.Background(), t, func(t *testing.T) jobs.Store { return open(t) }, jobstest.Features{
+	jobstest.Exercise(context.Background(), t, func(t *testing.T, now func() time.Time) jobs.Store { return openAt(t, now) }, jobstest.Features{
 		NewPeer: func(t *testing.T, s jobs.Store) jobs.Store {
 			return openConfig(t, s.(*postgres.Store).Config())
 		},
@@ -195,7 +198,7 @@ func TestListenerReconnects(t *testing.T) {
 	}
 	// The wake that follows the reconnect also tells that s listens again.
 	awaitWake(t, "wake after the listener reconnected", changed)
-	if _, err := peer.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 1}); err != nil {
+	if _, err := peer.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 1, Lease: "l", LeaseFor: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	awaitWake(t, "wake for the other replica's change after reconnecting", changed)

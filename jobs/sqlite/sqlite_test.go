@@ -7,15 +7,19 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/courierq/courier/jobs"
 	"github.com/courierq/courier/jobs/jobstest"
 	"github.com/courierq/courier/jobs/sqlite"
 )
 
-func open(tb testing.TB) jobs.Store {
+func open(tb testing.TB) jobs.Store { return openAt(tb, nil) }
+
+// openAt opens a store in a temp dir whose clock is now (nil: time.Now).
+func openAt(tb testing.TB, now func() time.Time) jobs.Store {
 	tb.Helper()
-	s, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(tb.TempDir(), "jobs.db")})
+	s, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(tb.TempDir(), "jobs.db"), Now: now})
 	if err != nil {
 		tb.Fatalf("Open: %v", err)
 	}
@@ -24,7 +28,7 @@ func open(tb testing.TB) jobs.Store {
 }
 
 func TestConformance(t *testing.T) {
-	jobstest.Exercise(context.Background(), t, func(t *testing.T) jobs.Store { return open(t) })
+	jobstest.Exercise(context.Background(), t, func(t *testing.T, now func() time.Time) jobs.Store { return openAt(t, now) })
 }
 
 func BenchmarkStore(b *testing.B) {
