@@ -179,9 +179,10 @@ func New(client *pubsub.Client, cfg Config) (*Publisher, error) {
 type Option func(*callOptions)
 
 type callOptions struct {
-	id     string
-	idSet  bool
-	labels map[string]string
+	id          string
+	idSet       bool
+	labels      map[string]string
+	orderingKey string
 }
 
 // WithID publishes with this job ID (ce-id) instead of a new one; the outbox
@@ -195,11 +196,23 @@ func WithLabels(labels map[string]string) Option {
 	return func(o *callOptions) { o.labels = labels }
 }
 
+// WithOrderingKey publishes with a Pub/Sub ordering key ("" means none):
+// Pub/Sub delivers the messages of one key on a subscription with message
+// ordering in the order they were published. After a failed publish of a
+// key, the client refuses that key's later messages until it is resumed;
+// the publisher resumes it when the failure is reported (Result.Get, or
+// OnError), so the caller republishes the failed message, then the rest.
+func WithOrderingKey(key string) Option {
+	return func(o *callOptions) { o.orderingKey = key }
+}
+
 // Result is the outcome of one PublishResult call.
 type Result struct {
 	ID    string // job ID (ce-id)
 	Topic string // topic ID
 	r     *pubsub.PublishResult
+	// resume re-enables the ordering key after a failure; nil without one.
+	resume func()
 }
 
 // Ready is closed once Pub/Sub has answered (or the publish failed).
@@ -210,6 +223,9 @@ func (r *Result) Ready() <-chan struct{} { return r.r.Ready() }
 func (r *Result) Get(ctx context.Context) (messageID string, err error) {
 	messageID, err = r.r.Get(ctx)
 	if err != nil && ctx.Err() == nil {
+		if r.resume != nil {
+			r.resume()
+		}
 		err = fmt.Errorf("publisher: publishing job %s to topic %s: %w", r.ID, r.Topic, err)
 	}
 	return messageID, err
@@ -307,7 +323,11 @@ func (p *Publisher) send(ctx context.Context, typ string, data []byte, opts []Op
 		return nil, &TooLargeError{Type: typ, Size: size, Limit: MaxMessageBytes}
 	}
 
-	pub := p.topic(topic)
+	pub := p.topic(topic, o.orderingKey != "")
+	var resume func()
+	if key := o.orderingKey; key != "" {
+		resume = func() { pub.ResumePublish(key) }
+	}
 	p.mu.RLock()
 	closed := p.closed
 	if !closed && watch {
@@ -318,12 +338,15 @@ func (p *Publisher) send(ctx context.Context, typ string, data []byte, opts []Op
 		return nil, ErrClosed
 	}
 	// Not under p.mu: with BlockWhenFull this may wait, and Close must not.
-	r := pub.Publish(ctx, &pubsub.Message{Data: data, Attributes: attrs})
+	r := pub.Publish(ctx, &pubsub.Message{Data: data, Attributes: attrs, OrderingKey: o.orderingKey})
 	select {
 	case <-r.Ready():
 		if _, err := r.Get(ctx); err != nil {
 			if watch {
 				p.pending.Done()
+			}
+			if resume != nil {
+				resume()
 			}
 			switch {
 			case errors.Is(err, pubsub.ErrFlowControllerMaxOutstandingMessages) || errors.Is(err, pubsub.ErrFlowControllerMaxOutstandingBytes):
@@ -339,27 +362,37 @@ func (p *Publisher) send(ctx context.Context, typ string, data []byte, opts []Op
 		go func() {
 			defer p.pending.Done()
 			if _, err := r.Get(context.Background()); err != nil {
+				if resume != nil {
+					resume()
+				}
 				p.cfg.OnError(&PublishError{ID: id, Type: typ, Topic: topic, Err: err})
 			}
 		}()
 	}
-	return &Result{ID: id, Topic: topic, r: r}, nil
+	return &Result{ID: id, Topic: topic, r: r, resume: resume}, nil
 }
 
 // topic returns the client publisher of topic id, making it on first use.
-func (p *Publisher) topic(id string) *pubsub.Publisher {
+// Messages with an ordering key go through a second one with message
+// ordering on, so that ordering never slows the others down.
+func (p *Publisher) topic(id string, ordered bool) *pubsub.Publisher {
+	key := id
+	if ordered {
+		key += "\x00ordered"
+	}
 	p.mu.RLock()
-	pub, ok := p.topics[id]
+	pub, ok := p.topics[key]
 	p.mu.RUnlock()
 	if ok {
 		return pub
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if pub, ok := p.topics[id]; ok {
+	if pub, ok := p.topics[key]; ok {
 		return pub
 	}
 	pub = p.client.Publisher(id)
+	pub.EnableMessageOrdering = ordered
 	s := &pub.PublishSettings
 	if p.cfg.DelayThreshold > 0 {
 		s.DelayThreshold = p.cfg.DelayThreshold
@@ -381,7 +414,7 @@ func (p *Publisher) topic(id string) *pubsub.Publisher {
 	if p.cfg.BlockWhenFull {
 		s.FlowControlSettings.LimitExceededBehavior = pubsub.FlowControlBlock
 	}
-	p.topics[id] = pub
+	p.topics[key] = pub
 	return pub
 }
 
