@@ -32,6 +32,7 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"github.com/google/uuid"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -58,6 +59,10 @@ var (
 	errJobCancelled = fmt.Errorf("ingest: job cancelled: %w", handlers.ErrCancelled)
 	// errStopping is the cause of a handler ctx cancelled by Shutdown or Close.
 	errStopping = errors.New("ingest: worker stopping")
+	// errLeaseLost is the cause of a handler ctx cancelled because a
+	// heartbeat found its run's lease gone (the job was cancelled, ended,
+	// or taken over by another worker after the lease lapsed).
+	errLeaseLost = errors.New("ingest: the run's lease is gone (job cancelled, ended, or taken over by another worker)")
 )
 
 // Config configures a Worker. Client, Store and Registry are required; every
@@ -99,6 +104,11 @@ type Config struct {
 	NumStreams int
 	// StoreTimeout bounds each job store call. 0 means 30s.
 	StoreTimeout time.Duration
+	// Lease is how long a running job's lease lasts without a heartbeat:
+	// while it holds, a duplicate delivery of the job is nacked instead of
+	// run; once it lapses (this worker died), a delivery takes the job
+	// over. The worker renews its leases every third of it. 0 means 30s.
+	Lease time.Duration
 
 	// Logger receives what the worker cannot return: store failures,
 	// dead letters, panics. nil means slog.Default().
@@ -145,6 +155,7 @@ type Worker struct {
 	closeOnce  sync.Once
 	dlMu       sync.Mutex
 	deadLetter map[string]*pubsub.Publisher
+	leases     leases
 }
 
 // New validates cfg and returns a Worker; it starts nothing (see Run).
@@ -163,6 +174,11 @@ func New(cfg Config) (*Worker, error) {
 	case cfg.MaxOutstandingMessages < 0, cfg.MaxOutstandingBytes < 0, cfg.NumStreams < 0, cfg.StoreTimeout < 0:
 		return nil, fmt.Errorf("ingest: Config.MaxOutstandingMessages (%d), MaxOutstandingBytes (%d), NumStreams (%d) and StoreTimeout (%v) must not be negative",
 			cfg.MaxOutstandingMessages, cfg.MaxOutstandingBytes, cfg.NumStreams, cfg.StoreTimeout)
+	case cfg.Lease < 0 || cfg.Lease > 0 && cfg.Lease < time.Second:
+		return nil, fmt.Errorf("ingest: Config.Lease is %v: use 0 for the default (30s) or at least 1s", cfg.Lease)
+	}
+	if cfg.Lease == 0 {
+		cfg.Lease = 30 * time.Second
 	}
 	if cfg.SubscriptionSuffix == "" {
 		cfg.SubscriptionSuffix = "-worker"
@@ -265,6 +281,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	recvCtx, cancelRecv := context.WithCancel(w.pullCtx)
 	defer cancelRecv()
+	beatCtx, stopBeats := context.WithCancel(context.Background())
+	beatsDone := make(chan struct{})
+	go func() { defer close(beatsDone); w.heartbeats(beatCtx) }()
+	defer func() { stopBeats(); <-beatsDone }()
 	errs := make(chan error, len(entries))
 	var wg sync.WaitGroup
 	for _, e := range entries {
@@ -425,6 +445,7 @@ func (w *Worker) handle(s *subscription, m *pubsub.Message) {
 		maxAttempts = entry.Config.MaxAttempts
 	}
 	log = log.With("attempt", attempt, "max_attempts", maxAttempts)
+	lease := uuid.NewString() // this delivery's run lease
 
 	// dctx carries the Deliver hook's values (a span) with pullCtx's
 	// cancellation; the admitted handler's ctx gets the same values.
@@ -452,11 +473,12 @@ func (w *Worker) handle(s *subscription, m *pubsub.Message) {
 	)
 	watchDone := make(chan struct{})
 	defer func() { close(watchDone); hcancel(nil) }()
-	req := &handlers.Request{
+	var req *handlers.Request // Admit sets its Attempt
+	req = &handlers.Request{
 		ID: id, Type: typ, Attempt: attempt, MaxAttempts: maxAttempts,
 		Labels: job.Labels, Payload: payload,
 		Progress: func(ctx context.Context, fraction float64, message string) error {
-			return w.cfg.Store.Progress(ctx, jobs.ProgressParams{ID: id, Fraction: fraction, Message: message})
+			return w.cfg.Store.Progress(ctx, jobs.ProgressParams{ID: id, Fraction: fraction, Message: message, Lease: lease})
 		},
 		Admit: func(ctx context.Context) (context.Context, error) {
 			if err := ctx.Err(); err != nil {
@@ -465,13 +487,16 @@ func (w *Worker) handle(s *subscription, m *pubsub.Message) {
 			// Subscribe before Start so a Cancel right after it is not missed.
 			changed, unsubscribe := w.cfg.Store.Subscribe(id)
 			sctx, cancel := w.storeCtx()
-			_, err := w.cfg.Store.Start(sctx, jobs.StartParams{ID: id, Attempt: attempt})
+			started, err := w.cfg.Store.Start(sctx, jobs.StartParams{ID: id, Attempt: attempt, Lease: lease, LeaseFor: w.cfg.Lease})
 			cancel()
 			if err != nil {
 				unsubscribe()
 				return nil, &startError{err}
 			}
 			admitted = true
+			if started.Attempt > attempt { // a takeover counts as a new attempt
+				attempt, req.Attempt = started.Attempt, started.Attempt
+			}
 			stopRun := func() {}
 			if w.cfg.Hooks.Deliver != nil {
 				hctx, stopRun = withValues(values, w.runCtx)
@@ -483,6 +508,7 @@ func (w *Worker) handle(s *subscription, m *pubsub.Message) {
 				end := done(typ)
 				runEnd = func(err error) { end(err) }
 			}
+			w.leases.add(id, lease, hcancel)
 			go func() {
 				defer stopRun()
 				defer unsubscribe()
@@ -497,6 +523,9 @@ func (w *Worker) handle(s *subscription, m *pubsub.Message) {
 	res, herr := entry.Handler(dctx, req)
 	outcome = herr
 	runEnd(herr)
+	if admitted {
+		w.leases.remove(id, lease)
+	}
 
 	if !admitted {
 		var se *startError
@@ -504,6 +533,11 @@ func (w *Worker) handle(s *subscription, m *pubsub.Message) {
 		case errors.As(herr, &se) && gone(se.err):
 			log.Debug("ingest: job already ended; acked without running", "err", se.err)
 			m.Ack()
+		case errors.As(herr, &se) && errors.Is(se.err, jobs.ErrLeased):
+			// A duplicate delivery while another worker runs the job: nacked,
+			// so that it is acked once that run ends, or runs if it fails.
+			log.Info("ingest: job runs under another worker's lease; nacked to try later", "err", se.err)
+			m.Nack()
 		case errors.As(herr, &se):
 			log.Error("ingest: starting job failed; message nacked", "err", se.err)
 			m.Nack()
@@ -518,10 +552,13 @@ func (w *Worker) handle(s *subscription, m *pubsub.Message) {
 	case errors.Is(cause, errJobCancelled):
 		log.Info("ingest: job cancelled while running; acked")
 		m.Ack()
+	case errors.Is(cause, errLeaseLost):
+		log.Info("ingest: the run's lease is gone (job cancelled, ended or taken over); acked", "err", herr)
+		m.Ack()
 	case herr == nil:
-		w.succeed(m, log, id, res)
+		w.succeed(m, log, id, lease, res)
 	case errors.Is(cause, errStopping):
-		w.fail(log, id, code.Code_UNAVAILABLE, "ingest: the worker stopped before the handler finished: "+herr.Error(), true)
+		w.fail(log, id, lease, code.Code_UNAVAILABLE, "ingest: the worker stopped before the handler finished: "+herr.Error(), true)
 		m.Nack()
 	case handlers.IsPermanent(herr) || attempt >= maxAttempts:
 		reason := fmt.Sprintf("attempt %d of %d failed: %v", attempt, maxAttempts, herr)
@@ -530,18 +567,18 @@ func (w *Worker) handle(s *subscription, m *pubsub.Message) {
 		}
 		if err := w.publishDeadLetter(s, m, reason, attempt); err != nil {
 			log.Error("ingest: dead-lettering failed; message nacked to try again", "err", err)
-			w.fail(log, id, errorCode(herr), herr.Error(), true)
+			w.fail(log, id, lease, errorCode(herr), herr.Error(), true)
 			m.Nack()
 			return
 		}
-		if err := w.fail(log, id, errorCode(herr), herr.Error(), false); err != nil {
+		if err := w.fail(log, id, lease, errorCode(herr), herr.Error(), false); err != nil {
 			m.Nack() // dead-lettered but not recorded: try again (the dead letter may repeat)
 			return
 		}
 		m.Ack()
 	default:
 		log.Info("ingest: attempt failed; will retry", "err", herr)
-		w.fail(log, id, errorCode(herr), herr.Error(), true)
+		w.fail(log, id, lease, errorCode(herr), herr.Error(), true)
 		m.Nack()
 	}
 }
@@ -620,12 +657,12 @@ func (w *Worker) watchCancel(id string, changed <-chan struct{}, done <-chan str
 	}
 }
 
-func (w *Worker) succeed(m *pubsub.Message, log *slog.Logger, id string, res proto.Message) {
-	p := jobs.SucceedParams{ID: id}
+func (w *Worker) succeed(m *pubsub.Message, log *slog.Logger, id, lease string, res proto.Message) {
+	p := jobs.SucceedParams{ID: id, Lease: lease}
 	if res != nil {
 		data, err := proto.Marshal(res)
 		if err != nil {
-			w.fail(log, id, code.Code_INTERNAL, fmt.Sprintf("ingest: encoding the %T result: %v", res, err), true)
+			w.fail(log, id, lease, code.Code_INTERNAL, fmt.Sprintf("ingest: encoding the %T result: %v", res, err), true)
 			m.Nack()
 			return
 		}
@@ -641,12 +678,13 @@ func (w *Worker) succeed(m *pubsub.Message, log *slog.Logger, id string, res pro
 	m.Ack()
 }
 
-// fail records a failed attempt; a conflict (the job ended meanwhile) is fine.
-// It returns the store's error otherwise, after logging it.
-func (w *Worker) fail(log *slog.Logger, id string, c code.Code, msg string, retry bool) error {
+// fail records a failed attempt under lease ("" for a job that never ran);
+// a conflict (the job ended meanwhile, or another worker took it over) is
+// fine. It returns the store's error otherwise, after logging it.
+func (w *Worker) fail(log *slog.Logger, id, lease string, c code.Code, msg string, retry bool) error {
 	ctx, cancel := w.storeCtx()
 	defer cancel()
-	_, err := w.cfg.Store.Fail(ctx, jobs.FailParams{ID: id, Code: int32(c), Message: msg, Retry: retry})
+	_, err := w.cfg.Store.Fail(ctx, jobs.FailParams{ID: id, Code: int32(c), Message: msg, Retry: retry, Lease: lease})
 	if err == nil || gone(err) {
 		return nil
 	}
@@ -683,7 +721,7 @@ func (w *Worker) poison(s *subscription, m *pubsub.Message, log *slog.Logger, id
 	}
 	log.Warn("ingest: message dead-lettered", "reason", reason)
 	if typ != "" {
-		if err := w.fail(log, id, code.Code_INVALID_ARGUMENT, reason, false); err != nil {
+		if err := w.fail(log, id, "", code.Code_INVALID_ARGUMENT, reason, false); err != nil {
 			m.Nack() // dead-lettered but not recorded: try again
 			return
 		}
