@@ -36,7 +36,7 @@ func TestStoreDecoratorAndThroughput(t *testing.T) {
 		if _, dup, err := store.Enqueue(ctx, jobs.EnqueueParams{Job: jobs.Job{ID: id, Type: typ, MaxAttempts: 1, IdempotencyKey: id}}); err != nil || dup {
 			t.Fatalf("Enqueue %s: %v %v", id, dup, err)
 		}
-		if _, err := store.Start(ctx, jobs.StartParams{ID: id, Attempt: 1}); err != nil {
+		if _, err := store.Start(ctx, jobs.StartParams{ID: id, Attempt: 1, Lease: "test", LeaseFor: time.Minute}); err != nil {
 			t.Fatal(err)
 		}
 		if ok {
