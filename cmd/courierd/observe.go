@@ -135,7 +135,7 @@ func (o *observe) routes(mux *http.ServeMux) error {
 		return nil
 	}
 	dcfg := dashboard.Config{Store: o.st.store, Types: o.st.registry.Types(), Resolver: protoregistry.GlobalTypes,
-		Throughput: o.metrics.Throughput, RateLimitWaiting: o.metrics.WaitingNow, Logger: o.log}
+		RateLimitWaiting: o.metrics.WaitingNow, Logger: o.log}
 	switch {
 	case o.cfg.GRPC.TLS != nil:
 		dcfg.ActionsNote = "Actions are off: the dashboard calls the gRPC API over plaintext loopback, and this server uses TLS. Use the courier CLI."
