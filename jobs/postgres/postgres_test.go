@@ -212,3 +212,47 @@ func awaitWake(t *testing.T, what string, ch <-chan struct{}) {
 		t.Fatalf("%s: no notification within 10s", what)
 	}
 }
+
+// BenchmarkCounts measures Counts on a store of a million jobs, written by
+// one INSERT ... SELECT (with the job events the triggers write), the
+// counters then rebuilt from them.
+func BenchmarkCounts(b *testing.B) {
+	requirePostgres(b)
+	jobstest.BenchmarkCounts(b, open, func(tb testing.TB, s jobs.Store, n int) {
+		ctx := context.Background()
+		cfg, err := pgx.ParseConfig(testURL())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		cfg.RuntimeParams["search_path"] = s.(*postgres.Store).Config().Schema
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		state := jobstest.SeedStateSQL("i")
+		for i, q := range []string{
+			`WITH s AS (SELECT i, ` + state + ` AS state FROM generate_series(0, $1 - 1) AS i)
+			INSERT INTO jobs (id, type, state, attempt, payload, create_time, update_time, start_time, end_time, lease, lease_expiry)
+			SELECT format('seed-%s', lpad(i::text, 8, '0')), 'bench.v1.T' || (i % ` + fmt.Sprint(jobstest.CountsTypes) + `), state,
+				CASE WHEN state = 'QUEUED' THEN 0 ELSE 1 END, '\x0a0568656c6c6f'::bytea,
+				$2::timestamptz + i * interval '1 microsecond', $2::timestamptz + i * interval '1 microsecond',
+				CASE WHEN state <> 'QUEUED' THEN $2::timestamptz + i * interval '1 microsecond' END,
+				CASE WHEN state IN ('SUCCEEDED', 'FAILED', 'CANCELLED') THEN $2::timestamptz + i * interval '1 microsecond' END,
+				CASE WHEN state = 'RUNNING' THEN 'seed' ELSE '' END,
+				CASE WHEN state = 'RUNNING' THEN $2::timestamptz + interval '1 hour' END
+			FROM s`,
+			`TRUNCATE job_counts`,
+			`INSERT INTO job_counts (type, state, shard, n) SELECT type, state, 0, count(*) FROM jobs GROUP BY type, state`,
+			`ANALYZE`,
+		} {
+			args := []any{n, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+			if i > 0 {
+				args = nil
+			}
+			if _, err := conn.Exec(ctx, q, args...); err != nil {
+				tb.Fatalf("seed: %v", err)
+			}
+		}
+	})
+}
