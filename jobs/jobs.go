@@ -311,8 +311,9 @@ type ThroughputParams struct {
 // RescueParams are the arguments of Store.Rescue.
 type RescueParams struct {
 	// QueuedBefore: a Queued job with no outbox entry whose last activity
-	// (its UpdateTime, its RunAfter, or a MarkSeen) is before this is
-	// requeued.
+	// is before this is requeued. Its last activity is the latest of: when
+	// it became Queued (its UpdateTime then), its RunAfter, its last
+	// MarkSeen, and its last Rescue.
 	QueuedBefore time.Time
 	// LapsedBefore: a Running job whose lease lapsed before this is
 	// released.

@@ -32,7 +32,7 @@ func (s *Store) MarkSeen(ctx context.Context, ids []string) error {
 
 // activity is a QUEUED job's last sign of life, as the jobs_queued_activity
 // index has it: Rescue's query must spell it exactly so.
-const activity = `greatest(update_time, seen_time, run_after)`
+const activity = `greatest(seen_time, run_after)`
 
 // Rescue implements jobs.Store, in one transaction. Rows are locked with
 // SKIP LOCKED: a job another transaction is changing is left for the next
@@ -75,7 +75,7 @@ func (s *Store) Rescue(ctx context.Context, p jobs.RescueParams) (jobs.RescueRes
 			rows, err := tx.Query(ctx, `WITH r AS (SELECT * FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS r(id, msg, i)),
 				u AS (
 					UPDATE jobs j SET prev_state = j.state, state = 'QUEUED', error_code = $3, error_message = r.msg,
-						update_time = $4, lease = '', lease_expiry = NULL
+						update_time = $4, seen_time = $4, lease = '', lease_expiry = NULL
 					FROM r WHERE j.id = r.id AND j.state = 'RUNNING' RETURNING j.id, j.type, j.ordering_key, r.i),
 				o AS (
 					INSERT INTO outbox (job_id, due, created, ordering_key)

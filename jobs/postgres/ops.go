@@ -34,7 +34,7 @@ const terminal = `('SUCCEEDED', 'FAILED', 'CANCELLED')`
 // still never claims an entry before an earlier one of its key.)
 func keyDue(due, key string) string {
 	return `CASE WHEN ` + key + ` = '' THEN ` + due + ` ELSE greatest(` + due + `,
-		(SELECT k.due FROM outbox k WHERE k.ordering_key = ` + key + ` ORDER BY k.seq DESC LIMIT 1)) END`
+		(SELECT k.due FROM outbox k WHERE k.ordering_key = ` + key + ` AND k.ordering_key <> '' ORDER BY k.seq DESC LIMIT 1)) END`
 }
 
 func scanJob(row pgx.Row) (*jobs.Job, error) {
@@ -155,8 +155,8 @@ func (s *Store) lookup(ctx context.Context, where string, args ...any) (*jobs.Jo
 }
 
 const insertJob = `INSERT INTO jobs (id, type, state, max_attempts, payload, labels, idempotency_key, run_after, create_time, update_time,
-		trace_parent, trace_state, ordering_key, timeout_us)
-	VALUES ($1, $2, 'QUEUED', $3, $4, $5::jsonb, $6, $7, $8, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING RETURNING ` + cols
+		seen_time, trace_parent, trace_state, ordering_key, timeout_us)
+	VALUES ($1, $2, 'QUEUED', $3, $4, $5::jsonb, $6, $7, $8, $8, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING RETURNING ` + cols
 
 // insertArgs are the arguments $1..$12 of insertJob.
 func insertArgs(j jobs.Job, now time.Time) []any {
@@ -447,7 +447,7 @@ func (s *Store) Fail(ctx context.Context, p jobs.FailParams) (*jobs.Job, error) 
 	)
 	if p.Retry {
 		j, err = s.update(ctx, "Fail", p.ID, p.Lease, now, `UPDATE jobs SET prev_state = state, state = 'QUEUED',
-				error_code = $2, error_message = $3, update_time = $4, lease = '', lease_expiry = NULL
+				error_code = $2, error_message = $3, update_time = $4, seen_time = $4, lease = '', lease_expiry = NULL
 			WHERE id = $1 AND state = 'RUNNING' AND ($5 = '' OR lease = $5) RETURNING `+colsPrev,
 			p.ID, p.Code, msg, now, p.Lease)
 	} else {
@@ -549,11 +549,11 @@ func (s *Store) ClaimOutbox(ctx context.Context, p jobs.ClaimOutboxParams) ([]jo
 			SELECT job_id, seq, ordering_key FROM outbox o
 			WHERE due <= $1 AND (claim_until IS NULL OR claim_until <= $1)
 				AND (ordering_key = '' OR NOT EXISTS (SELECT 1 FROM outbox p
-					WHERE p.ordering_key = o.ordering_key AND p.seq < o.seq AND (p.due > $1 OR p.claim_until > $1)))
+					WHERE p.ordering_key = o.ordering_key AND p.ordering_key <> '' AND p.seq < o.seq AND (p.due > $1 OR p.claim_until > $1)))
 			ORDER BY due, seq LIMIT $2 FOR UPDATE SKIP LOCKED),
 		ok AS (
 			SELECT c.job_id FROM c WHERE c.ordering_key = '' OR NOT EXISTS (
-				SELECT 1 FROM outbox p WHERE p.ordering_key = c.ordering_key AND p.seq < c.seq
+				SELECT 1 FROM outbox p WHERE p.ordering_key = c.ordering_key AND p.ordering_key <> '' AND p.seq < c.seq
 					AND NOT EXISTS (SELECT 1 FROM c c2 WHERE c2.job_id = p.job_id))),
 		u AS (
 			UPDATE outbox o SET claim_owner = $3, claim_until = $4 FROM ok WHERE o.job_id = ok.job_id
@@ -624,7 +624,7 @@ func (s *Store) RetryOutbox(ctx context.Context, p jobs.RetryOutboxParams) error
 			UPDATE outbox SET claim_owner = '', claim_until = NULL, due = $2, attempts = attempts + 1, last_error = $3
 			WHERE job_id = $1 RETURNING seq, ordering_key, due),
 		k AS (UPDATE outbox o SET due = greatest(o.due, r.due) FROM r
-			WHERE r.ordering_key <> '' AND o.ordering_key = r.ordering_key AND o.seq > r.seq)
+			WHERE r.ordering_key <> '' AND o.ordering_key = r.ordering_key AND o.ordering_key <> '' AND o.seq > r.seq)
 		SELECT count(*) FROM r`, p.ID, storekit.Round(p.Due), storekit.Message(p.Error)).Scan(&n)
 	if err != nil {
 		return fmt.Errorf("%s: RetryOutbox: job %s: %w", pkg, p.ID, err)

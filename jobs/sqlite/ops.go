@@ -22,7 +22,7 @@ func (s *Store) now() time.Time { return storekit.Round(s.cfg.Now()) }
 func (s *Store) insert(w *wtx, j jobs.Job, outbox bool, now time.Time) (*jobs.Job, bool, error) {
 	row := w.stmt(s.st.insertJob).QueryRow(j.ID, j.Type, j.MaxAttempts, j.Payload, storekit.EncodeLabels(j.Labels),
 		j.IdempotencyKey, micros(j.RunAfter), j.TraceParent, j.TraceState, j.OrderingKey, j.Timeout.Microseconds(),
-		now.UnixMicro(), now.UnixMicro())
+		now.UnixMicro())
 	got, err := scanJob(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, nil

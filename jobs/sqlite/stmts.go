@@ -23,7 +23,7 @@ const terminal = `('SUCCEEDED', 'FAILED', 'CANCELLED')`
 
 // activity is a QUEUED job's last sign of life, as the jobs_queued_activity
 // index has it: Rescue's queries must spell it exactly so.
-const activity = `max(update_time, coalesce(seen_time, 0), coalesce(run_after, 0))`
+const activity = `max(coalesce(seen_time, 0), coalesce(run_after, 0))`
 
 // keyDue is the due time of a new outbox entry: ?2, or for an entry with an
 // ordering key (?4) no earlier than the due time of the key's last entry.
@@ -31,7 +31,7 @@ const activity = `max(update_time, coalesce(seen_time, 0), coalesce(run_after, 0
 // and ClaimOutbox, which takes entries by due time, meets the earlier
 // entries of a key first.
 const keyDue = `CASE WHEN ?4 = '' THEN ?2 ELSE max(?2,
-	coalesce((SELECT k.due FROM outbox k WHERE k.ordering_key = ?4 ORDER BY k.seq DESC LIMIT 1), ?2)) END`
+	coalesce((SELECT k.due FROM outbox k WHERE k.ordering_key = ?4 AND k.ordering_key <> '' ORDER BY k.seq DESC LIMIT 1), ?2)) END`
 
 // outboxCols are the columns of an OutboxEntry, from outbox o joined with
 // jobs j.
@@ -73,8 +73,8 @@ func (st *stmts) prepare(ctx context.Context, wdb, rdb *sql.DB) error {
 	st.rollbackTo = p(wdb, `ROLLBACK TO req`)
 	st.release = p(wdb, `RELEASE req`)
 	st.insertJob = p(wdb, `INSERT INTO jobs (id, type, state, max_attempts, payload, labels, idempotency_key, run_after,
-			trace_parent, trace_state, ordering_key, timeout_us, create_time, update_time)
-		VALUES (?, ?, 'QUEUED', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING `+cols)
+			trace_parent, trace_state, ordering_key, timeout_us, create_time, update_time, seen_time)
+		VALUES (?1, ?2, 'QUEUED', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?12) ON CONFLICT DO NOTHING RETURNING `+cols)
 	st.insertLabel = p(wdb, `INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)`)
 	// ?1 job, ?2 due, ?3 now, ?4 ordering key. An entry with a key is due
 	// no earlier than the key's last entry (see keyDue).
@@ -96,7 +96,7 @@ func (st *stmts) prepare(ctx context.Context, wdb, rdb *sql.DB) error {
 			end_time = ?3, update_time = ?3, lease = '', lease_expiry = NULL
 		WHERE id = ?4 AND state = 'RUNNING' AND (?5 = '' OR lease = ?5) RETURNING `+colsPrev)
 	st.failRetry = p(wdb, `UPDATE jobs SET prev_state = state, state = 'QUEUED', error_code = ?1, error_message = ?2,
-			update_time = ?3, lease = '', lease_expiry = NULL
+			update_time = ?3, seen_time = ?3, lease = '', lease_expiry = NULL
 		WHERE id = ?4 AND state = 'RUNNING' AND (?5 = '' OR lease = ?5) RETURNING `+colsPrev)
 	st.failFinal = p(wdb, `UPDATE jobs SET prev_state = state, state = 'FAILED', error_code = ?1, error_message = ?2,
 			end_time = ?3, update_time = ?3, lease = '', lease_expiry = NULL
@@ -116,7 +116,7 @@ func (st *stmts) prepare(ctx context.Context, wdb, rdb *sql.DB) error {
 	st.retryOutbox = p(wdb, `UPDATE outbox SET claim_owner = '', claim_until = NULL, due = ?1, attempts = attempts + 1,
 		last_error = ?2 WHERE job_id = ?3 RETURNING seq, ordering_key, due`)
 	// Keeps the entries of a key due in seq order (see keyDue).
-	st.retryKey = p(wdb, `UPDATE outbox SET due = max(due, ?1) WHERE ordering_key = ?2 AND seq > ?3`)
+	st.retryKey = p(wdb, `UPDATE outbox SET due = max(due, ?1) WHERE ordering_key = ?2 AND ordering_key <> '' AND seq > ?3`)
 	// ?1 now, ?2 limit, ?3 owner, ?4 claim until. An entry with an ordering
 	// key waits while an earlier entry of its key is held by a claim (or
 	// not due): the earlier ones are claimed first, in the same call if they
@@ -124,14 +124,14 @@ func (st *stmts) prepare(ctx context.Context, wdb, rdb *sql.DB) error {
 	st.claim = p(wdb, `UPDATE outbox SET claim_owner = ?3, claim_until = ?4 WHERE seq IN (
 			SELECT seq FROM outbox o WHERE due <= ?1 AND (claim_until IS NULL OR claim_until <= ?1)
 				AND (ordering_key = '' OR NOT EXISTS (SELECT 1 FROM outbox p
-					WHERE p.ordering_key = o.ordering_key AND p.seq < o.seq AND (p.due > ?1 OR p.claim_until > ?1)))
+					WHERE p.ordering_key = o.ordering_key AND p.ordering_key <> '' AND p.seq < o.seq AND (p.due > ?1 OR p.claim_until > ?1)))
 			ORDER BY due, seq LIMIT ?2)
 		RETURNING seq`)
 	// Rescue. ?1 lapsed before, ?2 limit.
 	st.lapsed = p(wdb, `SELECT id, attempt, lease_expiry FROM jobs
 		WHERE state = 'RUNNING' AND lease_expiry < ?1 ORDER BY lease_expiry LIMIT ?2`)
 	st.release1 = p(wdb, `UPDATE jobs SET prev_state = state, state = 'QUEUED', error_code = ?1, error_message = ?2,
-			update_time = ?3, lease = '', lease_expiry = NULL
+			update_time = ?3, seen_time = ?3, lease = '', lease_expiry = NULL
 		WHERE id = ?4 AND state = 'RUNNING' RETURNING type, ordering_key`)
 	// ?1 job, ?2 now, ?4 ordering key (?3 unused: keyDue's).
 	st.requeueOutbox = p(wdb, `INSERT INTO outbox (job_id, due, created, ordering_key) VALUES (?1, `+keyDue+`, ?2, ?4)

@@ -4,8 +4,10 @@
 
 -- The job's W3C trace context, Pub/Sub ordering key and timeout override
 -- (microseconds; 0 = the handler's); the current run's lease (set while
--- RUNNING, '' and NULL otherwise); when a worker last said it holds a
--- delivery of the QUEUED job (MarkSeen); and the state before the last
+-- RUNNING, '' and NULL otherwise); the last sign of life of a QUEUED job
+-- (when it became QUEUED, or a worker last said it holds a delivery:
+-- MarkSeen; not update_time, which Progress changes: an index on it would
+-- make every Progress a non-HOT update); and the state before the last
 -- change, which each write returns so that the writer knows which counters
 -- of job_counts it moved.
 ALTER TABLE jobs
@@ -17,14 +19,17 @@ ALTER TABLE jobs
 	ADD COLUMN lease_expiry timestamptz,
 	ADD COLUMN seen_time    timestamptz,
 	ADD COLUMN prev_state   text        NOT NULL DEFAULT '';
+UPDATE jobs SET seen_time = update_time WHERE state = 'QUEUED';
 
 -- Counts: the oldest QUEUED job of a type.
 CREATE INDEX jobs_queued_type ON jobs (type, create_time) WHERE state = 'QUEUED';
--- Rescue: QUEUED jobs by last activity (update, delivery seen, run_after;
--- greatest ignores NULLs); RUNNING jobs by lease expiry. Queries must use
--- the same expression.
-CREATE INDEX jobs_queued_activity ON jobs ((greatest(update_time, seen_time, run_after))) WHERE state = 'QUEUED';
-CREATE INDEX jobs_running_lease ON jobs (lease_expiry) WHERE state = 'RUNNING';
+-- Rescue: QUEUED jobs by last sign of life (seen_time, or run_after when
+-- later; greatest ignores NULLs; queries must use the same expression);
+-- RUNNING jobs (as many as the fleet runs at once: Rescue reads their lease
+-- expiry from the table, so that a Heartbeat changes no indexed column and
+-- stays a HOT update).
+CREATE INDEX jobs_queued_activity ON jobs ((greatest(seen_time, run_after))) WHERE state = 'QUEUED';
+CREATE INDEX jobs_running ON jobs (create_time) WHERE state = 'RUNNING';
 
 -- Outbox claims (claim_owner until claim_until), per-entry backoff
 -- (attempts, last_error) and the job's ordering key, whose entries go out

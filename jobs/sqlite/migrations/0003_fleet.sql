@@ -11,19 +11,24 @@ ALTER TABLE jobs ADD COLUMN timeout_us INTEGER NOT NULL DEFAULT 0;
 -- The current run's lease: set while RUNNING, '' and NULL otherwise.
 ALTER TABLE jobs ADD COLUMN lease TEXT NOT NULL DEFAULT '';
 ALTER TABLE jobs ADD COLUMN lease_expiry INTEGER;
--- When a worker last said it holds a delivery of the QUEUED job (MarkSeen).
+-- The last sign of life of a QUEUED job: when it became QUEUED (enqueued,
+-- retried, released) or a worker last said it holds a delivery (MarkSeen).
+-- Rescue looks for QUEUED jobs with none for long. (Not update_time: that
+-- changes with Progress, and an index on it would cost every Progress.)
 ALTER TABLE jobs ADD COLUMN seen_time INTEGER;
+UPDATE jobs SET seen_time = update_time WHERE state = 'QUEUED';
 -- The state before the last change: each write returns it, so that the
 -- writer knows which counters of job_counts the change moved.
 ALTER TABLE jobs ADD COLUMN prev_state TEXT NOT NULL DEFAULT '';
 
 -- Counts: the oldest QUEUED job of a type.
 CREATE INDEX jobs_queued_type ON jobs (type, create_time) WHERE state = 'QUEUED';
--- Rescue: QUEUED jobs by last activity (update, delivery seen, run_after);
--- RUNNING jobs by lease expiry. Queries must use the same expression.
-CREATE INDEX jobs_queued_activity ON jobs (max(update_time, coalesce(seen_time, 0), coalesce(run_after, 0)))
-	WHERE state = 'QUEUED';
-CREATE INDEX jobs_running_lease ON jobs (lease_expiry) WHERE state = 'RUNNING';
+-- Rescue: QUEUED jobs by last sign of life (seen_time, or run_after when
+-- later; queries must use the same expression); RUNNING jobs (as many as
+-- the fleet runs at once: Rescue reads their lease expiry from the table, so
+-- that a Heartbeat changes no indexed column).
+CREATE INDEX jobs_queued_activity ON jobs (max(coalesce(seen_time, 0), coalesce(run_after, 0))) WHERE state = 'QUEUED';
+CREATE INDEX jobs_running ON jobs (create_time) WHERE state = 'RUNNING';
 
 -- Outbox claims (claim_owner until claim_until), per-entry backoff
 -- (attempts, last_error) and the job's ordering key, whose entries go out
