@@ -9,6 +9,10 @@
 // still has its own result. Each batch also calls pg_notify, in the same
 // transaction, with the IDs of its jobs, and one listening connection per
 // Store feeds Subscribe, so changes made by any replica wake its watchers.
+// A batch that changes job states also moves the counters behind Counts and
+// Throughput, in its transaction (a second round trip: the upserts, then
+// COMMIT), one upsert per counter on shard rows of its writer, so that
+// writers and replicas do not queue on one hot row.
 package postgres
 
 import (
