@@ -55,6 +55,47 @@ type stack struct {
 	pub      *publisher.Publisher
 	temporal client.Client // the test's own client, for checking
 	starts   *startRecorder
+	// deliveries counts the ingest worker's deliveries per job.
+	deliveries *deliveryCounter
+}
+
+// deliveryCounter counts deliveries per job ID (ingest.Hooks.Deliver).
+type deliveryCounter struct {
+	mu      sync.Mutex
+	n       map[string]int
+	changed chan struct{} // closed and replaced on each delivery
+}
+
+func (d *deliveryCounter) deliver(ctx context.Context, _ string, attrs map[string]string) (context.Context, func(error)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.n[attrs[publisher.AttrID]]++
+	if d.changed != nil {
+		close(d.changed)
+		d.changed = nil
+	}
+	return ctx, func(error) {}
+}
+
+// wait waits until job id was delivered n times.
+func (d *deliveryCounter) wait(ctx context.Context, id string, n int) error {
+	for {
+		d.mu.Lock()
+		got := d.n[id]
+		if d.changed == nil {
+			d.changed = make(chan struct{})
+		}
+		ch := d.changed
+		d.mu.Unlock()
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d deliveries of %s, waiting for %d: %w", got, id, n, ctx.Err())
+		case <-ch:
+		}
+	}
 }
 
 // hook is demo.Config.OnTest: called before each commit is tested, with the
@@ -73,7 +114,9 @@ func newStack(t *testing.T, onTest hook) *stack {
 	if err := demo.Register(reg, tmp.handlerClient, tmp.cfg); err != nil {
 		t.Fatal(err)
 	}
-	iw, err := ingest.New(ingest.Config{Client: psc, Store: store, Registry: reg, Logger: quiet})
+	deliveries := &deliveryCounter{n: map[string]int{}}
+	iw, err := ingest.New(ingest.Config{Client: psc, Store: store, Registry: reg, Logger: quiet,
+		Hooks: ingest.Hooks{Deliver: deliveries.deliver}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +143,7 @@ func newStack(t *testing.T, onTest hook) *stack {
 	t.Cleanup(func() { pub.Close(context.Background()) })
 
 	return &stack{ctx: ctx, store: store, jobs: serveJobs(t, store, jobservice.TypeMap{workflows.Name[*demov1.Bisect](): {MaxAttempts: 3}}),
-		pub: pub, temporal: tmp.client, starts: tmp.starts}
+		pub: pub, temporal: tmp.client, starts: tmp.starts, deliveries: deliveries}
 }
 
 // temporalEnv is a Temporal worker running the Bisect workflow on a task
