@@ -276,8 +276,8 @@ func (p *parts) buildPublishing() error {
 	if err != nil {
 		return err
 	}
-	p.relay, err = outbox.New(outbox.Config{Store: p.store, Publisher: p.pub, PollInterval: cfg.Jobs.RelayPollInterval.D(), Logger: n.log,
-		Observe: p.obs.outboxObserve})
+	p.relay, err = outbox.New(outbox.Config{Store: p.store, Publisher: p.obs.metrics.WrapPublisher(p.obs.tracing.WrapPublisher(p.pub)),
+		PollInterval: cfg.Jobs.RelayPollInterval.D(), Logger: n.log})
 	if err != nil {
 		return err
 	}

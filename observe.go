@@ -108,13 +108,6 @@ func (o *observe) publishError(e *publisher.PublishError) {
 	o.log.Error("publisher: publish failed", "err", e)
 }
 
-// outboxObserve traces and counts each outbox publish.
-func (o *observe) outboxObserve(ctx context.Context, e jobs.OutboxEntry) (context.Context, func(error)) {
-	ctx, endTrace := o.tracing.OutboxObserve(ctx, e)
-	ctx, endMetrics := o.metrics.ObserveOutbox(ctx, e)
-	return ctx, func(err error) { endMetrics(err); endTrace(err) }
-}
-
 // routes adds /metrics, /readyz and the dashboard. It runs after the gRPC
 // server listens (the dashboard's actions call it).
 func (o *observe) routes(mux *http.ServeMux) error {
@@ -124,7 +117,7 @@ func (o *observe) routes(mux *http.ServeMux) error {
 		return nil
 	}
 	dcfg := dashboard.Config{Store: o.p.store, Types: o.p.reg.Types(), Resolver: protoregistry.GlobalTypes,
-		Throughput: o.metrics.Throughput, RateLimitWaiting: o.metrics.WaitingNow, Logger: o.log}
+		RateLimitWaiting: o.metrics.WaitingNow, Logger: o.log}
 	switch {
 	case o.cfg.GRPC.TLS != nil:
 		dcfg.ActionsNote = "Actions are off: the dashboard calls the gRPC API over plaintext loopback, and this server uses TLS. Use the courier CLI."

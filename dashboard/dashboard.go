@@ -33,9 +33,9 @@
 // server carrying the browser's Authorization header, so the gRPC API's
 // authentication and policy decide. The only change it makes itself is
 // removing a dead letter after its re-enqueue succeeded. The overview's
-// 15-minute throughput chart shows what this process's metrics saw (jobs
-// that ended here), not the whole fleet. Not done yet: rate-limit waiting on
-// the overview. Re-enqueue from a job page makes a new job from the FAILED
+// counts and its 15-minute throughput chart come from the store's counters
+// (Store.Counts, Store.Throughput), so they are the whole fleet's and cheap
+// on any store size; rate-limit waiting is this process's. Re-enqueue from a job page makes a new job from the FAILED
 // job's payload and labels and leaves its dead letter in place; re-enqueue
 // from the dead-letters page makes the same job (same idempotency key) and
 // removes the dead letter.
@@ -51,6 +51,7 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -116,10 +117,6 @@ type Config struct {
 	// list, inspect, and re-enqueue (through Reenqueue, then acked) one or
 	// all of a type. nil: no such page.
 	DeadLetters DeadLetters
-	// Throughput, when set, gives the jobs of typ that succeeded and failed
-	// in each of the last n minutes, oldest first (metrics.Metrics.Throughput);
-	// the overview charts the last 15 minutes. nil hides the chart.
-	Throughput func(typ string, n int) (succeeded, failed []int)
 	// RateLimitWaiting, when set, says how many messages of typ wait for a
 	// rate-limit token now (metrics.Metrics.WaitingNow); nil hides the
 	// column.
@@ -127,8 +124,8 @@ type Config struct {
 	// ActionsNote explains, on job pages, why actions are off or how they
 	// are authorized. "" shows nothing.
 	ActionsNote string
-	// CountLimit caps how many jobs of one type and state the overview
-	// counts (it pages through the store). 0 means 10000.
+	// CountLimit caps how many FAILED jobs of a type one "re-enqueue all"
+	// re-enqueues. 0 means 10000.
 	CountLimit int
 	// RefreshInterval is how often live views refresh. 0 means 2s.
 	RefreshInterval time.Duration
@@ -331,11 +328,10 @@ func (d *Dashboard) fail(w http.ResponseWriter, code int, msg string) {
 type TypeSummary struct {
 	Type         string
 	Counts       map[jobs.State]int
-	Capped       map[jobs.State]bool // count reached CountLimit
 	OldestQueued time.Time
 	DeadLettered int
-	Waiting      int    // waiting for a rate-limit token now
-	Chart        *Chart // nil without Config.Throughput
+	Waiting      int // waiting for a rate-limit token now
+	Chart        *Chart
 }
 
 // Chart is a per-minute bar chart of job ends, drawn as inline SVG.
@@ -355,11 +351,9 @@ type Bar struct {
 
 const chartMinutes = 15
 
-func (d *Dashboard) chart(typ string) *Chart {
-	if d.cfg.Throughput == nil {
-		return nil
-	}
-	ok, failed := d.cfg.Throughput(typ, chartMinutes)
+// chart draws the ends per minute of the last chartMinutes minutes, oldest
+// first.
+func chart(ok, failed []int) *Chart {
 	c := &Chart{Width: chartMinutes * 8, Height: 30}
 	for i := range ok {
 		c.Max = max(c.Max, ok[i]+failed[i])
@@ -381,69 +375,68 @@ func (d *Dashboard) chart(typ string) *Chart {
 
 func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	types := map[string]bool{}
-	for _, t := range d.cfg.Types {
-		types[t] = true
-	}
-	// Types seen in recent jobs, too (e.g. from other publishers).
-	recent, _, err := d.cfg.Store.List(ctx, jobs.ListParams{PageSize: 200})
+	counts, err := d.cfg.Store.Counts(ctx)
 	if err != nil {
 		d.unavailable(w, "reading jobs", err)
 		return
 	}
-	for _, j := range recent {
-		types[j.Type] = true
+	start := d.cfg.Now().UTC().Truncate(time.Minute).Add(-(chartMinutes - 1) * time.Minute)
+	points, err := d.cfg.Store.Throughput(ctx, jobs.ThroughputParams{Since: start, Step: time.Minute})
+	if err != nil {
+		d.unavailable(w, "reading throughput", err)
+		return
 	}
-	var rows []TypeSummary
-	for t := range types {
-		s := TypeSummary{Type: t, Counts: map[jobs.State]int{}, Capped: map[jobs.State]bool{}}
-		for _, st := range jobs.States() {
-			n, oldest, capped, err := d.count(ctx, t, st)
-			if err != nil {
-				d.unavailable(w, "counting jobs", err)
-				return
-			}
-			s.Counts[st], s.Capped[st] = n, capped
-			if st == jobs.Queued {
-				s.OldestQueued = oldest
-			}
+	rows := map[string]*TypeSummary{}
+	row := func(typ string) *TypeSummary {
+		if s, ok := rows[typ]; ok {
+			return s
 		}
+		s := &TypeSummary{Type: typ, Counts: map[jobs.State]int{}}
+		for _, st := range jobs.States() {
+			s.Counts[st] = 0
+		}
+		rows[typ] = s
+		return s
+	}
+	for _, t := range d.cfg.Types {
+		row(t)
+	}
+	for _, c := range counts {
+		s := row(c.Type)
+		maps.Copy(s.Counts, c.States)
+		s.OldestQueued = c.OldestQueued
+	}
+	ends := map[string][2][]int{}
+	for _, p := range points {
+		i := int(p.Time.Sub(start) / time.Minute)
+		if i < 0 || i >= chartMinutes {
+			continue
+		}
+		e, ok := ends[p.Type]
+		if !ok {
+			e = [2][]int{make([]int, chartMinutes), make([]int, chartMinutes)}
+			ends[p.Type] = e
+		}
+		e[0][i] += p.Succeeded
+		e[1][i] += p.Failed
+	}
+	var out []TypeSummary
+	for _, s := range rows {
 		// Every FAILED job's last message went to the dead-letter topic.
 		s.DeadLettered = s.Counts[jobs.Failed]
-		s.Chart = d.chart(t)
+		e, ok := ends[s.Type]
+		if !ok {
+			e = [2][]int{make([]int, chartMinutes), make([]int, chartMinutes)}
+		}
+		s.Chart = chart(e[0], e[1])
 		if d.cfg.RateLimitWaiting != nil {
-			s.Waiting = d.cfg.RateLimitWaiting(t)
+			s.Waiting = d.cfg.RateLimitWaiting(s.Type)
 		}
-		rows = append(rows, s)
+		out = append(out, *s)
 	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].Type < rows[j].Type })
-	d.render(w, r, "overview", map[string]any{"Title": "Overview", "Rows": rows, "States": jobs.States(),
+	sort.Slice(out, func(i, j int) bool { return out[i].Type < out[j].Type })
+	d.render(w, r, "overview", map[string]any{"Title": "Overview", "Rows": out, "States": jobs.States(),
 		"CanReenqueue": d.cfg.Reenqueue != nil, "ShowWaiting": d.cfg.RateLimitWaiting != nil, "Flash": r.URL.Query().Get("flash")})
-}
-
-// count pages through the jobs of typ in state st, up to CountLimit, and
-// returns how many and the oldest creation time.
-func (d *Dashboard) count(ctx context.Context, typ string, st jobs.State) (n int, oldest time.Time, capped bool, err error) {
-	token := ""
-	for {
-		js, next, err := d.cfg.Store.List(ctx, jobs.ListParams{Type: typ, State: st, PageSize: 1000, PageToken: token})
-		if err != nil {
-			return 0, time.Time{}, false, err
-		}
-		for _, j := range js {
-			if oldest.IsZero() || j.CreateTime.Before(oldest) {
-				oldest = j.CreateTime
-			}
-		}
-		n += len(js)
-		if next == "" {
-			return n, oldest, false, nil
-		}
-		if n >= d.cfg.CountLimit {
-			return n, oldest, true, nil
-		}
-		token = next
-	}
 }
 
 func (d *Dashboard) list(w http.ResponseWriter, r *http.Request) {

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -59,13 +60,13 @@ func get(t *testing.T, u string) (int, string) {
 func TestJobTimeline(t *testing.T) {
 	srv, s := serve(t, nil)
 	ctx := context.Background()
-	if _, err := s.Start(ctx, jobs.StartParams{ID: "j1", Attempt: 1}); err != nil {
+	if _, err := s.Start(ctx, jobs.StartParams{ID: "j1", Attempt: 1, Lease: "lease-1", LeaseFor: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Fail(ctx, jobs.FailParams{ID: "j1", Code: 14, Message: "backend <down>", Retry: true}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Start(ctx, jobs.StartParams{ID: "j1", Attempt: 2}); err != nil {
+	if _, err := s.Start(ctx, jobs.StartParams{ID: "j1", Attempt: 2, Lease: "lease-2", LeaseFor: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	for _, path := range []string{"/jobs/j1", "/jobs/j1?fragment=1"} {
@@ -198,7 +199,7 @@ func TestReenqueueRoutes(t *testing.T) {
 		if _, _, err := s.Enqueue(ctx, jobs.EnqueueParams{Job: jobs.Job{ID: id, Type: "courier.demo.v1.Echo", MaxAttempts: 1}}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Start(ctx, jobs.StartParams{ID: id, Attempt: 1}); err != nil {
+		if _, err := s.Start(ctx, jobs.StartParams{ID: id, Attempt: 1, Lease: "lease-1", LeaseFor: time.Minute}); err != nil {
 			t.Fatal(err)
 		}
 		if id == "ok" {

@@ -192,7 +192,11 @@ var errConnect = errors.New("failed to connect to `user=courier_prod database=jo
 func (failingStore) List(context.Context, jobs.ListParams) ([]*jobs.Job, string, error) {
 	return nil, "", errConnect
 }
-func (failingStore) Get(context.Context, string) (*jobs.Job, error) { return nil, errConnect }
+func (failingStore) Get(context.Context, string) (*jobs.Job, error)    { return nil, errConnect }
+func (failingStore) Counts(context.Context) ([]jobs.TypeCounts, error) { return nil, errConnect }
+func (failingStore) Throughput(context.Context, jobs.ThroughputParams) ([]jobs.ThroughputPoint, error) {
+	return nil, errConnect
+}
 
 // TestStoreErrorsStayInTheLog: a failing store gets 503 saying what failed,
 // and its error (user, database, host) goes to the log, not to the page.

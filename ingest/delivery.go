@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"cloud.google.com/go/pubsub/v2"
+	"github.com/google/uuid"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/protobuf/proto"
 
@@ -31,6 +32,7 @@ type delivery struct {
 	job     *jobs.Job
 
 	attempt, maxAttempts int
+	lease                string          // this delivery's run lease
 	started              bool            // markRunning recorded RUNNING
 	runCtx               context.Context // the handler's context, once started
 }
@@ -67,6 +69,7 @@ func (d *delivery) process() {
 	if d.maxAttempts <= 0 {
 		d.maxAttempts = d.t.entry.Config.MaxAttempts
 	}
+	d.lease = newLease()
 	res, err := d.chain()(d.w.pullCtx, d.request())
 	d.settle(res, err)
 }
@@ -131,12 +134,12 @@ func (d *delivery) request() *handlers.Request {
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	id, store := d.id, d.w.cfg.Store
+	id, store, lease := d.id, d.w.cfg.Store, d.lease
 	return &handlers.Request{
 		ID: d.id, Type: d.attrs.Type, Attempt: d.attempt, MaxAttempts: d.maxAttempts,
 		Labels: labels, Payload: d.payload, TraceParent: d.attrs.TraceParent, TraceState: d.attrs.TraceState,
 		Progress: func(ctx context.Context, fraction float64, message string) error {
-			return store.Progress(ctx, jobs.ProgressParams{ID: id, Fraction: fraction, Message: message})
+			return store.Progress(ctx, jobs.ProgressParams{ID: id, Fraction: fraction, Message: message, Lease: lease})
 		},
 	}
 }
@@ -168,18 +171,24 @@ func (d *delivery) markRunning(next handlers.Handler) handlers.Handler {
 			return nil, context.Cause(ctx)
 		}
 		sctx, cancel := d.w.storeCtx()
-		_, err := d.w.cfg.Store.Start(sctx, jobs.StartParams{ID: d.id, Attempt: d.attempt})
+		started, err := d.w.cfg.Store.Start(sctx, jobs.StartParams{ID: d.id, Attempt: d.attempt, Lease: d.lease, LeaseFor: d.w.cfg.Lease})
 		cancel()
 		if err != nil {
 			return nil, &startError{err}
 		}
 		d.started = true
-		rctx, r := d.w.runs.add(d.id)
+		if started.Attempt > d.attempt { // a takeover counts as a new attempt
+			d.attempt, req.Attempt = started.Attempt, started.Attempt
+		}
+		rctx, r := d.w.runs.add(d.id, d.lease)
 		defer d.w.runs.remove(d.id, r)
 		d.runCtx = rctx
 		return next(rctx, req)
 	}
 }
+
+// newLease makes a delivery's run lease token.
+func newLease() string { return uuid.NewString() }
 
 // startError is what markRunning returns when the store refused Start.
 type startError struct{ err error }
@@ -204,6 +213,10 @@ func (d *delivery) settle(res proto.Message, herr error) {
 		switch {
 		case !d.started && v.Ack:
 			d.debug("ingest: job already ended; acked without running", "err", o.Err)
+		case !d.started && errors.Is(o.Err, jobs.ErrLeased):
+			// A duplicate delivery while another worker runs the job: nacked,
+			// so that it is acked once that run ends, or runs if it fails.
+			d.info("ingest: job runs under another worker's lease; nacked to try later", "err", o.Err)
 		case !d.started && errors.As(herr, new(*startError)):
 			d.error("ingest: starting job failed; message nacked", "err", o.Err)
 		case !d.started:
@@ -211,7 +224,7 @@ func (d *delivery) settle(res proto.Message, herr error) {
 		case o.Cancelled:
 			d.info("ingest: job cancelled while running; acked")
 		case o.LeaseLost:
-			d.info("ingest: the job's lease was lost while it ran (taken over or rescued); acked without recording", "err", herr)
+			d.info("ingest: the run's lease is gone (job cancelled, ended or taken over); acked without recording", "err", herr)
 		}
 		d.ackIf(v.Ack)
 	case recordSucceed:
@@ -254,7 +267,7 @@ func (d *delivery) ackIf(ack bool) {
 }
 
 func (d *delivery) succeed(res proto.Message) {
-	p := jobs.SucceedParams{ID: d.id}
+	p := jobs.SucceedParams{ID: d.id, Lease: d.lease}
 	if res != nil {
 		data, err := proto.Marshal(res)
 		if err != nil {
@@ -279,7 +292,11 @@ func (d *delivery) succeed(res proto.Message) {
 func (d *delivery) fail(c code.Code, msg string, retry bool) error {
 	ctx, cancel := d.w.storeCtx()
 	defer cancel()
-	_, err := d.w.cfg.Store.Fail(ctx, jobs.FailParams{ID: d.id, Code: int32(c), Message: msg, Retry: retry})
+	lease := d.lease
+	if !d.started {
+		lease = "" // a job that never ran here (an undecodable message)
+	}
+	_, err := d.w.cfg.Store.Fail(ctx, jobs.FailParams{ID: d.id, Code: int32(c), Message: msg, Retry: retry, Lease: lease})
 	if err == nil || gone(err) {
 		return nil
 	}

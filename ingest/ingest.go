@@ -104,6 +104,11 @@ type Config struct {
 	// job it runs was cancelled (one query for all of them). It bounds how
 	// long a cancelled handler runs on. 0 means 100ms.
 	CancelPollInterval time.Duration
+	// Lease is how long a running job's lease lasts without a heartbeat:
+	// while it holds, a duplicate delivery of the job is nacked instead of
+	// run; once it lapses (this worker died), a delivery takes the job
+	// over. The worker renews its leases every third of it. 0 means 30s.
+	Lease time.Duration
 
 	// Limiters are the rate-limit buckets of each type whose handler has a
 	// RatePerSecond (e.g. ones shared by every replica through the store).
@@ -173,6 +178,8 @@ func New(cfg Config) (*Worker, error) {
 		return nil, errors.New("ingest: Config.Registry has no handlers; register at least one with handlers.Register")
 	case cfg.AckDeadline < 0 || cfg.AckDeadline > 0 && (cfg.AckDeadline < 10*time.Second || cfg.AckDeadline > 600*time.Second):
 		return nil, fmt.Errorf("ingest: Config.AckDeadline is %v; Pub/Sub allows 10s..600s (0 means 60s)", cfg.AckDeadline)
+	case cfg.Lease < 0 || cfg.Lease > 0 && cfg.Lease < time.Second:
+		return nil, fmt.Errorf("ingest: Config.Lease is %v: use 0 for the default (30s) or at least 1s", cfg.Lease)
 	case cfg.MaxOutstandingMessages < 0, cfg.MaxOutstandingBytes < 0, cfg.NumStreams < 0, cfg.StoreTimeout < 0, cfg.CancelPollInterval < 0:
 		return nil, fmt.Errorf("ingest: Config.MaxOutstandingMessages (%d), MaxOutstandingBytes (%d), NumStreams (%d), StoreTimeout (%v) and CancelPollInterval (%v) must not be negative",
 			cfg.MaxOutstandingMessages, cfg.MaxOutstandingBytes, cfg.NumStreams, cfg.StoreTimeout, cfg.CancelPollInterval)
@@ -197,6 +204,9 @@ func New(cfg Config) (*Worker, error) {
 	}
 	if cfg.StoreTimeout == 0 {
 		cfg.StoreTimeout = 30 * time.Second
+	}
+	if cfg.Lease == 0 {
+		cfg.Lease = 30 * time.Second
 	}
 	if cfg.CancelPollInterval == 0 {
 		cfg.CancelPollInterval = 100 * time.Millisecond
@@ -298,9 +308,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	watchDone := make(chan struct{})
-	go func() { defer close(watchDone); w.runs.watch(w.runCtx) }()
-	defer func() { w.stopRun(errStopping); <-watchDone }()
+	// One loop per worker asks the store about every running job: cancels
+	// (often) and lease renewals (every third of the lease).
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	watchDone := make(chan struct{}, 2)
+	go func() { defer func() { watchDone <- struct{}{} }(); w.runs.watch(watchCtx) }()
+	go func() { defer func() { watchDone <- struct{}{} }(); w.runs.heartbeats(watchCtx) }()
+	defer func() { stopWatch(); <-watchDone; <-watchDone }()
+	defer w.stopRun(errStopping)
 
 	recvCtx, cancelRecv := context.WithCancel(w.pullCtx)
 	defer cancelRecv()

@@ -10,14 +10,17 @@ import (
 	"github.com/courierq/courier/jobs"
 )
 
-// errLeaseLost is the cause of a handler ctx cancelled because its job's
-// lease was lost: another delivery took the job over, or it was released.
-var errLeaseLost = errors.New("ingest: the job's lease was lost")
+// errLeaseLost is the cause of a handler ctx cancelled because a heartbeat
+// found its run's lease gone (the job was cancelled, ended, or taken over by
+// another worker after the lease lapsed).
+var errLeaseLost = errors.New("ingest: the run's lease is gone (job cancelled, ended, or taken over by another worker)")
 
-// runs are the jobs this worker runs now, and the one watcher that cancels
-// a handler whose job was cancelled (through any replica): it asks the store
-// about all of them at once every CancelPollInterval, instead of a goroutine
-// and a subscription per job.
+// runs are the jobs this worker runs now, each under its run lease, and the
+// two loops that ask the store about all of them at once: one cancels a
+// handler whose job was cancelled (through any replica) every
+// CancelPollInterval, the other renews the leases every third of
+// Config.Lease and stops a handler whose lease is gone. No goroutine or
+// subscription per job.
 type runs struct {
 	w    *Worker
 	mu   sync.Mutex
@@ -25,16 +28,18 @@ type runs struct {
 }
 
 type run struct {
+	lease  string
 	cancel context.CancelCauseFunc
 }
 
 func newRuns(w *Worker) *runs { return &runs{w: w, byID: map[string][]*run{}} }
 
-// add registers a run of job id and returns its handler context: the
-// worker's run context, cancelled with a cause when the job is cancelled.
-func (rs *runs) add(id string) (context.Context, *run) {
+// add registers a run of job id under lease and returns its handler
+// context: the worker's run context, cancelled with a cause when the job is
+// cancelled or its lease lost.
+func (rs *runs) add(id, lease string) (context.Context, *run) {
 	ctx, cancel := context.WithCancelCause(rs.w.runCtx)
-	r := &run{cancel: cancel}
+	r := &run{lease: lease, cancel: cancel}
 	rs.mu.Lock()
 	rs.byID[id] = append(rs.byID[id], r)
 	rs.mu.Unlock()
@@ -118,28 +123,69 @@ func (rs *runs) watch(ctx context.Context) {
 	}
 }
 
-// cancelledStore is the store method the watcher uses when the store has it.
-type cancelledStore interface {
-	Cancelled(ctx context.Context, ids []string) ([]string, error)
-}
-
 // cancelled returns which of ids are CANCELLED.
 func (rs *runs) cancelled(ctx context.Context, ids []string) ([]string, error) {
-	if s, ok := rs.w.cfg.Store.(cancelledStore); ok {
-		return s.Cancelled(ctx, ids)
+	return rs.w.cfg.Store.Cancelled(ctx, ids)
+}
+
+// leases returns the lease of every run.
+func (rs *runs) leases() []jobs.LeaseRef {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	out := make([]jobs.LeaseRef, 0, len(rs.byID))
+	for id, list := range rs.byID {
+		for _, r := range list {
+			out = append(out, jobs.LeaseRef{ID: id, Lease: r.lease})
+		}
 	}
-	var out []string
-	for _, id := range ids {
-		j, err := rs.w.cfg.Store.Get(ctx, id)
-		if errors.Is(err, jobs.ErrNotFound) {
+	return out
+}
+
+// heartbeats renews the leases of the running jobs every third of
+// Config.Lease until ctx ends, and stops the handler of each job whose lease
+// is gone.
+func (rs *runs) heartbeats(ctx context.Context) {
+	t := time.NewTicker(rs.w.cfg.Lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for refs := range slices.Chunk(rs.leases(), jobs.MaxHeartbeatLeases) {
+			rs.heartbeat(refs)
+		}
+	}
+}
+
+func (rs *runs) heartbeat(refs []jobs.LeaseRef) {
+	ctx, cancel := rs.w.storeCtx()
+	defer cancel()
+	lost, err := rs.w.cfg.Store.Heartbeat(ctx, jobs.HeartbeatParams{Leases: refs, LeaseFor: rs.w.cfg.Lease})
+	if err != nil {
+		if !errors.Is(err, jobs.ErrClosed) {
+			rs.w.log.Warn("ingest: renewing the leases of running jobs failed; will try again", "jobs", len(refs), "err", err)
+		}
+		return
+	}
+	if len(lost) == 0 {
+		return
+	}
+	gone := make(map[string]bool, len(lost))
+	for _, id := range lost {
+		gone[id] = true
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	for _, ref := range refs {
+		if !gone[ref.ID] {
 			continue
 		}
-		if err != nil {
-			return out, err
-		}
-		if j.State == jobs.Cancelled {
-			out = append(out, id)
+		for _, r := range rs.byID[ref.ID] {
+			if r.lease == ref.Lease {
+				r.cancel(errLeaseLost)
+			}
 		}
 	}
-	return out, nil
 }

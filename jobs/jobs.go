@@ -74,6 +74,23 @@ type Job struct {
 	IdempotencyKey string    // "" when none was given
 	RunAfter       time.Time // zero: publish at once
 
+	// TraceParent and TraceState are the W3C trace context of the enqueue
+	// ("" when none), kept so that the trace enqueue → publish → handler
+	// survives a restart.
+	TraceParent, TraceState string
+	// OrderingKey is the Pub/Sub ordering key of the job's message; "" for
+	// none. The outbox publishes the entries of one key in enqueue order.
+	OrderingKey string
+	// Timeout overrides the handler's timeout for each attempt of this
+	// job; 0 means the handler's. Stores keep it in whole microseconds.
+	Timeout time.Duration
+
+	// Lease is the token of the current run's lease and LeaseExpiry when it
+	// lapses: set by Start while Running, extended by Heartbeat, cleared
+	// ("" and zero) in every other state.
+	Lease       string
+	LeaseExpiry time.Time
+
 	CreateTime time.Time
 	StartTime  time.Time // zero until the first Start
 	EndTime    time.Time // zero until terminal
@@ -101,6 +118,47 @@ type OutboxEntry struct {
 	Labels   map[string]string
 	RunAfter time.Time // zero: due at once
 	Created  time.Time
+
+	TraceParent, TraceState string // the job's trace context ("" when none)
+	OrderingKey             string // the job's Pub/Sub ordering key ("" when none)
+
+	Due       time.Time // when the entry is (or was) due to publish
+	Attempts  int       // failed publish tries so far (RetryOutbox)
+	LastError string    // the error of the last failed try; "" when none
+}
+
+// TypeCounts is how many jobs of one type are in each state (Store.Counts).
+type TypeCounts struct {
+	Type   string
+	States map[State]int // every state of States(), 0 when none
+	// OldestQueued is the CreateTime of the oldest Queued job of the type;
+	// zero when none is Queued.
+	OldestQueued time.Time
+}
+
+// ThroughputPoint is how many jobs of one type ended in one bucket
+// (Store.Throughput).
+type ThroughputPoint struct {
+	Time      time.Time // the bucket's start
+	Type      string
+	Succeeded int
+	Failed    int
+}
+
+// LeaseRef names the lease of one running job (Store.Heartbeat).
+type LeaseRef struct {
+	ID    string
+	Lease string
+}
+
+// RescueResult lists the jobs one Store.Rescue put back on their way.
+type RescueResult struct {
+	// Requeued: Queued jobs with no outbox entry and no activity since
+	// RescueParams.QueuedBefore, given an outbox entry due now.
+	Requeued []string
+	// Released: Running jobs whose lease lapsed before
+	// RescueParams.LapsedBefore, put back to Queued with an outbox entry.
+	Released []string
 }
 
 // Limits on what a job and a query may carry. Every store enforces them
@@ -118,6 +176,19 @@ const (
 	MaxLabels = 64
 	// MaxLabelKeyBytes and MaxLabelValueBytes bound each label.
 	MaxLabelKeyBytes, MaxLabelValueBytes = 63, 256
+	// MaxTraceParentBytes and MaxTraceStateBytes bound a job's trace
+	// context (a W3C traceparent is 55 bytes; a tracestate at most 512).
+	MaxTraceParentBytes, MaxTraceStateBytes = 128, 512
+	// MaxOrderingKeyBytes bounds an ordering key (Pub/Sub's limit).
+	MaxOrderingKeyBytes = 1024
+	// MaxLeaseBytes bounds a lease token.
+	MaxLeaseBytes = 256
+	// MaxBatchIDs bounds the job IDs of one MarkSent, MarkSeen or Cancelled.
+	MaxBatchIDs = 5000
+	// MaxHeartbeatLeases bounds the leases of one Heartbeat.
+	MaxHeartbeatLeases = 1000
+	// MaxClaim bounds the Limit of ClaimOutbox and Rescue.
+	MaxClaim = 1000
 )
 
 // Errors shared by every store. Stores wrap them with %w and add the job ID.
@@ -126,8 +197,14 @@ var (
 	ErrNotFound = errors.New("jobs: job not found")
 	// ErrConflict: the conditional update did not apply because the job is not
 	// in a state that allows it (e.g. Succeed on a job that is not Running,
-	// Start on a terminal job, Cancel on a finished job).
+	// or not under the caller's lease; Start on a terminal job; Cancel on a
+	// finished job).
 	ErrConflict = errors.New("jobs: job is not in a state that allows this change")
+	// ErrLeased: Start found the job Running under another worker's lease
+	// that has not lapsed. It does not wrap ErrConflict: the caller should
+	// try again later (e.g. nack the delivery), not drop it, since the other
+	// run may still fail and need another attempt.
+	ErrLeased = errors.New("jobs: job is running under another worker's lease")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("jobs: store closed")
 	// ErrInvalidArgument: the call's arguments are wrong (empty ID or Type,
@@ -138,7 +215,10 @@ var (
 
 // EnqueueParams are the arguments of Store.Enqueue.
 type EnqueueParams struct {
-	Job Job // ID, Type, Payload, MaxAttempts, Labels, IdempotencyKey, RunAfter are used; the store sets State, times
+	// Job: ID, Type, Payload, MaxAttempts, Labels, IdempotencyKey,
+	// RunAfter, TraceParent, TraceState, OrderingKey and Timeout are used;
+	// the store sets State, times and the lease.
+	Job Job
 }
 
 // EnsureParams are the arguments of Store.Ensure.
@@ -157,8 +237,22 @@ type ListParams struct {
 
 // StartParams are the arguments of Store.Start.
 type StartParams struct {
-	ID      string
-	Attempt int // the delivery attempt, from 1
+	ID string
+	// Attempt is the delivery attempt, from 1. The job's new attempt is
+	// the larger of it and one more than the stored attempt.
+	Attempt int
+	// Lease is the run's lease token: opaque, made by the caller, unique
+	// per delivery (e.g. a UUID). Required.
+	Lease string
+	// LeaseFor is how long the lease lasts without a Heartbeat. Required,
+	// positive.
+	LeaseFor time.Duration
+}
+
+// HeartbeatParams are the arguments of Store.Heartbeat.
+type HeartbeatParams struct {
+	Leases   []LeaseRef    // at most MaxHeartbeatLeases
+	LeaseFor time.Duration // each lease now lasts this long; positive
 }
 
 // ProgressParams are the arguments of Store.Progress.
@@ -166,6 +260,9 @@ type ProgressParams struct {
 	ID       string
 	Fraction float64
 	Message  string
+	// Lease, when set, makes the change apply only while the job runs
+	// under this lease.
+	Lease string
 }
 
 // SucceedParams are the arguments of Store.Succeed.
@@ -173,6 +270,9 @@ type SucceedParams struct {
 	ID         string
 	ResultType string
 	Result     []byte
+	// Lease, when set, makes the change apply only while the job runs
+	// under this lease.
+	Lease string
 }
 
 // FailParams are the arguments of Store.Fail.
@@ -183,6 +283,43 @@ type FailParams struct {
 	// Retry puts the job back to Queued (another attempt will come); false
 	// makes it Failed.
 	Retry bool
+	// Lease, when set, makes the change apply only while the job runs
+	// under this lease. Leave it empty to fail a Queued job.
+	Lease string
+}
+
+// ClaimOutboxParams are the arguments of Store.ClaimOutbox.
+type ClaimOutboxParams struct {
+	Limit    int           // at most this many entries, 1..MaxClaim
+	Owner    string        // who claims (a relay's ID); required
+	LeaseFor time.Duration // the claim lasts this long; positive
+}
+
+// RetryOutboxParams are the arguments of Store.RetryOutbox.
+type RetryOutboxParams struct {
+	ID    string    // the job whose entry failed to publish
+	Due   time.Time // when to try again
+	Error string    // what went wrong, recorded as the entry's LastError
+}
+
+// ThroughputParams are the arguments of Store.Throughput.
+type ThroughputParams struct {
+	Since time.Time     // the first bucket is the one holding Since
+	Step  time.Duration // bucket width: a whole number of minutes, at least 1
+}
+
+// RescueParams are the arguments of Store.Rescue.
+type RescueParams struct {
+	// QueuedBefore: a Queued job with no outbox entry whose last activity
+	// is before this is requeued. Its last activity is the latest of: when
+	// it became Queued (its UpdateTime then), its RunAfter, its last
+	// MarkSeen, and its last Rescue.
+	QueuedBefore time.Time
+	// LapsedBefore: a Running job whose lease lapsed before this is
+	// released.
+	LapsedBefore time.Time
+	// Limit bounds each of the two lists, 1..MaxClaim.
+	Limit int
 }
 
 // Store records jobs. Every method that changes a job is a conditional update:
@@ -207,21 +344,38 @@ type Store interface {
 	// the next page ("" at the end).
 	List(ctx context.Context, p ListParams) (jobs []*Job, nextPageToken string, err error)
 
-	// Start moves Queued (or Running, for a redelivery after a crash) to
-	// Running, sets Attempt and, on the first start, StartTime.
+	// Start moves a job to Running under the lease p.Lease until now +
+	// p.LeaseFor, sets Attempt to max(p.Attempt, stored Attempt + 1) and,
+	// on the first start, StartTime. It applies to a Queued job, and to a
+	// Running one whose lease has lapsed (a takeover: the previous run's
+	// worker is gone). On a job Running under p.Lease it changes nothing and
+	// returns the job (a repeated call). On a job Running under another
+	// live lease it changes nothing and returns the job and an error
+	// wrapping ErrLeased (not ErrConflict); on a terminal job, the job and
+	// an error wrapping ErrConflict.
 	Start(ctx context.Context, p StartParams) (*Job, error)
+	// Heartbeat extends to now + p.LeaseFor the lease of each job that is
+	// Running under the given token, in one write, and returns the IDs of
+	// the others (cancelled, finished, taken over, deleted): their runs
+	// should stop.
+	Heartbeat(ctx context.Context, p HeartbeatParams) (lost []string, err error)
 	// Progress records progress of a Running job.
 	Progress(ctx context.Context, p ProgressParams) error
-	// Succeed moves Running to Succeeded with its result.
+	// Succeed moves Running to Succeeded with its result and clears the
+	// lease.
 	Succeed(ctx context.Context, p SucceedParams) (*Job, error)
-	// Fail moves Running to Queued (Retry) or Failed, recording the error.
-	// A Failed with no Running (e.g. an undecodable message for a Queued job)
-	// is also allowed from Queued.
+	// Fail moves Running to Queued (Retry) or Failed, recording the error
+	// and clearing the lease. A Failed with no Running (e.g. an undecodable
+	// message for a Queued job) is also allowed from Queued (with no
+	// Lease). A final Fail drops the job's outbox entry, if any.
 	Fail(ctx context.Context, p FailParams) (*Job, error)
-	// Cancel moves Queued or Running to Cancelled and drops the job's outbox
-	// entry, if any. On a terminal job it returns the job and an error
-	// wrapping ErrConflict.
+	// Cancel moves Queued or Running to Cancelled, clears the lease and
+	// drops the job's outbox entry, if any. On a terminal job it returns the
+	// job and an error wrapping ErrConflict.
 	Cancel(ctx context.Context, id string) (*Job, error)
+	// Cancelled returns which of ids (at most MaxBatchIDs) are Cancelled,
+	// in one indexed read: a worker polls it for the jobs it runs.
+	Cancelled(ctx context.Context, ids []string) ([]string, error)
 
 	// Events returns the job's timeline, oldest first: one Event per change
 	// of state or attempt since it was recorded. A job with no events (or no
@@ -229,17 +383,54 @@ type Store interface {
 	// events with it.
 	Events(ctx context.Context, id string) ([]Event, error)
 
-	// DueOutbox returns up to limit (at most 1000) outbox entries whose
-	// RunAfter is not after now, oldest due first (due = the later of Created
-	// and RunAfter), then in enqueue order.
-	DueOutbox(ctx context.Context, now time.Time, limit int) ([]OutboxEntry, error)
-	// MarkSent removes the outbox entries of these jobs.
+	// ClaimOutbox claims up to p.Limit due outbox entries (Due not after
+	// now) that no one holds (never claimed, or the claim lapsed), oldest
+	// due first, then in enqueue order: each is held by p.Owner until now +
+	// p.LeaseFor, so that relays sharing the store never get an entry
+	// another one holds. An entry with an OrderingKey is claimable only when
+	// every entry of that key enqueued before it is in the outbox no more
+	// (published or dropped) or is claimed in the same call, so the entries
+	// of a key go out in enqueue order.
+	ClaimOutbox(ctx context.Context, p ClaimOutboxParams) ([]OutboxEntry, error)
+	// MarkSent removes the outbox entries of these jobs (at most
+	// MaxBatchIDs).
 	MarkSent(ctx context.Context, jobIDs []string) error
+	// RetryOutbox records that the entry of job p.ID failed to publish: it
+	// releases the claim, makes the entry due at p.Due, counts the attempt
+	// and keeps p.Error as LastError. ErrNotFound when the job has no entry.
+	RetryOutbox(ctx context.Context, p RetryOutboxParams) error
 	// OutboxStats returns how many entries wait and the oldest one's Created.
 	OutboxStats(ctx context.Context) (count int, oldest time.Time, err error)
 
+	// MarkSeen records that a worker received a delivery of these Queued
+	// jobs (at most MaxBatchIDs) and holds it (e.g. waiting for a rate-limit
+	// token), so that Rescue leaves them alone. It records no event and
+	// leaves UpdateTime as it is.
+	MarkSeen(ctx context.Context, ids []string) error
+	// Rescue, in one transaction, gives each Queued job with no outbox entry
+	// and no activity since p.QueuedBefore an outbox entry due now, and puts
+	// each Running job whose lease lapsed before p.LapsedBefore back to
+	// Queued (same attempt, lease cleared, error code 14 UNAVAILABLE and a
+	// message saying so) with an outbox entry due now; oldest first, at most
+	// p.Limit of each. It keeps "an enqueued job is never lost" true
+	// whatever lost its message.
+	Rescue(ctx context.Context, p RescueParams) (RescueResult, error)
+
+	// Counts returns how many jobs of each type are in each state, and the
+	// oldest Queued job of each type, sorted by type, from counters the
+	// store keeps with each change (cheap on any store size). Types with no
+	// jobs left are omitted.
+	Counts(ctx context.Context) ([]TypeCounts, error)
+	// Throughput returns how many jobs of each type succeeded and failed in
+	// each bucket of p.Step since p.Since, fleet-wide, by bucket then type;
+	// buckets in which no job of a type ended are omitted. Buckets start at
+	// whole multiples of p.Step since the Unix epoch; DeleteFinished drops
+	// those older than its cutoff.
+	Throughput(ctx context.Context, p ThroughputParams) ([]ThroughputPoint, error)
+
 	// DeleteFinished deletes terminal jobs whose EndTime is before cutoff,
-	// with their outbox entries, and returns how many it deleted.
+	// with their outbox entries and events, and the Throughput buckets that
+	// ended before cutoff, and returns how many jobs it deleted.
 	DeleteFinished(ctx context.Context, cutoff time.Time) (int, error)
 
 	// Subscribe returns a channel that receives a value (coalesced: at most

@@ -4,7 +4,8 @@
 // It observes the system through decorators and middleware only: of the job
 // store (WrapStore), of the rate limiters (WrapLimiter), of the dead-letter
 // publisher (WrapDeadLetters), of the outbox relay's publisher, and a
-// handler middleware (Middleware). It registers on the prometheus.Registry
+// handler middleware (Middleware); the fleet's jobs by type and state come
+// from the store's counters at scrape time. It registers on the prometheus.Registry
 // it is given (never the global one) and serves it with Handler.
 //
 // It is for courierd. It is not a metrics API for handlers (they can register
@@ -26,7 +27,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/courierq/courier/jobs"
+	"github.com/courierq/courier/outbox"
 	"github.com/courierq/courier/publisher"
+	"github.com/courierq/courier/wire"
 )
 
 // Config configures Metrics. Registry is required.
@@ -36,10 +39,11 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Namespace prefixes every metric name. "" means "courier".
 	Namespace string
-	// Store, when set, is asked for OutboxStats at each scrape
-	// (courier_outbox_backlog, courier_outbox_oldest_age_seconds).
+	// Store, when set, is asked for OutboxStats and Counts at each scrape
+	// (courier_outbox_backlog, courier_outbox_oldest_age_seconds; the
+	// fleet-wide courier_jobs and courier_oldest_queued_age_seconds).
 	Store jobs.Store
-	// ScrapeTimeout bounds the OutboxStats call of one scrape. 0 means 5s.
+	// ScrapeTimeout bounds the store calls of one scrape. 0 means 5s.
 	ScrapeTimeout time.Duration
 	// ProcessCollectors adds the Go runtime and process collectors.
 	ProcessCollectors bool
@@ -57,8 +61,6 @@ type Metrics struct {
 	handlerDuration, startLatency, rateLimitWait                           *prometheus.HistogramVec
 	inFlight, rateLimitWaiting                                             *prometheus.GaugeVec
 	waitingNow                                                             sync.Map // type -> *atomic.Int64
-
-	through throughput
 }
 
 // New validates cfg and registers the collectors on cfg.Registry.
@@ -110,6 +112,10 @@ func New(cfg Config) (*Metrics, error) {
 			backlog: prometheus.NewDesc(ns+"_outbox_backlog", "Outbox entries not yet published (including run_after entries not yet due).", nil, nil),
 			age:     prometheus.NewDesc(ns+"_outbox_oldest_age_seconds", "Age of the oldest outbox entry; 0 when the outbox is empty.", nil, nil),
 			up:      prometheus.NewDesc(ns+"_outbox_stats_up", "1 when the store answered OutboxStats at this scrape, else 0.", nil, nil),
+		}, &countsCollector{m: m,
+			jobs:   prometheus.NewDesc(ns+"_jobs", "Jobs in the store by type and state, across every replica (Store.Counts).", []string{"type", "state"}, nil),
+			oldest: prometheus.NewDesc(ns+"_oldest_queued_age_seconds", "Age of the oldest QUEUED job of each type with one.", []string{"type"}, nil),
+			up:     prometheus.NewDesc(ns+"_job_counts_up", "1 when the store answered Counts at this scrape, else 0.", nil, nil),
 		})
 	}
 	if cfg.ProcessCollectors {
@@ -143,14 +149,25 @@ func (m *Metrics) PublishError(e *publisher.PublishError) {
 	m.publishErrors.WithLabelValues(e.Type).Inc()
 }
 
-// ObserveOutbox records the outcome of an outbox publish
-// (outbox.Config.Observe).
-func (m *Metrics) ObserveOutbox(ctx context.Context, e jobs.OutboxEntry) (context.Context, func(error)) {
-	return ctx, func(err error) {
+// WrapPublisher returns p with each failed publish of the outbox relay
+// counted (courier_pubsub_publish_errors_total, by type).
+func (m *Metrics) WrapPublisher(p outbox.Publisher) outbox.Publisher {
+	return &countedPublisher{Publisher: p, m: m}
+}
+
+type countedPublisher struct {
+	outbox.Publisher
+	m *Metrics
+}
+
+func (p *countedPublisher) PublishBatch(ctx context.Context, msgs []*wire.Message) []error {
+	errs := p.Publisher.PublishBatch(ctx, msgs)
+	for i, err := range errs {
 		if err != nil {
-			m.publishErrors.WithLabelValues(e.Type).Inc()
+			p.m.publishErrors.WithLabelValues(msgs[i].Type).Inc()
 		}
 	}
+	return errs
 }
 
 // outboxCollector reads OutboxStats at scrape time.
@@ -180,4 +197,35 @@ func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
 	ch <- prometheus.MustNewConstMetric(c.backlog, prometheus.GaugeValue, float64(n))
 	ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, age)
+}
+
+// countsCollector reads Store.Counts at scrape time.
+type countsCollector struct {
+	m                *Metrics
+	jobs, oldest, up *prometheus.Desc
+}
+
+func (c *countsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.jobs
+	ch <- c.oldest
+	ch <- c.up
+}
+
+func (c *countsCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.m.cfg.ScrapeTimeout)
+	defer cancel()
+	counts, err := c.m.cfg.Store.Counts(ctx)
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
+	for _, tc := range counts {
+		for _, st := range jobs.States() {
+			ch <- prometheus.MustNewConstMetric(c.jobs, prometheus.GaugeValue, float64(tc.States[st]), tc.Type, string(st))
+		}
+		if !tc.OldestQueued.IsZero() {
+			ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, max(c.m.cfg.Now().Sub(tc.OldestQueued).Seconds(), 0), tc.Type)
+		}
+	}
 }

@@ -17,7 +17,7 @@ import (
 	"github.com/courierq/courier/metrics"
 )
 
-func TestStoreDecoratorAndThroughput(t *testing.T) {
+func TestStoreDecoratorAndFleetGauges(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 11, 27, 12, 0, 30, 0, time.UTC)
 	clock := func() time.Time { return now }
@@ -37,7 +37,7 @@ func TestStoreDecoratorAndThroughput(t *testing.T) {
 		if _, dup, err := store.Enqueue(ctx, jobs.EnqueueParams{Job: jobs.Job{ID: id, Type: typ, MaxAttempts: 1, IdempotencyKey: id}}); err != nil || dup {
 			t.Fatalf("Enqueue %s: %v %v", id, dup, err)
 		}
-		if _, err := store.Start(ctx, jobs.StartParams{ID: id, Attempt: 1}); err != nil {
+		if _, err := store.Start(ctx, jobs.StartParams{ID: id, Attempt: 1, Lease: "test", LeaseFor: time.Minute}); err != nil {
 			t.Fatal(err)
 		}
 		if ok {
@@ -62,22 +62,24 @@ func TestStoreDecoratorAndThroughput(t *testing.T) {
 		t.Fatal("second Succeed of a was accepted")
 	}
 
-	ok, failed := m.Throughput(typ, 4)
-	if want := []int{0, 1, 0, 2}; !equal(ok, want) {
-		t.Errorf("succeeded per minute %v, want %v", ok, want)
-	}
-	if want := []int{0, 1, 0, 0}; !equal(failed, want) {
-		t.Errorf("failed per minute %v, want %v", failed, want)
+	// One more job, queued since the start: the oldest queued one.
+	if _, _, err := store.Enqueue(ctx, jobs.EnqueueParams{Job: jobs.Job{ID: "e", Type: typ}}); err != nil {
+		t.Fatal(err)
 	}
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	body, _ := io.ReadAll(rec.Body)
 	for _, want := range []string{
-		`courier_jobs_enqueued_total{type="courier.demo.v1.Echo"} 4`,
+		`courier_jobs_enqueued_total{type="courier.demo.v1.Echo"} 5`,
 		`courier_jobs_succeeded_total{type="courier.demo.v1.Echo"} 3`,
 		`courier_jobs_failed_total{type="courier.demo.v1.Echo"} 1`,
 		`courier_enqueue_to_start_seconds_count{type="courier.demo.v1.Echo"} 4`,
-		"courier_outbox_backlog 4", // nothing relayed them
+		`courier_jobs{state="SUCCEEDED",type="courier.demo.v1.Echo"} 3`,
+		`courier_jobs{state="FAILED",type="courier.demo.v1.Echo"} 1`,
+		`courier_jobs{state="QUEUED",type="courier.demo.v1.Echo"} 1`,
+		`courier_oldest_queued_age_seconds{type="courier.demo.v1.Echo"} 0`,
+		"courier_job_counts_up 1",
+		"courier_outbox_backlog 4", // nothing relayed them; b's went with its final failure
 		"courier_outbox_oldest_age_seconds 120",
 	} {
 		if !strings.Contains(string(body), want) {
@@ -97,18 +99,6 @@ func TestNewRefusesASecondRegistration(t *testing.T) {
 	if _, err := metrics.New(metrics.Config{}); err == nil {
 		t.Fatal("New without a registry succeeded")
 	}
-}
-
-func equal(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestRateLimitWaiting(t *testing.T) {

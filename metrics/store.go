@@ -47,7 +47,6 @@ func (s *store) Succeed(ctx context.Context, p jobs.SucceedParams) (*jobs.Job, e
 	j, err := s.Store.Succeed(ctx, p)
 	if err == nil {
 		s.m.succeeded.WithLabelValues(j.Type).Inc()
-		s.m.through.add(j.Type, s.m.cfg.Now(), true)
 	}
 	return j, err
 }
@@ -57,7 +56,6 @@ func (s *store) Fail(ctx context.Context, p jobs.FailParams) (*jobs.Job, error) 
 	if err == nil {
 		if j.State == jobs.Failed {
 			s.m.failed.WithLabelValues(j.Type).Inc()
-			s.m.through.add(j.Type, s.m.cfg.Now(), false)
 		} else {
 			s.m.retried.WithLabelValues(j.Type).Inc()
 		}

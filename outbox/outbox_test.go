@@ -2,7 +2,9 @@ package outbox_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,7 +96,8 @@ func TestPassPublishesDueEntries(t *testing.T) {
 }
 
 // TestPassKeepsEntriesWhenPublishingFails: with no topic to publish to, the
-// entries stay in the outbox and the error says so.
+// entry stays in the outbox, due again after its backoff, and the error
+// says so.
 func TestPassKeepsEntriesWhenPublishingFails(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -104,21 +107,28 @@ func TestPassKeepsEntriesWhenPublishingFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.Close(ctx)
-	store := openStore(t, nil)
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	store := openStore(t, clock)
 	enqueue(t, store, "job-a", "a", time.Time{})
-	relay, err := outbox.New(outbox.Config{Store: store, Publisher: pub})
+	relay, err := outbox.New(outbox.Config{Store: store, Publisher: pub, Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
 	n, err := relay.Pass(ctx)
-	if err == nil || n != 0 {
-		t.Fatalf("Pass with no topic: %d, %v; want an error", n, err)
+	if err == nil || n != 0 || errors.Is(err, outbox.ErrStore) {
+		t.Fatalf("Pass with no topic: %d, %v; want an error that is not the store's", n, err)
 	}
 	if count, _, _ := store.OutboxStats(ctx); count != 1 {
 		t.Fatalf("outbox holds %d entries after a failed pass, want 1", count)
 	}
-	// Once the topic exists, the next pass publishes it.
+	// Once the topic exists and the entry's backoff has passed, the next
+	// pass publishes it.
 	testenv.CreateTopic(t, c, "courier-demo-v1-Echo", "sub")
+	if n, err := relay.Pass(ctx); err != nil || n != 0 {
+		t.Fatalf("Pass before the entry's backoff passed: %d, %v; want nothing", n, err)
+	}
+	now = now.Add(time.Minute)
 	if n, err := relay.Pass(ctx); err != nil || n != 1 {
 		t.Fatalf("Pass after the topic appeared: %d, %v", n, err)
 	}
@@ -137,8 +147,17 @@ func TestRunPublishesOnNotify(t *testing.T) {
 	}
 	defer pub.Close(ctx)
 	store := openStore(t, nil)
-	published := make(chan []jobs.OutboxEntry, 10)
-	relay, err := outbox.New(outbox.Config{Store: store, Publisher: pub, PollInterval: time.Hour, OnPublished: func(e []jobs.OutboxEntry) { published <- e }})
+	published := make(chan []string, 10)
+	watched := &watchPublisher{Publisher: pub, batch: func(msgs []*wire.Message, errs []error) {
+		var ids []string
+		for i, m := range msgs {
+			if errs[i] == nil {
+				ids = append(ids, m.ID)
+			}
+		}
+		published <- ids
+	}}
+	relay, err := outbox.New(outbox.Config{Store: store, Publisher: watched, PollInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +168,7 @@ func TestRunPublishesOnNotify(t *testing.T) {
 	relay.Notify()
 	select {
 	case e := <-published:
-		if len(e) != 1 || e[0].JobID != "job-a" {
+		if len(e) != 1 || e[0] != "job-a" {
 			t.Fatalf("published %v", e)
 		}
 	case <-ctx.Done():
@@ -162,7 +181,27 @@ func TestRunPublishesOnNotify(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
-	if _, err := outbox.New(outbox.Config{}); err == nil {
-		t.Fatal("New without Store and Publisher: want an error")
+	store := openStore(t, nil)
+	for _, tc := range []struct {
+		cfg  outbox.Config
+		want string
+	}{
+		{outbox.Config{}, "Config.Store"},
+		{outbox.Config{Store: store, Publisher: &publisher.Publisher{}, BatchSize: 1001}, "BatchSize"},
+		{outbox.Config{Store: store, Publisher: &publisher.Publisher{}, ClaimLease: time.Second, PublishTimeout: 2 * time.Second}, "PublishTimeout"},
+		{outbox.Config{Store: store, Publisher: &publisher.Publisher{}, MinBackoff: time.Minute, MaxBackoff: time.Second}, "MinBackoff"},
+		{outbox.Config{Store: store, Publisher: &publisher.Publisher{}, ClaimLease: -1}, "negative"},
+	} {
+		if _, err := outbox.New(tc.cfg); err == nil || !strings.HasPrefix(err.Error(), "outbox: ") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%+v) = %v; want an error naming %s", tc.cfg, err, tc.want)
+		}
+	}
+	r, err := outbox.New(outbox.Config{Store: store, Publisher: &publisher.Publisher{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, _ := outbox.New(outbox.Config{Store: store, Publisher: &publisher.Publisher{}})
+	if r.Owner() == "" || r.Owner() == r2.Owner() {
+		t.Fatalf("owners %q and %q: want distinct random IDs", r.Owner(), r2.Owner())
 	}
 }

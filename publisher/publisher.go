@@ -173,9 +173,10 @@ func New(client *pubsub.Client, cfg Config) (*Publisher, error) {
 type Option func(*callOptions)
 
 type callOptions struct {
-	id     string
-	idSet  bool
-	labels map[string]string
+	id          string
+	idSet       bool
+	labels      map[string]string
+	orderingKey string
 }
 
 // WithID publishes with this job ID (ce-id) instead of a new one; the outbox
@@ -189,11 +190,23 @@ func WithLabels(labels map[string]string) Option {
 	return func(o *callOptions) { o.labels = labels }
 }
 
+// WithOrderingKey publishes with a Pub/Sub ordering key ("" means none):
+// Pub/Sub delivers the messages of one key on a subscription with message
+// ordering in the order they were published. After a failed publish of a
+// key, the client refuses that key's later messages until it is resumed;
+// the publisher resumes it when the failure is reported (Result.Get, or
+// OnError), so the caller republishes the failed message, then the rest.
+func WithOrderingKey(key string) Option {
+	return func(o *callOptions) { o.orderingKey = key }
+}
+
 // Result is the outcome of one PublishResult call.
 type Result struct {
 	ID    string // job ID (ce-id)
 	Topic string // topic ID
 	r     *pubsub.PublishResult
+	// resume re-enables the ordering key after a failure; nil without one.
+	resume func()
 }
 
 // Ready is closed once Pub/Sub has answered (or the publish failed).
@@ -204,6 +217,9 @@ func (r *Result) Ready() <-chan struct{} { return r.r.Ready() }
 func (r *Result) Get(ctx context.Context) (messageID string, err error) {
 	messageID, err = r.r.Get(ctx)
 	if err != nil && ctx.Err() == nil {
+		if r.resume != nil {
+			r.resume()
+		}
 		err = fmt.Errorf("publisher: publishing job %s to topic %s: %w", r.ID, r.Topic, err)
 	}
 	return messageID, err
@@ -260,25 +276,21 @@ func (p *Publisher) PublishMessage(ctx context.Context, m *wire.Message) (*Resul
 	return p.send(ctx, &mm, false)
 }
 
-// PublishRaw is PublishMessage for a payload already encoded, with the ID
-// and labels given as options.
-func (p *Publisher) PublishRaw(ctx context.Context, typeName string, data []byte, opts ...Option) (*Result, error) {
-	var o callOptions
-	for _, opt := range opts {
-		opt(&o)
+// PublishBatch publishes msgs as PublishMessage does and waits, until ctx
+// ends, for Pub/Sub's answer to each: errs[i] is msgs[i]'s outcome (nil when
+// Pub/Sub accepted it). The outbox relay publishes through it.
+func (p *Publisher) PublishBatch(ctx context.Context, msgs []*wire.Message) []error {
+	errs := make([]error, len(msgs))
+	results := make([]*Result, len(msgs))
+	for i, m := range msgs {
+		results[i], errs[i] = p.PublishMessage(ctx, m)
 	}
-	if typeName == "" {
-		return nil, errors.New("publisher: PublishRaw: typeName is empty; pass the payload's full protobuf name")
-	}
-	m := &wire.Message{ID: o.id, Type: typeName, Labels: o.labels, Data: data}
-	if !o.idSet {
-		id, err := p.cfg.NewID()
-		if err != nil {
-			return nil, fmt.Errorf("publisher: making a job ID: %w", err)
+	for i, r := range results {
+		if r != nil {
+			_, errs[i] = r.Get(ctx)
 		}
-		m.ID = id
 	}
-	return p.PublishMessage(ctx, m)
+	return errs
 }
 
 // submit encodes msg and sends it. With watch, a goroutine waits for the
@@ -296,7 +308,7 @@ func (p *Publisher) submit(ctx context.Context, msg proto.Message, opts []Option
 	for _, opt := range opts {
 		opt(&o)
 	}
-	m := &wire.Message{ID: o.id, Type: typ, Labels: o.labels, Data: data}
+	m := &wire.Message{ID: o.id, Type: typ, Labels: o.labels, Data: data, OrderingKey: o.orderingKey}
 	if !o.idSet {
 		if m.ID, err = p.cfg.NewID(); err != nil {
 			return nil, fmt.Errorf("publisher: making a job ID: %w", err)
@@ -334,7 +346,11 @@ func (p *Publisher) send(ctx context.Context, m *wire.Message, watch bool) (*Res
 		return nil, &TooLargeError{Type: m.Type, Size: size, Limit: MaxMessageBytes}
 	}
 
-	pub := p.topic(topic)
+	pub := p.topic(topic, m.OrderingKey != "")
+	var resume func()
+	if key := m.OrderingKey; key != "" {
+		resume = func() { pub.ResumePublish(key) }
+	}
 	p.mu.RLock()
 	closed := p.closed
 	if !closed && watch {
@@ -353,6 +369,9 @@ func (p *Publisher) send(ctx context.Context, m *wire.Message, watch bool) (*Res
 			if watch {
 				p.pending.Done()
 			}
+			if resume != nil {
+				resume()
+			}
 			switch {
 			case errors.Is(err, pubsub.ErrFlowControllerMaxOutstandingMessages) || errors.Is(err, pubsub.ErrFlowControllerMaxOutstandingBytes):
 				return nil, fmt.Errorf("%w: topic %s holds %d messages or %d bytes not yet sent; retry later, raise Config.MaxBufferedMessages/MaxBufferedBytes, or set BlockWhenFull", ErrBufferFull, topic, p.cfg.MaxBufferedMessages, p.cfg.MaxBufferedBytes)
@@ -367,11 +386,14 @@ func (p *Publisher) send(ctx context.Context, m *wire.Message, watch bool) (*Res
 		go func() {
 			defer p.pending.Done()
 			if _, err := r.Get(context.Background()); err != nil {
+				if resume != nil {
+					resume()
+				}
 				p.cfg.OnError(&PublishError{ID: id, Type: typ, Topic: topic, Err: err})
 			}
 		}()
 	}
-	return &Result{ID: id, Topic: topic, r: r}, nil
+	return &Result{ID: id, Topic: topic, r: r, resume: resume}, nil
 }
 
 // traceContext returns the W3C traceparent and tracestate of ctx's span, or
@@ -385,19 +407,26 @@ func traceContext(ctx context.Context) (parent, state string) {
 }
 
 // topic returns the client publisher of topic id, making it on first use.
-func (p *Publisher) topic(id string) *pubsub.Publisher {
+// Messages with an ordering key go through a second one with message
+// ordering on, so that ordering never slows the others down.
+func (p *Publisher) topic(id string, ordered bool) *pubsub.Publisher {
+	key := id
+	if ordered {
+		key += "\x00ordered"
+	}
 	p.mu.RLock()
-	pub, ok := p.topics[id]
+	pub, ok := p.topics[key]
 	p.mu.RUnlock()
 	if ok {
 		return pub
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if pub, ok := p.topics[id]; ok {
+	if pub, ok := p.topics[key]; ok {
 		return pub
 	}
 	pub = p.client.Publisher(id)
+	pub.EnableMessageOrdering = ordered
 	s := &pub.PublishSettings
 	if p.cfg.DelayThreshold > 0 {
 		s.DelayThreshold = p.cfg.DelayThreshold
@@ -419,7 +448,7 @@ func (p *Publisher) topic(id string) *pubsub.Publisher {
 	if p.cfg.BlockWhenFull {
 		s.FlowControlSettings.LimitExceededBehavior = pubsub.FlowControlBlock
 	}
-	p.topics[id] = pub
+	p.topics[key] = pub
 	return pub
 }
 

@@ -3,6 +3,7 @@ package publisher_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -240,5 +241,49 @@ func TestPublishTopicOverrideAndPrefix(t *testing.T) {
 	}
 	if got := testenv.Pull(ctx, t, c, "sleep-sub", 1)[0].Attributes["ce-type"]; got != "courier.demo.v1.Sleep" {
 		t.Fatalf("prefixed topic got %s (job %s)", got, sleepID)
+	}
+}
+
+// TestOrderingKey: messages carry their ordering key; after a failed
+// publish the key is resumed, so the caller's retry goes through.
+func TestOrderingKey(t *testing.T) {
+	t.Parallel()
+	c := testenv.Client(t, testenv.Google(t))
+	p := newPublisher(t, c, publisher.Config{Timeout: 5 * time.Second})
+	ctx := ctxT(t)
+	if _, err := p.PublishSync(ctx, &demov1.Echo{Message: "no topic yet"}, publisher.WithOrderingKey("K")); err == nil {
+		t.Fatal("publish to a missing topic succeeded")
+	}
+	testenv.CreateTopic(t, c, echoTopic, "sub")
+	for i := range 3 {
+		if _, err := p.PublishSync(ctx, &demov1.Echo{Message: fmt.Sprint("k", i)}, publisher.WithOrderingKey("K")); err != nil {
+			t.Fatalf("publish %d with the key after the failure: %v", i, err)
+		}
+	}
+	if _, err := p.PublishSync(ctx, &demov1.Echo{Message: "unordered"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range testenv.Pull(ctx, t, c, "sub", 4) {
+		var e demov1.Echo
+		if err := proto.Unmarshal(m.Data, &e); err != nil {
+			t.Fatal(err)
+		}
+		want := "K"
+		if e.Message == "unordered" {
+			want = ""
+		}
+		if m.OrderingKey != want {
+			t.Errorf("message %q has ordering key %q, want %q", e.Message, m.OrderingKey, want)
+		}
+	}
+}
+
+func TestInvalidTopicIsErrInvalidID(t *testing.T) {
+	t.Parallel()
+	c := testenv.Client(t, testenv.Google(t))
+	p := newPublisher(t, c, publisher.Config{})
+	_, err := p.PublishMessage(ctxT(t), &wire.Message{ID: "j1", Type: "google.Reserved"})
+	if !errors.Is(err, wire.ErrInvalidID) || !strings.Contains(err.Error(), "goog") {
+		t.Fatalf("publish of a type whose topic would start with goog: %v, want ErrInvalidID saying why", err)
 	}
 }

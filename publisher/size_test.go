@@ -12,6 +12,7 @@ import (
 	"github.com/courierq/courier/internal/testenv"
 	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
 	"github.com/courierq/courier/publisher"
+	"github.com/courierq/courier/wire"
 )
 
 // TestEncodedSizeIsTheLimit: a message whose EncodedSize is exactly
@@ -47,9 +48,9 @@ func TestEncodedSizeIsTheLimit(t *testing.T) {
 		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}, TraceFlags: trace.FlagsSampled, TraceState: ts,
 	}))
 	id := strings.Repeat("j", publisher.MaxIDBytes)
-	res, err := p.PublishRaw(ctx, typ, data, publisher.WithID(id), publisher.WithLabels(labels))
+	res, err := p.PublishMessage(ctx, &wire.Message{ID: id, Type: typ, Data: data, Labels: labels})
 	if err != nil {
-		t.Fatalf("PublishRaw at the limit: %v", err)
+		t.Fatalf("PublishMessage at the limit: %v", err)
 	}
 	if _, err := res.Get(ctx); err != nil {
 		t.Fatalf("Pub/Sub refused a message at the limit: %v", err)
@@ -63,7 +64,7 @@ func TestEncodedSizeIsTheLimit(t *testing.T) {
 	}
 
 	over := append(data, 'x')
-	_, err = p.PublishRaw(ctx, typ, over, publisher.WithLabels(labels))
+	_, err = p.PublishMessage(ctx, &wire.Message{ID: "j-over", Type: typ, Data: over, Labels: labels})
 	var tl *publisher.TooLargeError
 	if !errors.As(err, &tl) || tl.Size != publisher.MaxMessageBytes+1 || tl.Limit != publisher.MaxMessageBytes {
 		t.Fatalf("one byte over: %v, want TooLargeError of %d bytes", err, publisher.MaxMessageBytes+1)

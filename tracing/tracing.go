@@ -1,19 +1,17 @@
 // Package tracing follows a job through courier with OpenTelemetry: the
 // EnqueueJob RPC (the otelgrpc stats handler, ServerOption), the outbox
-// relay's publish (OutboxObserve, parented on the RPC's span), and the
-// handler run by ingest (IngestDeliver, parented on the traceparent
-// attribute the publisher put on the Pub/Sub message), so one trace shows a
-// job from enqueue to end. The exporter is chosen by Config: none (the
-// default), "stdout" (the demo) or "otlp" (gRPC to a collector).
+// relay's publish (WrapPublisher, parented on the RPC's span, whose trace
+// context WrapStore stores with the job), and the handler run by ingest
+// (Middleware, parented on the traceparent attribute the publish put on the
+// Pub/Sub message), so one trace shows a job from enqueue to end, whichever
+// replica publishes it and across restarts and run_after waits. All three
+// are decorators or middleware: nothing else knows tracing exists.
+// The exporter is chosen by Config: none (the default), "stdout" (the demo)
+// or "otlp" (gRPC to a collector).
 //
 // It is for courierd. It sets no global OpenTelemetry state (no
 // otel.SetTracerProvider): cmd passes the provider where it is needed.
 // Handlers that want their own spans use the span in their ctx.
-//
-// Limitation: the outbox row does not store a trace context, so the
-// enqueue → publish link is kept in memory (bounded, by job ID). A job
-// published by another replica, after a restart, or after a run_after wait
-// longer than the memory holds starts a new trace at its publish.
 package tracing
 
 import (
@@ -22,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sync"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/attribute"
@@ -40,6 +37,8 @@ import (
 
 	"github.com/courierq/courier/handlers"
 	"github.com/courierq/courier/jobs"
+	"github.com/courierq/courier/outbox"
+	"github.com/courierq/courier/wire"
 )
 
 // Config configures tracing. The zero value traces nothing.
@@ -55,9 +54,6 @@ type Config struct {
 	// ServiceName is the service.name resource attribute. "" means
 	// "courierd".
 	ServiceName string `json:"serviceName,omitempty"`
-	// MaxPending bounds the enqueue → publish links kept in memory. 0 means
-	// 100000.
-	MaxPending int `json:"maxPending,omitempty"`
 
 	// Stdout receives the "stdout" exporter's spans. nil means os.Stdout.
 	Stdout io.Writer `json:"-"`
@@ -73,10 +69,6 @@ type Tracing struct {
 	sdk    *sdktrace.TracerProvider // nil when off
 	tracer trace.Tracer
 	prop   propagation.TextMapPropagator
-
-	mu      sync.Mutex
-	pending map[string]trace.SpanContext // job ID → enqueue span
-	order   []string
 }
 
 // New validates cfg and builds the exporter (it connects lazily).
@@ -84,13 +76,7 @@ func New(ctx context.Context, cfg Config) (*Tracing, error) {
 	if cfg.ServiceName == "" {
 		cfg.ServiceName = "courierd"
 	}
-	if cfg.MaxPending < 0 {
-		return nil, fmt.Errorf("tracing: maxPending is %d; use a positive number or 0 for 100000", cfg.MaxPending)
-	}
-	if cfg.MaxPending == 0 {
-		cfg.MaxPending = 100000
-	}
-	t := &Tracing{cfg: cfg, prop: propagation.TraceContext{}, pending: map[string]trace.SpanContext{}}
+	t := &Tracing{cfg: cfg, prop: propagation.TraceContext{}}
 	var opt sdktrace.TracerProviderOption
 	switch {
 	case cfg.SpanExporter != nil:
@@ -150,13 +136,9 @@ func (t *Tracing) ServerOption() grpc.ServerOption {
 	return grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(t.sdk), otelgrpc.WithPropagators(t.prop)))
 }
 
-// Inject writes ctx's trace context into attrs (publisher.Config.InjectTrace).
-func (t *Tracing) Inject(ctx context.Context, attrs map[string]string) {
-	t.prop.Inject(ctx, propagation.MapCarrier(attrs))
-}
-
-// WrapStore returns s with Enqueue remembering the caller's span (the RPC's)
-// for the job, so that OutboxObserve can parent the publish on it.
+// WrapStore returns s with Enqueue storing the caller's trace context (the
+// RPC's span) with the job (Job.TraceParent, TraceState), unless the job
+// carries one already, so that WrapPublisher can parent the publish on it.
 func (t *Tracing) WrapStore(s jobs.Store) jobs.Store {
 	if !t.Enabled() {
 		return s
@@ -170,46 +152,53 @@ type store struct {
 }
 
 func (s *store) Enqueue(ctx context.Context, p jobs.EnqueueParams) (*jobs.Job, bool, error) {
-	j, dup, err := s.Store.Enqueue(ctx, p)
-	if sc := trace.SpanContextFromContext(ctx); err == nil && !dup && sc.IsValid() {
-		s.t.remember(j.ID, sc)
+	if p.Job.TraceParent == "" {
+		c := propagation.MapCarrier{}
+		s.t.prop.Inject(ctx, c)
+		p.Job.TraceParent, p.Job.TraceState = c["traceparent"], c["tracestate"]
 	}
-	return j, dup, err
+	return s.Store.Enqueue(ctx, p)
 }
 
-func (t *Tracing) remember(id string, sc trace.SpanContext) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for len(t.order) >= t.cfg.MaxPending {
-		delete(t.pending, t.order[0])
-		t.order = t.order[1:]
-	}
-	t.pending[id] = sc
-	t.order = append(t.order, id)
-}
-
-func (t *Tracing) take(id string) (trace.SpanContext, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	sc, ok := t.pending[id]
-	delete(t.pending, id) // its id stays in order until pushed out; harmless
-	return sc, ok
-}
-
-// OutboxObserve starts the "courier.publish TYPE" span of an outbox entry,
-// a child of its enqueue span when this process remembers it
-// (outbox.Config.Observe).
-func (t *Tracing) OutboxObserve(ctx context.Context, e jobs.OutboxEntry) (context.Context, func(error)) {
+// WrapPublisher returns p with each message the outbox relay publishes in
+// a "courier.publish TYPE" producer span, a child of the trace context the
+// message carries (the enqueue's, stored with the job: so the trace holds
+// whichever replica publishes, after restarts and run_after waits); the
+// message then carries the publish span's context to the handler. Off, it
+// returns p.
+func (t *Tracing) WrapPublisher(p outbox.Publisher) outbox.Publisher {
 	if !t.Enabled() {
-		return ctx, func(error) {}
+		return p
 	}
-	if sc, ok := t.take(e.JobID); ok {
-		ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
+	return &tracedPublisher{Publisher: p, t: t}
+}
+
+type tracedPublisher struct {
+	outbox.Publisher
+	t *Tracing
+}
+
+func (p *tracedPublisher) PublishBatch(ctx context.Context, msgs []*wire.Message) []error {
+	spans := make([]trace.Span, len(msgs))
+	for i, m := range msgs {
+		pctx := ctx
+		if m.TraceParent != "" {
+			pctx = p.t.prop.Extract(ctx, propagation.MapCarrier{"traceparent": m.TraceParent, "tracestate": m.TraceState})
+		}
+		var span trace.Span
+		pctx, span = p.t.tracer.Start(pctx, "courier.publish "+m.Type, trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(attribute.String("courier.job_id", m.ID), attribute.String("courier.job_type", m.Type),
+				attribute.String("messaging.system", "gcp_pubsub")))
+		spans[i] = span
+		c := propagation.MapCarrier{}
+		p.t.prop.Inject(pctx, c)
+		m.TraceParent, m.TraceState = c["traceparent"], c["tracestate"]
 	}
-	ctx, span := t.tracer.Start(ctx, "courier.publish "+e.Type, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(attribute.String("courier.job_id", e.JobID), attribute.String("courier.job_type", e.Type),
-			attribute.String("messaging.system", "gcp_pubsub")))
-	return ctx, func(err error) { end(span, err) }
+	errs := p.Publisher.PublishBatch(ctx, msgs)
+	for i, span := range spans {
+		end(span, errs[i])
+	}
+	return errs
 }
 
 // Middleware is the handler middleware that runs each attempt in a

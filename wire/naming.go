@@ -1,10 +1,23 @@
 package wire
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
 )
+
+// ErrInvalidID is wrapped by the errors of ValidateID, and so of
+// Naming.Topic and of publishing a type whose topic ID Pub/Sub would refuse:
+// no retry can fix those, only a change of naming.
+var ErrInvalidID = errors.New("wire: invalid Pub/Sub ID")
+
+// idError is an error of ValidateID: its message says what is wrong; it
+// matches ErrInvalidID.
+type idError struct{ msg string }
+
+func (e *idError) Error() string        { return e.msg }
+func (e *idError) Is(target error) bool { return target == ErrInvalidID }
 
 // Naming maps protobuf message types to Pub/Sub topic IDs. The zero value
 // applies the default rule to every type.
@@ -44,10 +57,10 @@ func (n Naming) Topic(typ string) (string, error) {
 // not with "goog".
 func ValidateID(id string) error {
 	if !topicIDPattern.MatchString(id) {
-		return fmt.Errorf("wire: %q is not a valid Pub/Sub ID: it must be 3..255 characters of letters, digits and -_.~+%%, starting with a letter", id)
+		return &idError{fmt.Sprintf("wire: %q is not a valid Pub/Sub ID: it must be 3..255 characters of letters, digits and -_.~+%%, starting with a letter", id)}
 	}
 	if strings.HasPrefix(strings.ToLower(id), "goog") {
-		return fmt.Errorf("wire: %q is not a valid Pub/Sub ID: IDs must not start with \"goog\"", id)
+		return &idError{fmt.Sprintf("wire: %q is not a valid Pub/Sub ID: IDs must not start with \"goog\"", id)}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,7 @@ import (
 	"github.com/courierq/courier/handlers"
 	"github.com/courierq/courier/internal/testenv"
 	"github.com/courierq/courier/jobs"
+	"github.com/courierq/courier/jobs/sqlite"
 	courierv1 "github.com/courierq/courier/proto/courier/v1"
 	"github.com/courierq/courier/publisher"
 	"github.com/courierq/courier/workflows"
@@ -57,6 +59,59 @@ type stack struct {
 	pub      *publisher.Publisher
 	temporal client.Client // the test's own client, for checking
 	starts   *startRecorder
+	// deliveries counts the ingest worker's deliveries per job.
+	deliveries *deliveryCounter
+}
+
+// countStarts is a job store decorator that counts the deliveries that
+// asked to start each job, started or refused (a live lease).
+type countStarts struct {
+	jobs.Store
+	d *deliveryCounter
+}
+
+func (c *countStarts) Start(ctx context.Context, p jobs.StartParams) (*jobs.Job, error) {
+	j, err := c.Store.Start(ctx, p)
+	c.d.deliver(p.ID)
+	return j, err
+}
+
+// deliveryCounter counts deliveries per job ID (countStarts).
+type deliveryCounter struct {
+	mu      sync.Mutex
+	n       map[string]int
+	changed chan struct{} // closed and replaced on each delivery
+}
+
+func (d *deliveryCounter) deliver(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.n[id]++
+	if d.changed != nil {
+		close(d.changed)
+		d.changed = nil
+	}
+}
+
+// wait waits until job id was delivered n times.
+func (d *deliveryCounter) wait(ctx context.Context, id string, n int) error {
+	for {
+		d.mu.Lock()
+		got := d.n[id]
+		if d.changed == nil {
+			d.changed = make(chan struct{})
+		}
+		ch := d.changed
+		d.mu.Unlock()
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d deliveries of %s, waiting for %d: %w", got, id, n, ctx.Err())
+		case <-ch:
+		}
+	}
 }
 
 // hook is demo.Config.OnTest: called before each commit is tested, with the
@@ -71,11 +126,18 @@ func newStack(t *testing.T, onTest hook) *stack {
 	if err := demo.Register(reg, tmp.handlerClient, tmp.cfg); err != nil {
 		t.Fatal(err)
 	}
+	deliveries := &deliveryCounter{n: map[string]int{}}
+	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "jobs.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
 	cfg := couriertest.Config(t.TempDir())
 	cfg.Temporal = &workflows.WorkerConfig{TaskQueue: tmp.cfg.TaskQueue}
 	n := couriertest.StartConfig(t, cfg, courier.WithRegistry(reg), courier.WithTemporalClient(tmp.handlerClient),
+		courier.WithStore(&countStarts{Store: store, d: deliveries}),
 		courier.WithWorkflows(func(r worker.Registry) { demo.RegisterWorker(r, tmp.cfg) }))
-	return &stack{ctx: ctx, node: n, store: n.Store(), jobs: n.Jobs.Service(), pub: n.Publisher(), temporal: tmp.client, starts: tmp.starts}
+	return &stack{ctx: ctx, node: n, store: n.Store(), jobs: n.Jobs.Service(), pub: n.Publisher(), temporal: tmp.client, starts: tmp.starts, deliveries: deliveries}
 }
 
 // temporalEnv is a Temporal worker running the Bisect workflow on a task

@@ -96,7 +96,7 @@ func TestEnqueueAndGet(t *testing.T) {
 	if err := j.Payload.UnmarshalTo(&echo); err != nil || echo.Message != "hi" {
 		t.Fatalf("payload: %v %v", &echo, err)
 	}
-	due, err := e.store.DueOutbox(e.ctx, time.Now().Add(time.Second), 10)
+	due, err := e.store.ClaimOutbox(e.ctx, jobs.ClaimOutboxParams{Limit: 10, Owner: "test", LeaseFor: time.Minute})
 	if err != nil || len(due) != 1 || due[0].JobID != resp.JobId {
 		t.Fatalf("outbox after enqueue: %v %v", due, err)
 	}
@@ -181,7 +181,7 @@ func TestWatchJob(t *testing.T) {
 	if j := recv(); j.State != courierv1.State_QUEUED {
 		t.Fatalf("first message: %v", j)
 	}
-	if _, err := e.store.Start(e.ctx, jobs.StartParams{ID: id, Attempt: 1}); err != nil {
+	if _, err := e.store.Start(e.ctx, jobs.StartParams{ID: id, Attempt: 1, Lease: "test", LeaseFor: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	if j := recv(); j.State != courierv1.State_RUNNING || j.Attempt != 1 {

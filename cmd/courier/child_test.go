@@ -126,7 +126,7 @@ func TestEnqueueTypeNotCompiledIn(t *testing.T) {
 	result := dynamicpb.NewMessage(resizeFile.Messages().ByName("ResizeResult"))
 	result.Set(result.Descriptor().Fields().ByName("url"), protoreflect.ValueOfString("https://img.example/cat-640.png"))
 	res, _ := proto.Marshal(result)
-	if _, err := store.Start(ctx, jobs.StartParams{ID: id, Attempt: 1}); err != nil {
+	if _, err := store.Start(ctx, jobs.StartParams{ID: id, Attempt: 1, Lease: "test", LeaseFor: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := store.Succeed(ctx, jobs.SucceedParams{ID: id, ResultType: "courier.clitest.v1.ResizeResult", Result: res}); err != nil {
@@ -226,7 +226,7 @@ func TestWatchOnATerminal(t *testing.T) {
 	defer f.Close()
 	out := readPTY(f)
 	out.waitFor(t, "QUEUED")
-	if _, err := store.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 1}); err != nil {
+	if _, err := store.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 1, Lease: "test", LeaseFor: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	msg := "画像を縮小しています、少々お待ちください — étape 2 sur 3\x1b[31m"
@@ -279,7 +279,7 @@ func TestWatchRedirected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 1}); err != nil {
+	if _, err := store.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 1, Lease: "test", LeaseFor: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := store.Fail(ctx, jobs.FailParams{ID: j.ID, Code: 9, Message: "too big"}); err != nil {

@@ -132,7 +132,7 @@ func TestWaitExitCodes(t *testing.T) {
 			go func() { io.Copy(&rest, pr); close(copied) }()
 			// Act as the worker on the job the CLI enqueued.
 			ctx := context.Background()
-			if _, err := store.Start(ctx, jobs.StartParams{ID: id, Attempt: 1}); err != nil {
+			if _, err := store.Start(ctx, jobs.StartParams{ID: id, Attempt: 1, Lease: "test", LeaseFor: time.Minute}); err != nil {
 				t.Fatal(err)
 			}
 			if tc.succeed {

@@ -3,6 +3,7 @@ package jobstest
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -41,7 +42,7 @@ func BenchmarkStore(b *testing.B, newStore func(tb testing.TB) jobs.Store) {
 		ids := seed(ctx, b, s, n)
 		b.ResetTimer()
 		elapsed := parallel(b, n, func(i int) error {
-			if _, err := s.Start(ctx, jobs.StartParams{ID: ids[i], Attempt: 1}); err != nil {
+			if _, err := s.Start(ctx, jobs.StartParams{ID: ids[i], Attempt: 1, Lease: "bench", LeaseFor: time.Minute}); err != nil {
 				return err
 			}
 			_, err := s.Succeed(ctx, jobs.SucceedParams{ID: ids[i], ResultType: "bench.v1.Result", Result: []byte("ok")})
@@ -61,7 +62,7 @@ func BenchmarkStore(b *testing.B, newStore func(tb testing.TB) jobs.Store) {
 			if _, err := s.Ensure(ctx, jobs.EnsureParams{Job: jobs.Job{ID: ids[i], Type: "bench.v1.Echo"}}); err != nil {
 				return err
 			}
-			if _, err := s.Start(ctx, jobs.StartParams{ID: ids[i], Attempt: 1}); err != nil {
+			if _, err := s.Start(ctx, jobs.StartParams{ID: ids[i], Attempt: 1, Lease: "bench", LeaseFor: time.Minute}); err != nil {
 				return err
 			}
 			_, err := s.Succeed(ctx, jobs.SucceedParams{ID: ids[i], ResultType: "bench.v1.Result", Result: []byte("ok")})
@@ -138,4 +139,67 @@ func parallel(b *testing.B, n int, fn func(i int) error) time.Duration {
 		b.Fatal(first)
 	}
 	return elapsed
+}
+
+// CountsJobs is how many jobs BenchmarkCounts measures Counts on.
+const CountsJobs = 1_000_000
+
+// CountsTypes is how many job types BenchmarkCounts's seed spreads the jobs
+// over.
+const CountsTypes = 10
+
+// SeedMix is the share of seeded jobs in each state, in the order of
+// jobs.States(), in percent: a store with history (mostly ended jobs) and a
+// backlog.
+var SeedMix = [5]int{10, 5, 70, 10, 5}
+
+// BenchmarkCounts measures Counts (what the dashboard and /metrics call
+// every few seconds) on a store holding CountsJobs jobs, which seed puts
+// there with the store's fast bulk insert: CountsTypes types
+// ("bench.v1.T0", ...) in the states of SeedMix, counters included. It
+// reports milliseconds per call.
+func BenchmarkCounts(b *testing.B, newStore func(tb testing.TB) jobs.Store, seed func(tb testing.TB, s jobs.Store, n int)) {
+	ctx := context.Background()
+	s := newStore(b)
+	start := time.Now()
+	seed(b, s, CountsJobs)
+	b.Logf("seeded %d jobs in %v", CountsJobs, time.Since(start).Round(time.Millisecond))
+	cs, err := s.Counts(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	total := 0
+	for _, c := range cs {
+		for _, n := range c.States {
+			total += n
+		}
+		if c.States[jobs.Queued] > 0 && c.OldestQueued.IsZero() {
+			b.Fatalf("Counts of %s: no OldestQueued with %d queued", c.Type, c.States[jobs.Queued])
+		}
+	}
+	if len(cs) != CountsTypes || total != CountsJobs {
+		b.Fatalf("Counts after seeding: %d types, %d jobs; want %d, %d", len(cs), total, CountsTypes, CountsJobs)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := s.Counts(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/call")
+}
+
+// SeedStateSQL returns an SQL expression (for SQLite and PostgreSQL) of the
+// state BenchmarkCounts's seed gives job number i (an integer expression),
+// following SeedMix; the job's type is 'bench.v1.T' || (i % CountsTypes).
+func SeedStateSQL(i string) string {
+	var b strings.Builder
+	b.WriteString("CASE")
+	upTo := 0
+	for k, st := range jobs.States() {
+		upTo += SeedMix[k]
+		fmt.Fprintf(&b, " WHEN (%s) %% 100 < %d THEN '%s'", i, upTo, st)
+	}
+	b.WriteString(" END")
+	return b.String()
 }

@@ -33,9 +33,10 @@ type Features struct {
 const wait = 10 * time.Second
 
 // Exercise runs the conformance suite, each subtest on its own store from
-// newStore (which must register its cleanup with t.Cleanup). At most one
+// newStore (which must register its cleanup with t.Cleanup). newStore's now
+// is the store's clock (Config.Now); nil means its default. At most one
 // Features value is used.
-func Exercise(ctx context.Context, t *testing.T, newStore func(t *testing.T) jobs.Store, features ...Features) {
+func Exercise(ctx context.Context, t *testing.T, newStore func(t *testing.T, now func() time.Time) jobs.Store, features ...Features) {
 	t.Helper()
 	var f Features
 	if len(features) > 0 {
@@ -62,7 +63,6 @@ func Exercise(ctx context.Context, t *testing.T, newStore func(t *testing.T) job
 		{"List", testList},
 		{"ListPaging", testListPaging},
 		{"ListRejectsBadInput", testListBadInput},
-		{"DueOutbox", testDueOutbox},
 		{"OutboxStats", testOutboxStats},
 		{"DeleteFinished", testDeleteFinished},
 		{"EventsOfARetriedJob", testEventsRetried},
@@ -75,9 +75,73 @@ func Exercise(ctx context.Context, t *testing.T, newStore func(t *testing.T) job
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			tt.fn(ctx, t, newStore(t))
+			tt.fn(ctx, t, newStore(t, nil))
 		})
 	}
+	// Tests of time-dependent behaviour run on a store whose clock they set.
+	clocked := []struct {
+		name string
+		fn   func(ctx context.Context, t *testing.T, s jobs.Store, clk *Clock)
+	}{
+		{"NewFields", testNewFields},
+		{"StartLeases", testStartLeases},
+		{"StartTakeover", testTakeover},
+		{"ConcurrentStartsOneLease", testConcurrentStarts},
+		{"EndsUnderLease", testEndsUnderLease},
+		{"Heartbeat", testHeartbeat},
+		{"LeaseBadInput", testLeaseBadInput},
+		{"ClaimOutboxLeases", testClaimLeases},
+		{"ClaimOutboxOrderingKeys", testClaimOrdering},
+		{"ConcurrentClaims", func(ctx context.Context, t *testing.T, s jobs.Store, clk *Clock) {
+			testConcurrentClaims(ctx, t, s, clk, f)
+		}},
+		{"RetryOutbox", testRetryOutbox},
+		{"FailFinalDropsOutbox", testFailDropsOutbox},
+		{"Counts", testCounts},
+		{"Throughput", testThroughput},
+		{"RescueLostQueued", testRescueQueued},
+		{"RescueLapsedLeases", testRescueLapsed},
+		{"Cancelled", testCancelled},
+		{"Bounds", testBounds},
+	}
+	for _, tt := range clocked {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			clk := NewClock(time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC))
+			tt.fn(ctx, t, newStore(t, clk.Now), clk)
+		})
+	}
+}
+
+// Clock is a clock a test sets, for stores whose Config.Now is its Now. It
+// is safe for concurrent use.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a Clock at t.
+func NewClock(t time.Time) *Clock { return &Clock{now: t} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Add moves the clock by d and returns the new time.
+func (c *Clock) Add(d time.Duration) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	return c.now
+}
+
+// sp returns the StartParams of attempt of job id, under the lease
+// "lease-<attempt>" for an hour.
+func sp(id string, attempt int) jobs.StartParams {
+	return jobs.StartParams{ID: id, Attempt: attempt, Lease: fmt.Sprintf("lease-%d", attempt), LeaseFor: time.Hour}
 }
 
 // --- helpers ---
@@ -143,9 +207,9 @@ func inState(ctx context.Context, t *testing.T, s jobs.Store, state jobs.State) 
 	case jobs.Queued:
 		return j
 	case jobs.Running:
-		j, err = s.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 1})
+		j, err = s.Start(ctx, sp(j.ID, 1))
 	case jobs.Succeeded:
-		if _, err = s.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 1}); err == nil {
+		if _, err = s.Start(ctx, sp(j.ID, 1)); err == nil {
 			j, err = s.Succeed(ctx, jobs.SucceedParams{ID: j.ID, ResultType: "test.v1.Result", Result: []byte{1}})
 		}
 	case jobs.Failed:
@@ -186,16 +250,16 @@ func testEnqueue(ctx context.Context, t *testing.T, s jobs.Store) {
 	}
 	sameJob(t, "Get after Enqueue", get(ctx, t, s, j.ID), j)
 
-	due, err := s.DueOutbox(ctx, time.Now().Add(time.Second), 10)
+	due, err := s.ClaimOutbox(ctx, jobs.ClaimOutboxParams{Limit: 10, Owner: "test", LeaseFor: time.Minute})
 	if err != nil {
-		t.Fatalf("DueOutbox: %v", err)
+		t.Fatalf("ClaimOutbox: %v", err)
 	}
 	if len(due) != 1 {
-		t.Fatalf("DueOutbox = %d entries, want the 1 written with the job", len(due))
+		t.Fatalf("ClaimOutbox = %d entries, want the 1 written with the job", len(due))
 	}
 	e := due[0]
 	if e.JobID != j.ID || e.Type != j.Type || !bytes.Equal(e.Payload, in.Payload) || !maps.Equal(e.Labels, in.Labels) ||
-		!e.RunAfter.IsZero() || !e.Created.Equal(j.CreateTime) {
+		!e.RunAfter.IsZero() || !e.Created.Equal(j.CreateTime) || !e.Due.Equal(j.CreateTime) || e.Attempts != 0 || e.LastError != "" {
 		t.Fatalf("outbox entry %+v does not match job %+v", e, j)
 	}
 
@@ -318,7 +382,7 @@ func testEnsure(ctx context.Context, t *testing.T, s jobs.Store) {
 		t.Fatalf("OutboxStats after Ensure = %d, %v; want 0 (Ensure writes no outbox entry)", n, err)
 	}
 	// Ensure of an existing job returns it as stored, whatever else is passed.
-	started, err := s.Start(ctx, jobs.StartParams{ID: in.ID, Attempt: 1})
+	started, err := s.Start(ctx, sp(in.ID, 1))
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -355,8 +419,9 @@ type op struct {
 }
 
 var ops = []op{
+	// From Running: a repeated Start under the lease of inState's Start.
 	{"Start", []jobs.State{jobs.Queued, jobs.Running}, jobs.Running, func(ctx context.Context, s jobs.Store, id string) (*jobs.Job, error) {
-		return s.Start(ctx, jobs.StartParams{ID: id, Attempt: 2})
+		return s.Start(ctx, sp(id, 1))
 	}},
 	{"Progress", []jobs.State{jobs.Running}, jobs.Running, func(ctx context.Context, s jobs.Store, id string) (*jobs.Job, error) {
 		if err := s.Progress(ctx, jobs.ProgressParams{ID: id, Fraction: 0.5, Message: "half"}); err != nil {
@@ -410,22 +475,27 @@ func testTransitions(ctx context.Context, t *testing.T, s jobs.Store) {
 
 func testStartAfterCrash(ctx context.Context, t *testing.T, s jobs.Store) {
 	j := enqueue(ctx, t, s, job("test.v1.Crash"))
-	first, err := s.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 1})
+	first, err := s.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 1, Lease: "a", LeaseFor: time.Millisecond})
 	if err != nil {
 		t.Fatalf("Start 1: %v", err)
 	}
-	if first.State != jobs.Running || first.Attempt != 1 || first.StartTime.IsZero() {
+	if first.State != jobs.Running || first.Attempt != 1 || first.StartTime.IsZero() || first.Lease != "a" ||
+		!first.LeaseExpiry.Equal(first.UpdateTime.Add(time.Millisecond)) {
 		t.Fatalf("after Start 1: %+v", first)
 	}
-	second, err := s.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 2})
+	// The first worker is gone: once its lease lapsed (wait for the clock,
+	// without sleeping), a redelivery takes the job over.
+	for !time.Now().After(first.LeaseExpiry.Add(time.Millisecond)) {
+	}
+	second, err := s.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 1, Lease: "b", LeaseFor: time.Hour})
 	if err != nil {
-		t.Fatalf("Start 2 of a Running job (redelivery after a crash): %v", err)
+		t.Fatalf("Start of a Running job whose lease lapsed (redelivery after a crash): %v", err)
 	}
-	if second.State != jobs.Running || second.Attempt != 2 || !second.StartTime.Equal(first.StartTime) {
-		t.Fatalf("after Start 2: state %s attempt %d start %v; want RUNNING, 2, first start %v",
-			second.State, second.Attempt, second.StartTime, first.StartTime)
+	if second.State != jobs.Running || second.Attempt != 2 || !second.StartTime.Equal(first.StartTime) || second.Lease != "b" {
+		t.Fatalf("after the takeover: state %s attempt %d start %v lease %q; want RUNNING, 2 (a new attempt), first start %v, b",
+			second.State, second.Attempt, second.StartTime, second.Lease, first.StartTime)
 	}
-	_, err = s.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 0})
+	_, err = s.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 0, Lease: "c", LeaseFor: time.Hour})
 	wantErr(t, "Start with attempt 0", err, jobs.ErrInvalidArgument)
 }
 
@@ -486,7 +556,7 @@ func testSucceed(ctx context.Context, t *testing.T, s jobs.Store) {
 	}
 	sameJob(t, "Get after Succeed", get(ctx, t, s, j.ID), got)
 	// A redelivered message for a finished job: Start is refused.
-	_, err = s.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 2})
+	_, err = s.Start(ctx, sp(j.ID, 2))
 	wantErr(t, "Start of a succeeded job", err, jobs.ErrConflict)
 }
 
@@ -500,7 +570,7 @@ func testFail(ctx context.Context, t *testing.T, s jobs.Store) {
 		r.Attempt != 1 || !r.StartTime.Equal(j.StartTime) {
 		t.Fatalf("after Fail(Retry): %+v", r)
 	}
-	if _, err := s.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 2}); err != nil {
+	if _, err := s.Start(ctx, sp(j.ID, 2)); err != nil {
 		t.Fatalf("Start 2: %v", err)
 	}
 	f, err := s.Fail(ctx, jobs.FailParams{ID: j.ID, Code: 13, Message: "gave up"})
@@ -544,10 +614,10 @@ func testList(ctx context.Context, t *testing.T, s jobs.Store) {
 	a2 := mk("test.v1.A", map[string]string{"team": "blue", "env": "prod"})
 	b1 := mk("test.v1.B", map[string]string{"team": "red"})
 	b2 := mk("test.v1.B", nil)
-	if _, err := s.Start(ctx, jobs.StartParams{ID: a2.ID, Attempt: 1}); err != nil {
+	if _, err := s.Start(ctx, sp(a2.ID, 1)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Start(ctx, jobs.StartParams{ID: b2.ID, Attempt: 1}); err != nil {
+	if _, err := s.Start(ctx, sp(b2.ID, 1)); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -657,58 +727,6 @@ func testListBadInput(ctx context.Context, t *testing.T, s jobs.Store) {
 	wantErr(t, "List with an unknown state", err, jobs.ErrInvalidArgument)
 	_, _, err = s.List(ctx, jobs.ListParams{PageSize: -1})
 	wantErr(t, "List with a negative page size", err, jobs.ErrInvalidArgument)
-}
-
-func testDueOutbox(ctx context.Context, t *testing.T, s jobs.Store) {
-	later := time.Now().Add(time.Hour)
-	a := enqueue(ctx, t, s, jobs.Job{Type: "test.v1.Later", RunAfter: later, Payload: []byte("a")})
-	b := enqueue(ctx, t, s, jobs.Job{Type: "test.v1.Now", Payload: []byte("b")})
-	c := enqueue(ctx, t, s, jobs.Job{Type: "test.v1.Now", Payload: []byte("c")})
-	entryIDs := func(es []jobs.OutboxEntry) []string {
-		out := make([]string, len(es))
-		for i, e := range es {
-			out[i] = e.JobID
-		}
-		return out
-	}
-	due := func(now time.Time, limit int) []string {
-		t.Helper()
-		es, err := s.DueOutbox(ctx, now, limit)
-		if err != nil {
-			t.Fatalf("DueOutbox(%v, %d): %v", now, limit, err)
-		}
-		return entryIDs(es)
-	}
-	now := time.Now()
-	if got, want := due(now, 10), []string{b.ID, c.ID}; !slices.Equal(got, want) {
-		t.Fatalf("DueOutbox(now) = %v, want %v (the RunAfter job waits)", got, want)
-	}
-	if got, want := due(now, 1), []string{b.ID}; !slices.Equal(got, want) {
-		t.Fatalf("DueOutbox(now, 1) = %v, want %v", got, want)
-	}
-	if got, want := due(later.Add(time.Minute), 10), []string{b.ID, c.ID, a.ID}; !slices.Equal(got, want) {
-		t.Fatalf("DueOutbox(after RunAfter) = %v, want %v", got, want)
-	}
-	es, err := s.DueOutbox(ctx, later.Add(time.Minute), 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e := es[2]; !e.RunAfter.Equal(a.RunAfter) || e.RunAfter.IsZero() || !bytes.Equal(e.Payload, []byte("a")) {
-		t.Fatalf("outbox entry of the RunAfter job: %+v, job RunAfter %v", e, a.RunAfter)
-	}
-	if err := s.MarkSent(ctx, []string{b.ID, "not-in-outbox"}); err != nil {
-		t.Fatalf("MarkSent: %v", err)
-	}
-	if got, want := due(now, 10), []string{c.ID}; !slices.Equal(got, want) {
-		t.Fatalf("DueOutbox after MarkSent = %v, want %v", got, want)
-	}
-	if err := s.MarkSent(ctx, nil); err != nil {
-		t.Fatalf("MarkSent(nil): %v", err)
-	}
-	_, err = s.DueOutbox(ctx, now, 0)
-	wantErr(t, "DueOutbox with limit 0", err, jobs.ErrInvalidArgument)
-	// MarkSent leaves the job itself alone.
-	sameJob(t, "job after MarkSent", get(ctx, t, s, b.ID), b)
 }
 
 func testOutboxStats(ctx context.Context, t *testing.T, s jobs.Store) {
@@ -830,17 +848,17 @@ func testEventsRetried(ctx context.Context, t *testing.T, s jobs.Store) {
 	j := enqueue(ctx, t, s, job("test.v1.Events"))
 	wantEvents(ctx, t, s, j, []jobs.Event{{State: jobs.Queued}})
 	steps := []func() (*jobs.Job, error){
-		func() (*jobs.Job, error) { return s.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 1}) },
+		func() (*jobs.Job, error) { return s.Start(ctx, sp(j.ID, 1)) },
 		// Progress and a redelivered Start of the same attempt change
 		// neither state nor attempt: no events.
 		func() (*jobs.Job, error) {
 			return nil, s.Progress(ctx, jobs.ProgressParams{ID: j.ID, Fraction: 0.5, Message: "half"})
 		},
-		func() (*jobs.Job, error) { return s.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 1}) },
+		func() (*jobs.Job, error) { return s.Start(ctx, sp(j.ID, 1)) },
 		func() (*jobs.Job, error) {
 			return s.Fail(ctx, jobs.FailParams{ID: j.ID, Code: 14, Message: "backend down", Retry: true})
 		},
-		func() (*jobs.Job, error) { return s.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 2}) },
+		func() (*jobs.Job, error) { return s.Start(ctx, sp(j.ID, 2)) },
 		func() (*jobs.Job, error) {
 			return s.Succeed(ctx, jobs.SucceedParams{ID: j.ID, ResultType: "test.v1.Result", Result: []byte{1}})
 		},
@@ -906,7 +924,7 @@ func testSubscribe(ctx context.Context, t *testing.T, s jobs.Store) {
 		name string
 		do   func() error
 	}{
-		{"Start", func() error { _, err := s.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 1}); return err }},
+		{"Start", func() error { _, err := s.Start(ctx, sp(j.ID, 1)); return err }},
 		{"Progress", func() error { return s.Progress(ctx, jobs.ProgressParams{ID: j.ID, Fraction: 0.5}) }},
 		{"Succeed", func() error { _, err := s.Succeed(ctx, jobs.SucceedParams{ID: j.ID}); return err }},
 	}
@@ -959,7 +977,7 @@ func testPeer(ctx context.Context, t *testing.T, s jobs.Store, f Features) {
 	j := enqueue(ctx, t, s, jobs.Job{ID: id, Type: "test.v1.Peer"})
 	await(t, "other replica after Enqueue", changed)
 	sameJob(t, "Get on the other replica", get(ctx, t, peer, j.ID), j)
-	started, err := s.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 1})
+	started, err := s.Start(ctx, sp(j.ID, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -991,7 +1009,7 @@ func testTimes(ctx context.Context, t *testing.T, s jobs.Store) {
 	if !j.RunAfter.Equal(want) || j.RunAfter.Location() != time.UTC {
 		t.Fatalf("RunAfter = %v, want %v (UTC, microseconds)", j.RunAfter, want)
 	}
-	r, err := s.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 1})
+	r, err := s.Start(ctx, sp(j.ID, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1036,12 +1054,18 @@ func testClose(ctx context.Context, t *testing.T, s jobs.Store) {
 	wantErr(t, "Get after Close", err, jobs.ErrClosed)
 	_, _, err = s.Enqueue(ctx, jobs.EnqueueParams{Job: job("test.v1.Close")})
 	wantErr(t, "Enqueue after Close", err, jobs.ErrClosed)
-	_, err = s.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 1})
+	_, err = s.Start(ctx, sp(j.ID, 1))
 	wantErr(t, "Start after Close", err, jobs.ErrClosed)
 	_, _, err = s.List(ctx, jobs.ListParams{})
 	wantErr(t, "List after Close", err, jobs.ErrClosed)
-	_, err = s.DueOutbox(ctx, time.Now(), 10)
-	wantErr(t, "DueOutbox after Close", err, jobs.ErrClosed)
+	_, err = s.ClaimOutbox(ctx, jobs.ClaimOutboxParams{Limit: 10, Owner: "test", LeaseFor: time.Minute})
+	wantErr(t, "ClaimOutbox after Close", err, jobs.ErrClosed)
+	_, err = s.Counts(ctx)
+	wantErr(t, "Counts after Close", err, jobs.ErrClosed)
+	_, err = s.Heartbeat(ctx, jobs.HeartbeatParams{Leases: []jobs.LeaseRef{{ID: j.ID, Lease: "x"}}, LeaseFor: time.Minute})
+	wantErr(t, "Heartbeat after Close", err, jobs.ErrClosed)
+	_, err = s.Rescue(ctx, jobs.RescueParams{QueuedBefore: time.Now(), LapsedBefore: time.Now(), Limit: 10})
+	wantErr(t, "Rescue after Close", err, jobs.ErrClosed)
 	_, err = s.DeleteFinished(ctx, time.Now())
 	wantErr(t, "DeleteFinished after Close", err, jobs.ErrClosed)
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/courierq/courier/jobs"
 	"github.com/jackc/pgx/v5"
@@ -53,7 +54,7 @@ func TestBatchFailureIsolated(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = s.Start(ctx, jobs.StartParams{ID: ids[i], Attempt: 1})
+			_, errs[i] = s.Start(ctx, jobs.StartParams{ID: ids[i], Attempt: 1, Lease: "bench", LeaseFor: time.Minute})
 		}()
 		if i%50 == 0 {
 			wg.Add(1)
@@ -62,7 +63,7 @@ func TestBatchFailureIsolated(t *testing.T) {
 				badErrs <- s.write(ctx, "Bad", "bad", `SELECT 1/0`, nil, func(row pgx.Row) error {
 					var x int
 					return row.Scan(&x)
-				})
+				}, nil)
 			}()
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,36 +16,67 @@ import (
 )
 
 const cols = `id, type, state, attempt, max_attempts, payload, result_type, result, error_code, error_message,
-	progress_fraction, progress_message, labels, idempotency_key, run_after, create_time, start_time, end_time, update_time`
+	progress_fraction, progress_message, labels, idempotency_key, run_after, create_time, start_time, end_time, update_time,
+	trace_parent, trace_state, ordering_key, timeout_us, lease, lease_expiry`
+
+// colsPrev is what a write returns: the job and the state it was in before
+// (for the counters).
+const colsPrev = cols + `, prev_state`
 
 const terminal = `('SUCCEEDED', 'FAILED', 'CANCELLED')`
 
+// keyDue is the due time of a new outbox entry: due, or for an entry with an
+// ordering key (the column or parameter key) no earlier than the due time
+// of the key's last entry. So the entries of a key are due in seq order
+// (RetryOutbox keeps it so), and ClaimOutbox, which takes entries by due
+// time, meets the earlier entries of a key first. (Two transactions that
+// enqueue on one key at once may not see each other's entry; ClaimOutbox
+// still never claims an entry before an earlier one of its key.)
+func keyDue(due, key string) string {
+	return `CASE WHEN ` + key + ` = '' THEN ` + due + ` ELSE greatest(` + due + `,
+		(SELECT k.due FROM outbox k WHERE k.ordering_key = ` + key + ` AND k.ordering_key <> '' ORDER BY k.seq DESC LIMIT 1)) END`
+}
+
 func scanJob(row pgx.Row) (*jobs.Job, error) {
+	j, _, err := scanJobPrev(row, false)
+	return j, err
+}
+
+// scanJobPrev scans cols and, with prev, the prev_state after them.
+func scanJobPrev(row pgx.Row, prev bool) (*jobs.Job, jobs.State, error) {
 	var (
-		j                            jobs.Job
-		state                        string
-		labels                       []byte
-		runAfter, startTime, endTime *time.Time
-		createTime, updateTime       time.Time
-		payload, result              []byte
+		j                                         jobs.Job
+		state, prevState                          string
+		labels                                    []byte
+		runAfter, startTime, endTime, leaseExpiry *time.Time
+		createTime, updateTime                    time.Time
+		payload, result                           []byte
+		timeout                                   int64
 	)
-	err := row.Scan(&j.ID, &j.Type, &state, &j.Attempt, &j.MaxAttempts, &payload, &j.ResultType, &result, &j.ErrorCode,
+	dest := []any{&j.ID, &j.Type, &state, &j.Attempt, &j.MaxAttempts, &payload, &j.ResultType, &result, &j.ErrorCode,
 		&j.ErrorMessage, &j.ProgressFraction, &j.ProgressMessage, &labels, &j.IdempotencyKey, &runAfter,
-		&createTime, &startTime, &endTime, &updateTime)
-	if err != nil {
-		return nil, err
+		&createTime, &startTime, &endTime, &updateTime,
+		&j.TraceParent, &j.TraceState, &j.OrderingKey, &timeout, &j.Lease, &leaseExpiry}
+	if prev {
+		dest = append(dest, &prevState)
+	}
+	if err := row.Scan(dest...); err != nil {
+		return nil, "", err
 	}
 	j.State = jobs.State(state)
 	j.Payload, j.Result = storekit.Bytes(payload), storekit.Bytes(result)
+	var err error
 	if j.Labels, err = storekit.DecodeLabels(pkg, string(labels)); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	j.RunAfter = ptrTime(runAfter)
 	j.CreateTime = storekit.Round(createTime)
 	j.StartTime = ptrTime(startTime)
 	j.EndTime = ptrTime(endTime)
 	j.UpdateTime = storekit.Round(updateTime)
-	return &j, nil
+	j.Timeout = time.Duration(timeout) * time.Microsecond
+	j.LeaseExpiry = ptrTime(leaseExpiry)
+	return &j, jobs.State(prevState), nil
 }
 
 func ptrTime(t *time.Time) time.Time {
@@ -84,6 +116,32 @@ func scanInto(out **jobs.Job) func(pgx.Row) error {
 	}
 }
 
+// change is the outcome of a conditional write that returns colsPrev: the
+// job after it (nil when it changed no row) and the state before.
+type change struct {
+	job  *jobs.Job
+	prev jobs.State
+	now  time.Time
+}
+
+// scan reads the result row of the write.
+func (c *change) scan(row pgx.Row) error {
+	j, prev, err := scanJobPrev(row, true)
+	if errors.Is(err, pgx.ErrNoRows) {
+		c.job, c.prev = nil, ""
+		return nil
+	}
+	c.job, c.prev = j, prev
+	return err
+}
+
+// count records the state change for the counters.
+func (c *change) count(t *storekit.Tally) {
+	if c.job != nil {
+		t.Move(c.job.Type, c.prev, c.job.State, c.now)
+	}
+}
+
 // lookup reads a job outside the write path; nil when there is none.
 func (s *Store) lookup(ctx context.Context, where string, args ...any) (*jobs.Job, error) {
 	j, err := scanJob(s.pool.QueryRow(ctx, `SELECT `+cols+` FROM jobs WHERE `+where, args...))
@@ -96,8 +154,25 @@ func (s *Store) lookup(ctx context.Context, where string, args ...any) (*jobs.Jo
 	return j, nil
 }
 
-const insertJob = `INSERT INTO jobs (id, type, state, max_attempts, payload, labels, idempotency_key, run_after, create_time, update_time)
-	VALUES ($1, $2, 'QUEUED', $3, $4, $5::jsonb, $6, $7, $8, $8) ON CONFLICT DO NOTHING RETURNING ` + cols
+const insertJob = `INSERT INTO jobs (id, type, state, max_attempts, payload, labels, idempotency_key, run_after, create_time, update_time,
+		seen_time, trace_parent, trace_state, ordering_key, timeout_us)
+	VALUES ($1, $2, 'QUEUED', $3, $4, $5::jsonb, $6, $7, $8, $8, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING RETURNING ` + cols
+
+// insertArgs are the arguments $1..$12 of insertJob.
+func insertArgs(j jobs.Job, now time.Time) []any {
+	return []any{j.ID, j.Type, j.MaxAttempts, j.Payload, labelsArg(j.Labels), j.IdempotencyKey, tsArg(j.RunAfter), now,
+		j.TraceParent, j.TraceState, j.OrderingKey, j.Timeout.Microseconds()}
+}
+
+// countInsert returns the count function of an insert that stored *out
+// (nil when it inserted nothing).
+func countInsert(out **jobs.Job, now time.Time) func(*storekit.Tally) {
+	return func(t *storekit.Tally) {
+		if *out != nil {
+			t.Move((*out).Type, "", jobs.Queued, now)
+		}
+	}
+}
 
 // Enqueue implements jobs.Store. The job and its outbox row are written by
 // one statement, hence in one transaction.
@@ -112,11 +187,10 @@ func (s *Store) Enqueue(ctx context.Context, p jobs.EnqueueParams) (*jobs.Job, b
 		due = j.RunAfter
 	}
 	q := `WITH j AS (` + insertJob + `),
-		o AS (INSERT INTO outbox (job_id, due, created) SELECT id, $9, $8 FROM j)
+		o AS (INSERT INTO outbox (job_id, due, created, ordering_key) SELECT id, ` + keyDue("$13::timestamptz", "j.ordering_key") + `, $8, ordering_key FROM j)
 		SELECT ` + cols + ` FROM j`
 	var out *jobs.Job
-	err = s.write(ctx, "Enqueue", j.ID, q, []any{j.ID, j.Type, j.MaxAttempts, j.Payload, labelsArg(j.Labels),
-		j.IdempotencyKey, tsArg(j.RunAfter), now, due}, scanInto(&out))
+	err = s.write(ctx, "Enqueue", j.ID, q, append(insertArgs(j, now), due), scanInto(&out), countInsert(&out, now))
 	if err != nil {
 		return nil, false, err
 	}
@@ -146,8 +220,8 @@ func (s *Store) Ensure(ctx context.Context, p jobs.EnsureParams) (*jobs.Job, err
 		return nil, err
 	}
 	var out *jobs.Job
-	err = s.write(ctx, "Ensure", j.ID, insertJob, []any{j.ID, j.Type, j.MaxAttempts, j.Payload, labelsArg(j.Labels),
-		j.IdempotencyKey, tsArg(j.RunAfter), s.now()}, scanInto(&out))
+	now := s.now()
+	err = s.write(ctx, "Ensure", j.ID, insertJob, insertArgs(j, now), scanInto(&out), countInsert(&out, now))
 	if err != nil {
 		return nil, err
 	}
@@ -238,43 +312,89 @@ func (s *Store) List(ctx context.Context, p jobs.ListParams) ([]*jobs.Job, strin
 	return out, next, nil
 }
 
-// update runs a conditional UPDATE ... RETURNING through the writers; when
-// it changes no row it tells ErrNotFound from ErrConflict, and returns the
-// job as it is with the latter.
-func (s *Store) update(ctx context.Context, method, id, q string, args ...any) (*jobs.Job, error) {
-	var out *jobs.Job
-	if err := s.write(ctx, method, id, q, args, scanInto(&out)); err != nil {
+// update runs a conditional UPDATE ... RETURNING colsPrev through the
+// writers, with now as its time; when it changes no row it tells
+// ErrNotFound from ErrConflict (see refused).
+func (s *Store) update(ctx context.Context, method, id, lease string, now time.Time, q string, args ...any) (*jobs.Job, error) {
+	c := &change{now: now}
+	if err := s.write(ctx, method, id, q, args, c.scan, c.count); err != nil {
 		return nil, err
 	}
-	if out != nil {
+	if c.job != nil {
 		s.hub.Notify(id)
-		return out, nil
+		return c.job, nil
 	}
-	return s.refused(ctx, method, id)
+	return s.refused(ctx, method, id, lease)
 }
 
-func (s *Store) refused(ctx context.Context, method, id string) (*jobs.Job, error) {
+// refused explains a conditional change that applied to no row: the job is
+// missing (ErrNotFound), or returned as it is with an error wrapping
+// ErrConflict.
+func (s *Store) refused(ctx context.Context, method, id, lease string) (*jobs.Job, error) {
 	cur, err := s.lookup(ctx, `id = $1`, id)
 	if err != nil {
 		return nil, err
 	}
-	if cur == nil {
-		return nil, fmt.Errorf("%s: %s: job %s: %w", pkg, method, id, jobs.ErrNotFound)
-	}
-	return cur, fmt.Errorf("%s: %s: job %s is %s: %w", pkg, method, id, cur.State, jobs.ErrConflict)
+	return storekit.Refused(pkg, method, id, lease, cur)
 }
 
-// Start implements jobs.Store.
+// Start implements jobs.Store. A RUNNING job with no lease expiry was
+// started before leases existed: its lease counts as lapsed.
 func (s *Store) Start(ctx context.Context, p jobs.StartParams) (*jobs.Job, error) {
 	if err := storekit.CheckStart(pkg, p); err != nil {
 		return nil, err
 	}
-	j, err := s.update(ctx, "Start", p.ID, `UPDATE jobs SET state = 'RUNNING', attempt = $2, start_time = coalesce(start_time, $3), update_time = $3
-		WHERE id = $1 AND state IN ('QUEUED', 'RUNNING') RETURNING `+cols, p.ID, p.Attempt, s.now())
+	now := s.now()
+	c := &change{now: now}
+	err := s.write(ctx, "Start", p.ID, `UPDATE jobs SET prev_state = state, state = 'RUNNING', attempt = greatest($2, attempt + 1),
+			lease = $3, lease_expiry = $4, start_time = coalesce(start_time, $5), update_time = $5
+		WHERE id = $1 AND (state = 'QUEUED'
+			OR (state = 'RUNNING' AND lease <> $3 AND (lease_expiry IS NULL OR lease_expiry <= $5)))
+		RETURNING `+colsPrev, []any{p.ID, p.Attempt, p.Lease, now.Add(p.LeaseFor), now}, c.scan, c.count)
 	if err != nil {
 		return nil, err
 	}
-	return j, nil
+	if c.job != nil {
+		s.hub.Notify(p.ID)
+		return c.job, nil
+	}
+	cur, err := s.lookup(ctx, `id = $1`, p.ID)
+	if err != nil {
+		return nil, err
+	}
+	return storekit.StartRefused(pkg, p, cur)
+}
+
+// Heartbeat implements jobs.Store, in one statement. The IDs go in sorted
+// (one lock order); $3 maps each ID to its lease.
+func (s *Store) Heartbeat(ctx context.Context, p jobs.HeartbeatParams) ([]string, error) {
+	if err := s.checkOpen("Heartbeat"); err != nil {
+		return nil, err
+	}
+	if err := storekit.CheckHeartbeat(pkg, p); err != nil {
+		return nil, err
+	}
+	if len(p.Leases) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(p.Leases))
+	leases := make(map[string]string, len(p.Leases))
+	for i, l := range p.Leases {
+		ids[i] = l.ID
+		leases[l.ID] = l.Lease
+	}
+	slices.Sort(ids)
+	rows, err := s.pool.Query(ctx, `UPDATE jobs SET lease_expiry = $1
+		WHERE id = ANY($2) AND state = 'RUNNING' AND lease = ($3::jsonb ->> id) RETURNING id`,
+		s.now().Add(p.LeaseFor), slices.Compact(ids), leases)
+	if err != nil {
+		return nil, fmt.Errorf("%s: Heartbeat: %w", pkg, err)
+	}
+	held, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("%s: Heartbeat: %w", pkg, err)
+	}
+	return storekit.Lost(p.Leases, held), nil
 }
 
 // Progress implements jobs.Store.
@@ -282,39 +402,62 @@ func (s *Store) Progress(ctx context.Context, p jobs.ProgressParams) error {
 	if err := storekit.CheckProgress(pkg, p); err != nil {
 		return err
 	}
-	_, err := s.update(ctx, "Progress", p.ID, `UPDATE jobs SET progress_fraction = $2, progress_message = $3, update_time = $4
-		WHERE id = $1 AND state = 'RUNNING' RETURNING `+cols, p.ID, p.Fraction, storekit.Message(p.Message), s.now())
+	var out *jobs.Job
+	err := s.write(ctx, "Progress", p.ID, `UPDATE jobs SET progress_fraction = $2, progress_message = $3, update_time = $4
+		WHERE id = $1 AND state = 'RUNNING' AND ($5 = '' OR lease = $5) RETURNING `+cols,
+		[]any{p.ID, p.Fraction, storekit.Message(p.Message), s.now(), p.Lease}, scanInto(&out), nil)
+	if err != nil {
+		return err
+	}
+	if out != nil {
+		s.hub.Notify(p.ID)
+		return nil
+	}
+	_, err = s.refused(ctx, "Progress", p.ID, p.Lease)
 	return err
 }
 
 // Succeed implements jobs.Store.
 func (s *Store) Succeed(ctx context.Context, p jobs.SucceedParams) (*jobs.Job, error) {
-	if err := storekit.CheckID(pkg, "Succeed", p.ID); err != nil {
+	if err := storekit.CheckEnd(pkg, "Succeed", p.ID, p.Lease); err != nil {
 		return nil, err
 	}
-	j, err := s.update(ctx, "Succeed", p.ID, `UPDATE jobs SET state = 'SUCCEEDED', result_type = $2, result = $3, end_time = $4, update_time = $4
-		WHERE id = $1 AND state = 'RUNNING' RETURNING `+cols, p.ID, storekit.Message(p.ResultType), storekit.Bytes(p.Result), s.now())
+	now := s.now()
+	j, err := s.update(ctx, "Succeed", p.ID, p.Lease, now, `UPDATE jobs SET prev_state = state, state = 'SUCCEEDED',
+			result_type = $2, result = $3, end_time = $4, update_time = $4, lease = '', lease_expiry = NULL
+		WHERE id = $1 AND state = 'RUNNING' AND ($5 = '' OR lease = $5) RETURNING `+colsPrev,
+		p.ID, storekit.Message(p.ResultType), storekit.Bytes(p.Result), now, p.Lease)
 	if err != nil {
 		return nil, err
 	}
 	return j, nil
 }
 
-// Fail implements jobs.Store.
+// Fail implements jobs.Store. A final failure drops the job's outbox entry
+// in the same statement.
 func (s *Store) Fail(ctx context.Context, p jobs.FailParams) (*jobs.Job, error) {
-	if err := storekit.CheckID(pkg, "Fail", p.ID); err != nil {
+	if err := storekit.CheckEnd(pkg, "Fail", p.ID, p.Lease); err != nil {
 		return nil, err
 	}
 	var (
 		j   *jobs.Job
 		err error
+		now = s.now()
+		msg = storekit.Message(p.Message)
 	)
 	if p.Retry {
-		j, err = s.update(ctx, "Fail", p.ID, `UPDATE jobs SET state = 'QUEUED', error_code = $2, error_message = $3, update_time = $4
-			WHERE id = $1 AND state = 'RUNNING' RETURNING `+cols, p.ID, p.Code, storekit.Message(p.Message), s.now())
+		j, err = s.update(ctx, "Fail", p.ID, p.Lease, now, `UPDATE jobs SET prev_state = state, state = 'QUEUED',
+				error_code = $2, error_message = $3, update_time = $4, seen_time = $4, lease = '', lease_expiry = NULL
+			WHERE id = $1 AND state = 'RUNNING' AND ($5 = '' OR lease = $5) RETURNING `+colsPrev,
+			p.ID, p.Code, msg, now, p.Lease)
 	} else {
-		j, err = s.update(ctx, "Fail", p.ID, `UPDATE jobs SET state = 'FAILED', error_code = $2, error_message = $3, end_time = $4, update_time = $4
-			WHERE id = $1 AND state IN ('QUEUED', 'RUNNING') RETURNING `+cols, p.ID, p.Code, storekit.Message(p.Message), s.now())
+		j, err = s.update(ctx, "Fail", p.ID, p.Lease, now, `WITH u AS (
+				UPDATE jobs SET prev_state = state, state = 'FAILED', error_code = $2, error_message = $3,
+					end_time = $4, update_time = $4, lease = '', lease_expiry = NULL
+				WHERE id = $1 AND ($5 = '' AND state IN ('QUEUED', 'RUNNING') OR state = 'RUNNING' AND lease = $5)
+				RETURNING `+colsPrev+`),
+			o AS (DELETE FROM outbox WHERE job_id IN (SELECT id FROM u))
+			SELECT `+colsPrev+` FROM u`, p.ID, p.Code, msg, now, p.Lease)
 	}
 	if err != nil {
 		return nil, err
@@ -327,11 +470,34 @@ func (s *Store) Cancel(ctx context.Context, id string) (*jobs.Job, error) {
 	if err := storekit.CheckID(pkg, "Cancel", id); err != nil {
 		return nil, err
 	}
-	return s.update(ctx, "Cancel", id, `WITH u AS (
-			UPDATE jobs SET state = 'CANCELLED', end_time = $2, update_time = $2
-			WHERE id = $1 AND state IN ('QUEUED', 'RUNNING') RETURNING `+cols+`),
+	return s.update(ctx, "Cancel", id, "", s.now(), `WITH u AS (
+			UPDATE jobs SET prev_state = state, state = 'CANCELLED', end_time = $2, update_time = $2,
+				lease = '', lease_expiry = NULL
+			WHERE id = $1 AND state IN ('QUEUED', 'RUNNING') RETURNING `+colsPrev+`),
 		o AS (DELETE FROM outbox WHERE job_id IN (SELECT id FROM u))
-		SELECT `+cols+` FROM u`, id, s.now())
+		SELECT `+colsPrev+` FROM u`, id, s.now())
+}
+
+// Cancelled implements jobs.Store.
+func (s *Store) Cancelled(ctx context.Context, ids []string) ([]string, error) {
+	if err := s.checkOpen("Cancelled"); err != nil {
+		return nil, err
+	}
+	if err := storekit.CheckIDs(pkg, "Cancelled", ids, jobs.MaxBatchIDs); err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id FROM jobs WHERE id = ANY($1) AND state = 'CANCELLED'`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("%s: Cancelled: %w", pkg, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("%s: Cancelled: %w", pkg, err)
+	}
+	return out, nil
 }
 
 // Events implements jobs.Store.
@@ -366,20 +532,38 @@ func (s *Store) Events(ctx context.Context, id string) ([]jobs.Event, error) {
 	return out, nil
 }
 
-// DueOutbox implements jobs.Store.
-func (s *Store) DueOutbox(ctx context.Context, now time.Time, limit int) ([]jobs.OutboxEntry, error) {
-	if err := s.checkOpen("DueOutbox"); err != nil {
+// ClaimOutbox implements jobs.Store in one statement: the candidates are
+// locked with SKIP LOCKED (so relays never wait for, or get, each other's
+// entries); one with an ordering key is kept only when every earlier entry
+// of its key is among them (another relay may have locked one that its
+// snapshot shows unclaimed); those are claimed and returned.
+func (s *Store) ClaimOutbox(ctx context.Context, p jobs.ClaimOutboxParams) ([]jobs.OutboxEntry, error) {
+	if err := s.checkOpen("ClaimOutbox"); err != nil {
 		return nil, err
 	}
-	limit, err := storekit.CheckLimit(pkg, limit)
-	if err != nil {
+	if err := storekit.CheckClaim(pkg, p); err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, `SELECT o.job_id, j.type, j.payload, j.labels, j.run_after, o.created
-		FROM outbox o JOIN jobs j ON j.id = o.job_id WHERE o.due <= $1 ORDER BY o.due, o.seq LIMIT $2`,
-		storekit.Round(now), limit)
+	now := s.now()
+	rows, err := s.pool.Query(ctx, `WITH c AS MATERIALIZED (
+			SELECT job_id, seq, ordering_key FROM outbox o
+			WHERE due <= $1 AND (claim_until IS NULL OR claim_until <= $1)
+				AND (ordering_key = '' OR NOT EXISTS (SELECT 1 FROM outbox p
+					WHERE p.ordering_key = o.ordering_key AND p.ordering_key <> '' AND p.seq < o.seq AND (p.due > $1 OR p.claim_until > $1)))
+			ORDER BY due, seq LIMIT $2 FOR UPDATE SKIP LOCKED),
+		ok AS (
+			SELECT c.job_id FROM c WHERE c.ordering_key = '' OR NOT EXISTS (
+				SELECT 1 FROM outbox p WHERE p.ordering_key = c.ordering_key AND p.ordering_key <> '' AND p.seq < c.seq
+					AND NOT EXISTS (SELECT 1 FROM c c2 WHERE c2.job_id = p.job_id))),
+		u AS (
+			UPDATE outbox o SET claim_owner = $3, claim_until = $4 FROM ok WHERE o.job_id = ok.job_id
+			RETURNING o.job_id, o.seq, o.created, o.ordering_key, o.due, o.attempts, o.last_error)
+		SELECT u.job_id, j.type, j.payload, j.labels, j.run_after, u.created, j.trace_parent, j.trace_state,
+			u.ordering_key, u.due, u.attempts, u.last_error
+		FROM u JOIN jobs j ON j.id = u.job_id ORDER BY u.due, u.seq`,
+		now, p.Limit, p.Owner, now.Add(p.LeaseFor))
 	if err != nil {
-		return nil, fmt.Errorf("%s: read outbox: %w", pkg, err)
+		return nil, fmt.Errorf("%s: ClaimOutbox: %w", pkg, err)
 	}
 	defer rows.Close()
 	var out []jobs.OutboxEntry
@@ -388,21 +572,22 @@ func (s *Store) DueOutbox(ctx context.Context, now time.Time, limit int) ([]jobs
 			e               jobs.OutboxEntry
 			payload, labels []byte
 			runAfter        *time.Time
-			created         time.Time
+			created, due    time.Time
 		)
-		if err := rows.Scan(&e.JobID, &e.Type, &payload, &labels, &runAfter, &created); err != nil {
-			return nil, fmt.Errorf("%s: read outbox: %w", pkg, err)
+		if err := rows.Scan(&e.JobID, &e.Type, &payload, &labels, &runAfter, &created,
+			&e.TraceParent, &e.TraceState, &e.OrderingKey, &due, &e.Attempts, &e.LastError); err != nil {
+			return nil, fmt.Errorf("%s: ClaimOutbox: %w", pkg, err)
 		}
 		e.Payload = storekit.Bytes(payload)
 		if e.Labels, err = storekit.DecodeLabels(pkg, string(labels)); err != nil {
 			return nil, err
 		}
 		e.RunAfter = ptrTime(runAfter)
-		e.Created = storekit.Round(created)
+		e.Created, e.Due = storekit.Round(created), storekit.Round(due)
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("%s: read outbox: %w", pkg, err)
+		return nil, fmt.Errorf("%s: ClaimOutbox: %w", pkg, err)
 	}
 	return out, nil
 }
@@ -412,12 +597,40 @@ func (s *Store) MarkSent(ctx context.Context, jobIDs []string) error {
 	if err := s.checkOpen("MarkSent"); err != nil {
 		return err
 	}
+	if err := storekit.CheckIDs(pkg, "MarkSent", jobIDs, jobs.MaxBatchIDs); err != nil {
+		return err
+	}
 	if len(jobIDs) == 0 {
 		return nil
 	}
 	ids := slices.Sorted(slices.Values(jobIDs)) // one lock order
 	if _, err := s.pool.Exec(ctx, `DELETE FROM outbox WHERE job_id = ANY($1)`, ids); err != nil {
 		return fmt.Errorf("%s: MarkSent: %w", pkg, err)
+	}
+	return nil
+}
+
+// RetryOutbox implements jobs.Store.
+func (s *Store) RetryOutbox(ctx context.Context, p jobs.RetryOutboxParams) error {
+	if err := s.checkOpen("RetryOutbox"); err != nil {
+		return err
+	}
+	if err := storekit.CheckRetryOutbox(pkg, p); err != nil {
+		return err
+	}
+	// The later entries of the entry's ordering key become due no earlier.
+	var n int
+	err := s.pool.QueryRow(ctx, `WITH r AS (
+			UPDATE outbox SET claim_owner = '', claim_until = NULL, due = $2, attempts = attempts + 1, last_error = $3
+			WHERE job_id = $1 RETURNING seq, ordering_key, due),
+		k AS (UPDATE outbox o SET due = greatest(o.due, r.due) FROM r
+			WHERE r.ordering_key <> '' AND o.ordering_key = r.ordering_key AND o.ordering_key <> '' AND o.seq > r.seq)
+		SELECT count(*) FROM r`, p.ID, storekit.Round(p.Due), storekit.Message(p.Error)).Scan(&n)
+	if err != nil {
+		return fmt.Errorf("%s: RetryOutbox: job %s: %w", pkg, p.ID, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: RetryOutbox: job %s has no outbox entry: %w", pkg, p.ID, jobs.ErrNotFound)
 	}
 	return nil
 }
@@ -454,13 +667,19 @@ func (s *Store) DeleteFinished(ctx context.Context, cutoff time.Time) (int, erro
 				ORDER BY end_time LIMIT $2 FOR UPDATE SKIP LOCKED),
 			o AS (DELETE FROM outbox WHERE job_id IN (SELECT id FROM d)),
 			e AS (DELETE FROM job_events WHERE job_id IN (SELECT id FROM d)),
-			j AS (DELETE FROM jobs WHERE id IN (SELECT id FROM d) RETURNING 1)
-			SELECT count(*) FROM j`, storekit.Round(cutoff), deleteChunk).Scan(&n)
+			j AS (DELETE FROM jobs WHERE id IN (SELECT id FROM d) RETURNING type, state),
+			c AS (INSERT INTO job_counts (type, state, shard, n)
+				SELECT type, state, $3, -count(*) FROM j GROUP BY type, state ORDER BY type, state
+				ON CONFLICT (type, state, shard) DO UPDATE SET n = job_counts.n + excluded.n)
+			SELECT count(*) FROM j`, storekit.Round(cutoff), deleteChunk, rand.IntN(counterShards)).Scan(&n)
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("%s: DeleteFinished: %w", pkg, err)
 		}
 		if n < deleteChunk {
+			if _, err := s.pool.Exec(ctx, `DELETE FROM job_throughput WHERE minute < $1`, storekit.Minute(cutoff)); err != nil {
+				return total, fmt.Errorf("%s: DeleteFinished: throughput: %w", pkg, err)
+			}
 			return total, nil
 		}
 	}

@@ -9,6 +9,10 @@
 // still has its own result. Each batch also calls pg_notify, in the same
 // transaction, with the IDs of its jobs, and one listening connection per
 // Store feeds Subscribe, so changes made by any replica wake its watchers.
+// A batch that changes job states also moves the counters behind Counts and
+// Throughput, in its transaction (a second round trip: the upserts, then
+// COMMIT), one upsert per counter on shard rows of its writer, so that
+// writers and replicas do not queue on one hot row.
 package postgres
 
 import (
@@ -16,6 +20,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"regexp"
 	"runtime"
 	"sync"
@@ -29,6 +34,10 @@ import (
 )
 
 const pkg = "jobs/postgres"
+
+// counterShards is how many rows job_counts and job_throughput spread each
+// counter over.
+const counterShards = 16
 
 //go:embed migrations/*.sql
 var migrationsFS embed.FS
@@ -158,9 +167,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	lctx, cancel := context.WithCancel(context.Background())
 	s.listenCancel = cancel
 	go s.listenLoop(lctx, lconn)
-	for range cfg.Writers {
+	// Writers of one replica add to distinct counter shards; replicas start
+	// at random shards, so that they rarely share one.
+	base := rand.IntN(counterShards)
+	for i := range cfg.Writers {
 		s.writers.Add(1)
-		go s.writer()
+		go s.writer((base + i) % counterShards)
 	}
 	return s, nil
 }

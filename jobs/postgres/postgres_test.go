@@ -42,7 +42,10 @@ func requirePostgres(tb testing.TB) {
 var schemaSeq atomic.Int64
 
 // open returns a store in a fresh schema, dropped on cleanup.
-func open(tb testing.TB) jobs.Store {
+func open(tb testing.TB) jobs.Store { return openAt(tb, nil) }
+
+// openAt is open with the store's clock now (nil: time.Now).
+func openAt(tb testing.TB, now func() time.Time) jobs.Store {
 	tb.Helper()
 	requirePostgres(tb)
 	schema := fmt.Sprintf("jobstest_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9, schemaSeq.Add(1))
@@ -59,7 +62,7 @@ func open(tb testing.TB) jobs.Store {
 			tb.Errorf("drop schema %s: %v", schema, err)
 		}
 	})
-	return openConfig(tb, postgres.Config{URL: testURL(), Schema: schema, MaxConns: 8})
+	return openConfig(tb, postgres.Config{URL: testURL(), Schema: schema, MaxConns: 8, Now: now})
 }
 
 func openConfig(tb testing.TB, cfg postgres.Config) *postgres.Store {
@@ -74,7 +77,7 @@ func openConfig(tb testing.TB, cfg postgres.Config) *postgres.Store {
 
 func TestConformance(t *testing.T) {
 	requirePostgres(t)
-	jobstest.Exercise(context.Background(), t, func(t *testing.T) jobs.Store { return open(t) }, jobstest.Features{
+	jobstest.Exercise(context.Background(), t, func(t *testing.T, now func() time.Time) jobs.Store { return openAt(t, now) }, jobstest.Features{
 		NewPeer: func(t *testing.T, s jobs.Store) jobs.Store {
 			return openConfig(t, s.(*postgres.Store).Config())
 		},
@@ -195,7 +198,7 @@ func TestListenerReconnects(t *testing.T) {
 	}
 	// The wake that follows the reconnect also tells that s listens again.
 	awaitWake(t, "wake after the listener reconnected", changed)
-	if _, err := peer.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 1}); err != nil {
+	if _, err := peer.Start(ctx, jobs.StartParams{ID: j.ID, Attempt: 1, Lease: "l", LeaseFor: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	awaitWake(t, "wake for the other replica's change after reconnecting", changed)
@@ -208,4 +211,48 @@ func awaitWake(t *testing.T, what string, ch <-chan struct{}) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("%s: no notification within 10s", what)
 	}
+}
+
+// BenchmarkCounts measures Counts on a store of a million jobs, written by
+// one INSERT ... SELECT (with the job events the triggers write), the
+// counters then rebuilt from them.
+func BenchmarkCounts(b *testing.B) {
+	requirePostgres(b)
+	jobstest.BenchmarkCounts(b, open, func(tb testing.TB, s jobs.Store, n int) {
+		ctx := context.Background()
+		cfg, err := pgx.ParseConfig(testURL())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		cfg.RuntimeParams["search_path"] = s.(*postgres.Store).Config().Schema
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		state := jobstest.SeedStateSQL("i")
+		for i, q := range []string{
+			`WITH s AS (SELECT i, ` + state + ` AS state FROM generate_series(0, $1 - 1) AS i)
+			INSERT INTO jobs (id, type, state, attempt, payload, create_time, update_time, start_time, end_time, lease, lease_expiry)
+			SELECT format('seed-%s', lpad(i::text, 8, '0')), 'bench.v1.T' || (i % ` + fmt.Sprint(jobstest.CountsTypes) + `), state,
+				CASE WHEN state = 'QUEUED' THEN 0 ELSE 1 END, '\x0a0568656c6c6f'::bytea,
+				$2::timestamptz + i * interval '1 microsecond', $2::timestamptz + i * interval '1 microsecond',
+				CASE WHEN state <> 'QUEUED' THEN $2::timestamptz + i * interval '1 microsecond' END,
+				CASE WHEN state IN ('SUCCEEDED', 'FAILED', 'CANCELLED') THEN $2::timestamptz + i * interval '1 microsecond' END,
+				CASE WHEN state = 'RUNNING' THEN 'seed' ELSE '' END,
+				CASE WHEN state = 'RUNNING' THEN $2::timestamptz + interval '1 hour' END
+			FROM s`,
+			`TRUNCATE job_counts`,
+			`INSERT INTO job_counts (type, state, shard, n) SELECT type, state, 0, count(*) FROM jobs GROUP BY type, state`,
+			`ANALYZE`,
+		} {
+			args := []any{n, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+			if i > 0 {
+				args = nil
+			}
+			if _, err := conn.Exec(ctx, q, args...); err != nil {
+				tb.Fatalf("seed: %v", err)
+			}
+		}
+	})
 }

@@ -22,16 +22,19 @@ type request struct {
 	sql  string
 	args []any
 	scan func(row pgx.Row) error
-	done chan error // buffered(1)
+	// count, when set, records in t the state change that scan saw (for
+	// job_counts and job_throughput); it runs after each successful scan.
+	count func(t *storekit.Tally)
+	done  chan error // buffered(1)
 }
 
 // write hands one statement to a writer and waits for its result. Once a
 // writer has taken the request it always answers, so the wait ignores ctx.
-func (s *Store) write(ctx context.Context, method, id, sql string, args []any, scan func(pgx.Row) error) error {
+func (s *Store) write(ctx context.Context, method, id, sql string, args []any, scan func(pgx.Row) error, count func(*storekit.Tally)) error {
 	if err := s.checkOpen(method); err != nil {
 		return err
 	}
-	r := &request{ctx: ctx, id: id, sql: sql, args: args, scan: scan, done: make(chan error, 1)}
+	r := &request{ctx: ctx, id: id, sql: sql, args: args, scan: scan, count: count, done: make(chan error, 1)}
 	select {
 	case s.reqs <- r:
 	case <-ctx.Done():
@@ -46,8 +49,9 @@ func (s *Store) write(ctx context.Context, method, id, sql string, args []any, s
 }
 
 // writer takes a request, then every request already waiting (up to
-// MaxBatch), and runs them as one batch.
-func (s *Store) writer() {
+// MaxBatch), and runs them as one batch. Its counter changes go to shard
+// rows of its own (see job_counts).
+func (s *Store) writer(shard int) {
 	defer s.writers.Done()
 	batch := make([]*request, 0, s.cfg.MaxBatch)
 	for {
@@ -55,7 +59,7 @@ func (s *Store) writer() {
 		if batch, ok = storekit.NextBatch(s.reqs, s.stop, batch, s.cfg.MaxBatch); !ok {
 			return
 		}
-		s.runBatch(batch)
+		s.runBatch(batch, shard)
 	}
 }
 
@@ -63,7 +67,7 @@ func (s *Store) writer() {
 // implicit transaction, with the pg_notify calls that announce its changes.
 // If any statement fails, the whole batch rolled back, and each request is
 // run again on its own so that only the failing one reports an error.
-func (s *Store) runBatch(batch []*request) {
+func (s *Store) runBatch(batch []*request, shard int) {
 	live := batch[:0]
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil {
@@ -78,21 +82,31 @@ func (s *Store) runBatch(batch []*request) {
 	// One lock order for every batch, so that concurrent batches do not
 	// deadlock on rows they both change.
 	slices.SortStableFunc(live, func(a, b *request) int { return cmp.Compare(a.id, b.id) })
-	if err := s.send(live); err == nil || len(live) == 1 {
+	if err := s.send(live, shard); err == nil || len(live) == 1 {
 		for _, r := range live {
 			r.done <- err
 		}
 		return
 	}
 	for _, r := range live {
-		r.done <- s.send([]*request{r})
+		r.done <- s.send([]*request{r}, shard)
 	}
 }
 
 // send runs the requests and the notifications of their jobs in one
-// pipeline (one implicit transaction), and scans each request's result.
-func (s *Store) send(rs []*request) error {
+// transaction, and scans each request's result. A batch of requests that
+// may change counters runs in two round trips: BEGIN, the statements and
+// the notifications; then the counter upserts of what they changed and
+// COMMIT. Any other batch is one pipeline (one implicit transaction).
+func (s *Store) send(rs []*request, shard int) error {
+	counting := false
+	for _, r := range rs {
+		counting = counting || r.count != nil
+	}
 	b := &pgx.Batch{}
+	if counting {
+		b.Queue(`BEGIN`)
+	}
 	ids := make([]string, len(rs))
 	for i, r := range rs {
 		b.Queue(r.sql, r.args...)
@@ -104,10 +118,24 @@ func (s *Store) send(rs []*request) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
-	br := s.pool.SendBatch(ctx, b)
-	var err error
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	br := conn.SendBatch(ctx, b)
+	if counting {
+		if _, e := br.Exec(); e != nil {
+			err = e
+		}
+	}
+	var tally storekit.Tally
 	for _, r := range rs {
-		if e := r.scan(br.QueryRow()); e != nil && err == nil {
+		e := r.scan(br.QueryRow())
+		if e == nil && err == nil && r.count != nil {
+			r.count(&tally)
+		}
+		if e != nil && err == nil {
 			err = e
 		}
 	}
@@ -119,7 +147,56 @@ func (s *Store) send(rs []*request) error {
 	if e := br.Close(); e != nil && err == nil {
 		err = e
 	}
+	if !counting {
+		return err
+	}
+	if err == nil {
+		err = s.commitTally(ctx, conn.Conn(), &tally, shard)
+	}
+	if err != nil {
+		// The transaction is open (aborted or not): end it, or drop the
+		// connection if even that fails.
+		if _, rerr := conn.Exec(ctx, `ROLLBACK`); rerr != nil {
+			conn.Conn().Close(context.Background())
+		}
+	}
 	return err
+}
+
+// commitTally applies the counter changes of a batch and commits its
+// transaction, in one round trip.
+func (s *Store) commitTally(ctx context.Context, conn *pgx.Conn, t *storekit.Tally, shard int) error {
+	b := &pgx.Batch{}
+	queueTally(b, t, shard)
+	b.Queue(`COMMIT`)
+	return conn.SendBatch(ctx, b).Close()
+}
+
+// queueTally queues the upserts that move job_counts and job_throughput by
+// t, on shard rows: one statement each, rows in one order for everyone.
+func queueTally(b *pgx.Batch, t *storekit.Tally, shard int) {
+	keys, deltas := t.Counts()
+	if len(keys) > 0 {
+		types, states := make([]string, len(keys)), make([]string, len(keys))
+		for i, k := range keys {
+			types[i], states[i] = k.Type, string(k.State)
+		}
+		b.Queue(`INSERT INTO job_counts (type, state, shard, n)
+			SELECT t, s, $4, n FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY AS x(t, s, n, i) ORDER BY i
+			ON CONFLICT (type, state, shard) DO UPDATE SET n = job_counts.n + excluded.n`, types, states, deltas, shard)
+	}
+	ends, ns := t.Ends()
+	if len(ends) > 0 {
+		minutes, types := make([]time.Time, len(ends)), make([]string, len(ends))
+		ok, failed := make([]int, len(ends)), make([]int, len(ends))
+		for i, k := range ends {
+			minutes[i], types[i], ok[i], failed[i] = k.Minute, k.Type, ns[i].Succeeded, ns[i].Failed
+		}
+		b.Queue(`INSERT INTO job_throughput (minute, type, shard, succeeded, failed)
+			SELECT m, t, $5, o, f FROM unnest($1::timestamptz[], $2::text[], $3::bigint[], $4::bigint[]) WITH ORDINALITY AS x(m, t, o, f, i) ORDER BY i
+			ON CONFLICT (minute, type, shard) DO UPDATE SET succeeded = job_throughput.succeeded + excluded.succeeded,
+				failed = job_throughput.failed + excluded.failed`, minutes, types, ok, failed, shard)
+	}
 }
 
 // batchTimeout bounds one batch, so that a stuck database fails writes

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -20,7 +21,8 @@ func (s *Store) now() time.Time { return storekit.Round(s.cfg.Now()) }
 // the stored job and whether it was inserted.
 func (s *Store) insert(w *wtx, j jobs.Job, outbox bool, now time.Time) (*jobs.Job, bool, error) {
 	row := w.stmt(s.st.insertJob).QueryRow(j.ID, j.Type, j.MaxAttempts, j.Payload, storekit.EncodeLabels(j.Labels),
-		j.IdempotencyKey, micros(j.RunAfter), now.UnixMicro(), now.UnixMicro())
+		j.IdempotencyKey, micros(j.RunAfter), j.TraceParent, j.TraceState, j.OrderingKey, j.Timeout.Microseconds(),
+		now.UnixMicro())
 	got, err := scanJob(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, nil
@@ -38,10 +40,11 @@ func (s *Store) insert(w *wtx, j jobs.Job, outbox bool, now time.Time) (*jobs.Jo
 		if j.RunAfter.After(due) {
 			due = j.RunAfter
 		}
-		if _, err := w.stmt(s.st.insertOutbox).Exec(j.ID, due.UnixMicro(), now.UnixMicro()); err != nil {
+		if _, err := w.stmt(s.st.insertOutbox).Exec(j.ID, due.UnixMicro(), now.UnixMicro(), j.OrderingKey); err != nil {
 			return nil, false, fmt.Errorf("%s: insert outbox entry of job %s: %w", pkg, j.ID, err)
 		}
 	}
+	w.move(j.Type, "", jobs.Queued, now)
 	w.changed = append(w.changed, j.ID)
 	return got, true, nil
 }
@@ -192,30 +195,31 @@ func (s *Store) List(ctx context.Context, p jobs.ListParams) ([]*jobs.Job, strin
 	return out, next, nil
 }
 
-// update runs a conditional UPDATE ... RETURNING for job id; when it applies
-// to no row it tells ErrNotFound from ErrConflict, and returns the job as it
-// is with the latter.
-func (s *Store) update(w *wtx, method, id string, st *sql.Stmt, args ...any) (*jobs.Job, error) {
-	j, err := scanJob(w.stmt(st).QueryRow(args...))
+// update runs a conditional UPDATE ... RETURNING colsPrev for job id and
+// records the state change for the counters; when it applies to no row it
+// tells ErrNotFound from ErrConflict (see refused).
+func (s *Store) update(w *wtx, method, id, lease string, now time.Time, st *sql.Stmt, args ...any) (*jobs.Job, error) {
+	j, prev, err := scanJobPrev(w.stmt(st).QueryRow(args...), true)
 	if err == nil {
+		w.move(j.Type, prev, j.State, now)
 		w.changed = append(w.changed, id)
 		return j, nil
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%s: %s job %s: %w", pkg, method, id, err)
 	}
-	return s.refused(w, method, id)
+	return s.refused(w, method, id, lease)
 }
 
-func (s *Store) refused(w *wtx, method, id string) (*jobs.Job, error) {
+// refused explains a conditional change that applied to no row: the job is
+// missing (ErrNotFound), or returned as it is with an error wrapping
+// ErrConflict.
+func (s *Store) refused(w *wtx, method, id, lease string) (*jobs.Job, error) {
 	cur, err := s.lookup(w, s.st.byIDW, id)
 	if err != nil {
 		return nil, err
 	}
-	if cur == nil {
-		return nil, fmt.Errorf("%s: %s: job %s: %w", pkg, method, id, jobs.ErrNotFound)
-	}
-	return cur, fmt.Errorf("%s: %s: job %s is %s: %w", pkg, method, id, cur.State, jobs.ErrConflict)
+	return storekit.Refused(pkg, method, id, lease, cur)
 }
 
 // Start implements jobs.Store.
@@ -225,15 +229,57 @@ func (s *Store) Start(ctx context.Context, p jobs.StartParams) (*jobs.Job, error
 	}
 	var out *jobs.Job
 	err := s.write(ctx, "Start", false, func(w *wtx) error {
-		now := s.now().UnixMicro()
-		j, err := s.update(w, "Start", p.ID, s.st.start, p.Attempt, now, now, p.ID)
-		out = j
+		now := s.now()
+		j, prev, err := scanJobPrev(w.stmt(s.st.start).QueryRow(p.Attempt, p.Lease, now.Add(p.LeaseFor).UnixMicro(), now.UnixMicro(), p.ID), true)
+		if err == nil {
+			w.move(j.Type, prev, j.State, now)
+			w.changed = append(w.changed, p.ID)
+			out = j
+			return nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%s: Start job %s: %w", pkg, p.ID, err)
+		}
+		cur, err := s.lookup(w, s.st.byIDW, p.ID)
+		if err != nil {
+			return err
+		}
+		out, err = storekit.StartRefused(pkg, p, cur)
 		return err
 	})
-	if err != nil {
+	if err != nil && out == nil {
 		return nil, err
 	}
-	return out, nil
+	return out, err
+}
+
+// Heartbeat implements jobs.Store.
+func (s *Store) Heartbeat(ctx context.Context, p jobs.HeartbeatParams) ([]string, error) {
+	if err := storekit.CheckHeartbeat(pkg, p); err != nil {
+		return nil, err
+	}
+	if len(p.Leases) == 0 {
+		return nil, s.checkOpen("Heartbeat")
+	}
+	pairs := make([][2]string, len(p.Leases))
+	for i, l := range p.Leases {
+		pairs[i] = [2]string{l.ID, l.Lease}
+	}
+	arg, _ := json.Marshal(pairs) // strings always encode
+	var lost []string
+	err := s.write(ctx, "Heartbeat", false, func(w *wtx) error {
+		rows, err := w.stmt(s.st.heartbeat).Query(s.now().Add(p.LeaseFor).UnixMicro(), string(arg))
+		if err != nil {
+			return fmt.Errorf("%s: Heartbeat: %w", pkg, err)
+		}
+		held, err := scanStrings(rows)
+		if err != nil {
+			return fmt.Errorf("%s: Heartbeat: %w", pkg, err)
+		}
+		lost = storekit.Lost(p.Leases, held)
+		return nil
+	})
+	return lost, err
 }
 
 // Progress implements jobs.Store.
@@ -242,7 +288,7 @@ func (s *Store) Progress(ctx context.Context, p jobs.ProgressParams) error {
 		return err
 	}
 	return s.write(ctx, "Progress", false, func(w *wtx) error {
-		res, err := w.stmt(s.st.progress).Exec(p.Fraction, storekit.Message(p.Message), s.now().UnixMicro(), p.ID)
+		res, err := w.stmt(s.st.progress).Exec(p.Fraction, storekit.Message(p.Message), s.now().UnixMicro(), p.ID, p.Lease)
 		if err != nil {
 			return fmt.Errorf("%s: Progress job %s: %w", pkg, p.ID, err)
 		}
@@ -250,20 +296,21 @@ func (s *Store) Progress(ctx context.Context, p jobs.ProgressParams) error {
 			w.changed = append(w.changed, p.ID)
 			return nil
 		}
-		_, err = s.refused(w, "Progress", p.ID)
+		_, err = s.refused(w, "Progress", p.ID, p.Lease)
 		return err
 	})
 }
 
 // Succeed implements jobs.Store.
 func (s *Store) Succeed(ctx context.Context, p jobs.SucceedParams) (*jobs.Job, error) {
-	if err := storekit.CheckID(pkg, "Succeed", p.ID); err != nil {
+	if err := storekit.CheckEnd(pkg, "Succeed", p.ID, p.Lease); err != nil {
 		return nil, err
 	}
 	var out *jobs.Job
 	err := s.write(ctx, "Succeed", false, func(w *wtx) error {
-		now := s.now().UnixMicro()
-		j, err := s.update(w, "Succeed", p.ID, s.st.succeed, storekit.Message(p.ResultType), storekit.Bytes(p.Result), now, now, p.ID)
+		now := s.now()
+		j, err := s.update(w, "Succeed", p.ID, p.Lease, now, s.st.succeed,
+			storekit.Message(p.ResultType), storekit.Bytes(p.Result), now.UnixMicro(), p.ID, p.Lease)
 		out = j
 		return err
 	})
@@ -275,19 +322,26 @@ func (s *Store) Succeed(ctx context.Context, p jobs.SucceedParams) (*jobs.Job, e
 
 // Fail implements jobs.Store.
 func (s *Store) Fail(ctx context.Context, p jobs.FailParams) (*jobs.Job, error) {
-	if err := storekit.CheckID(pkg, "Fail", p.ID); err != nil {
+	if err := storekit.CheckEnd(pkg, "Fail", p.ID, p.Lease); err != nil {
 		return nil, err
 	}
 	var out *jobs.Job
-	err := s.write(ctx, "Fail", false, func(w *wtx) error {
-		now := s.now().UnixMicro()
+	// A final failure also drops the job's outbox entry: several statements.
+	err := s.write(ctx, "Fail", !p.Retry, func(w *wtx) error {
+		now := s.now()
+		msg := storekit.Message(p.Message)
 		var err error
 		if p.Retry {
-			out, err = s.update(w, "Fail", p.ID, s.st.failRetry, p.Code, storekit.Message(p.Message), now, p.ID)
-		} else {
-			out, err = s.update(w, "Fail", p.ID, s.st.failFinal, p.Code, storekit.Message(p.Message), now, now, p.ID)
+			out, err = s.update(w, "Fail", p.ID, p.Lease, now, s.st.failRetry, p.Code, msg, now.UnixMicro(), p.ID, p.Lease)
+			return err
 		}
-		return err
+		if out, err = s.update(w, "Fail", p.ID, p.Lease, now, s.st.failFinal, p.Code, msg, now.UnixMicro(), p.ID, p.Lease); err != nil {
+			return err
+		}
+		if _, err := w.stmt(s.st.deleteOutbox).Exec(p.ID); err != nil {
+			return fmt.Errorf("%s: Fail: drop outbox entry of job %s: %w", pkg, p.ID, err)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -302,8 +356,8 @@ func (s *Store) Cancel(ctx context.Context, id string) (*jobs.Job, error) {
 	}
 	var out *jobs.Job
 	err := s.write(ctx, "Cancel", true, func(w *wtx) error {
-		now := s.now().UnixMicro()
-		j, err := s.update(w, "Cancel", id, s.st.cancel, now, now, id)
+		now := s.now()
+		j, err := s.update(w, "Cancel", id, "", now, s.st.cancel, now.UnixMicro(), id)
 		out = j
 		if err != nil {
 			return err
@@ -317,6 +371,43 @@ func (s *Store) Cancel(ctx context.Context, id string) (*jobs.Job, error) {
 		return nil, err
 	}
 	return out, err
+}
+
+// Cancelled implements jobs.Store.
+func (s *Store) Cancelled(ctx context.Context, ids []string) ([]string, error) {
+	if err := s.checkOpen("Cancelled"); err != nil {
+		return nil, err
+	}
+	if err := storekit.CheckIDs(pkg, "Cancelled", ids, jobs.MaxBatchIDs); err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	arg, _ := json.Marshal(ids)
+	rows, err := s.st.cancelled.QueryContext(ctx, string(arg))
+	if err != nil {
+		return nil, fmt.Errorf("%s: Cancelled: %w", pkg, err)
+	}
+	out, err := scanStrings(rows)
+	if err != nil {
+		return nil, fmt.Errorf("%s: Cancelled: %w", pkg, err)
+	}
+	return out, nil
+}
+
+// scanStrings reads one text column of every row and closes rows.
+func scanStrings(rows *sql.Rows) ([]string, error) {
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }
 
 // Events implements jobs.Store.
@@ -352,56 +443,109 @@ func (s *Store) Events(ctx context.Context, id string) ([]jobs.Event, error) {
 	return out, nil
 }
 
-// DueOutbox implements jobs.Store.
-func (s *Store) DueOutbox(ctx context.Context, now time.Time, limit int) ([]jobs.OutboxEntry, error) {
-	if err := s.checkOpen("DueOutbox"); err != nil {
+// ClaimOutbox implements jobs.Store. The claim is one statement in the
+// writer; the entries are then read from the read pool, so that payloads
+// are not copied inside the writer.
+func (s *Store) ClaimOutbox(ctx context.Context, p jobs.ClaimOutboxParams) ([]jobs.OutboxEntry, error) {
+	if err := storekit.CheckClaim(pkg, p); err != nil {
 		return nil, err
 	}
-	limit, err := storekit.CheckLimit(pkg, limit)
-	if err != nil {
+	var seqs []int64
+	err := s.write(ctx, "ClaimOutbox", false, func(w *wtx) error {
+		now := s.now()
+		rows, err := w.stmt(s.st.claim).Query(now.UnixMicro(), p.Limit, p.Owner, now.Add(p.LeaseFor).UnixMicro())
+		if err != nil {
+			return fmt.Errorf("%s: ClaimOutbox: %w", pkg, err)
+		}
+		defer rows.Close()
+		seqs = seqs[:0]
+		for rows.Next() {
+			var seq int64
+			if err := rows.Scan(&seq); err != nil {
+				return fmt.Errorf("%s: ClaimOutbox: %w", pkg, err)
+			}
+			seqs = append(seqs, seq)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("%s: ClaimOutbox: %w", pkg, err)
+		}
+		return nil
+	})
+	if err != nil || len(seqs) == 0 {
 		return nil, err
 	}
-	rows, err := s.st.dueOutbox.QueryContext(ctx, storekit.Round(now).UnixMicro(), limit)
+	arg, _ := json.Marshal(seqs)
+	rows, err := s.st.claimed.QueryContext(ctx, string(arg), p.Owner)
 	if err != nil {
-		return nil, fmt.Errorf("%s: read outbox: %w", pkg, err)
+		return nil, fmt.Errorf("%s: ClaimOutbox: read claimed entries: %w", pkg, err)
 	}
 	defer rows.Close()
-	var out []jobs.OutboxEntry
+	out := make([]jobs.OutboxEntry, 0, len(seqs))
 	for rows.Next() {
 		var (
-			e        jobs.OutboxEntry
-			payload  []byte
-			labels   string
-			runAfter sql.NullInt64
-			created  int64
+			e                 jobs.OutboxEntry
+			payload           []byte
+			labels            string
+			runAfter          sql.NullInt64
+			created, due, att int64
 		)
-		if err := rows.Scan(&e.JobID, &e.Type, &payload, &labels, &runAfter, &created); err != nil {
-			return nil, fmt.Errorf("%s: read outbox: %w", pkg, err)
+		if err := rows.Scan(&e.JobID, &e.Type, &payload, &labels, &runAfter, &created,
+			&e.TraceParent, &e.TraceState, &e.OrderingKey, &due, &att, &e.LastError); err != nil {
+			return nil, fmt.Errorf("%s: ClaimOutbox: read claimed entries: %w", pkg, err)
 		}
 		e.Payload = storekit.Bytes(payload)
 		if e.Labels, err = storekit.DecodeLabels(pkg, labels); err != nil {
 			return nil, err
 		}
 		e.RunAfter = nullTime(runAfter)
-		e.Created = storekit.FromMicros(created)
+		e.Created, e.Due, e.Attempts = storekit.FromMicros(created), storekit.FromMicros(due), int(att)
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("%s: read outbox: %w", pkg, err)
+		return nil, fmt.Errorf("%s: ClaimOutbox: read claimed entries: %w", pkg, err)
 	}
 	return out, nil
 }
 
 // MarkSent implements jobs.Store.
 func (s *Store) MarkSent(ctx context.Context, jobIDs []string) error {
+	if err := storekit.CheckIDs(pkg, "MarkSent", jobIDs, jobs.MaxBatchIDs); err != nil {
+		return err
+	}
 	if len(jobIDs) == 0 {
 		return s.checkOpen("MarkSent")
 	}
-	return s.write(ctx, "MarkSent", true, func(w *wtx) error {
-		for _, id := range jobIDs {
-			if _, err := w.stmt(s.st.deleteOutbox).Exec(id); err != nil {
-				return fmt.Errorf("%s: MarkSent: delete outbox entry of job %s: %w", pkg, id, err)
-			}
+	arg, _ := json.Marshal(jobIDs)
+	return s.write(ctx, "MarkSent", false, func(w *wtx) error {
+		if _, err := w.stmt(s.st.markSent).Exec(string(arg)); err != nil {
+			return fmt.Errorf("%s: MarkSent: %w", pkg, err)
+		}
+		return nil
+	})
+}
+
+// RetryOutbox implements jobs.Store.
+func (s *Store) RetryOutbox(ctx context.Context, p jobs.RetryOutboxParams) error {
+	if err := storekit.CheckRetryOutbox(pkg, p); err != nil {
+		return err
+	}
+	return s.write(ctx, "RetryOutbox", true, func(w *wtx) error {
+		var (
+			seq, due int64
+			key      string
+		)
+		err := w.stmt(s.st.retryOutbox).QueryRow(storekit.Round(p.Due).UnixMicro(), storekit.Message(p.Error), p.ID).Scan(&seq, &key, &due)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%s: RetryOutbox: job %s has no outbox entry: %w", pkg, p.ID, jobs.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: RetryOutbox: job %s: %w", pkg, p.ID, err)
+		}
+		if key == "" {
+			return nil
+		}
+		if _, err := w.stmt(s.st.retryKey).Exec(due, key, seq); err != nil {
+			return fmt.Errorf("%s: RetryOutbox: later entries of ordering key of job %s: %w", pkg, p.ID, err)
 		}
 		return nil
 	})
@@ -442,12 +586,30 @@ func (s *Store) DeleteFinished(ctx context.Context, cutoff time.Time) (int, erro
 			if _, err := w.stmt(s.st.delEvents).Exec(cut, deleteChunk); err != nil {
 				return fmt.Errorf("%s: DeleteFinished: events: %w", pkg, err)
 			}
-			res, err := w.stmt(s.st.delJobs).Exec(cut, deleteChunk)
+			rows, err := w.stmt(s.st.delJobs).Query(cut, deleteChunk)
 			if err != nil {
 				return fmt.Errorf("%s: DeleteFinished: jobs: %w", pkg, err)
 			}
-			n, err = res.RowsAffected()
-			return err
+			defer rows.Close()
+			n = 0
+			now := s.now()
+			for rows.Next() {
+				var typ, state string
+				if err := rows.Scan(&typ, &state); err != nil {
+					return fmt.Errorf("%s: DeleteFinished: jobs: %w", pkg, err)
+				}
+				w.move(typ, jobs.State(state), "", now)
+				n++
+			}
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("%s: DeleteFinished: jobs: %w", pkg, err)
+			}
+			if n < deleteChunk {
+				if _, err := w.stmt(s.st.delThroughput).Exec(storekit.Minute(cutoff).UnixMicro()); err != nil {
+					return fmt.Errorf("%s: DeleteFinished: throughput: %w", pkg, err)
+				}
+			}
+			return nil
 		})
 		total += int(n)
 		if err != nil {

@@ -5,8 +5,9 @@
 //
 // All writes go through one writer goroutine that commits concurrent requests
 // together in one transaction (group commit), each still its own conditional
-// update with its own result; reads use a separate pool of read-only
-// connections. The database runs in WAL mode with synchronous=NORMAL, so a
+// update with its own result; the batch also moves the counters behind
+// Counts and Throughput by what its writes changed, one upsert per counter.
+// Reads use a separate pool of read-only connections. The database runs in WAL mode with synchronous=NORMAL, so a
 // power loss may drop the last transactions but never corrupts the file.
 package sqlite
 

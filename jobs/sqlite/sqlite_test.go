@@ -4,18 +4,23 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/courierq/courier/jobs"
 	"github.com/courierq/courier/jobs/jobstest"
 	"github.com/courierq/courier/jobs/sqlite"
 )
 
-func open(tb testing.TB) jobs.Store {
+func open(tb testing.TB) jobs.Store { return openAt(tb, nil) }
+
+// openAt opens a store in a temp dir whose clock is now (nil: time.Now).
+func openAt(tb testing.TB, now func() time.Time) jobs.Store {
 	tb.Helper()
-	s, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(tb.TempDir(), "jobs.db")})
+	s, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(tb.TempDir(), "jobs.db"), Now: now})
 	if err != nil {
 		tb.Fatalf("Open: %v", err)
 	}
@@ -24,7 +29,7 @@ func open(tb testing.TB) jobs.Store {
 }
 
 func TestConformance(t *testing.T) {
-	jobstest.Exercise(context.Background(), t, func(t *testing.T) jobs.Store { return open(t) })
+	jobstest.Exercise(context.Background(), t, func(t *testing.T, now func() time.Time) jobs.Store { return openAt(t, now) })
 }
 
 func BenchmarkStore(b *testing.B) {
@@ -147,4 +152,49 @@ func TestRefusesNewerSchema(t *testing.T) {
 	if !strings.Contains(err.Error(), "newer than this build") {
 		t.Fatalf("Open = %v, want an error saying the schema is newer", err)
 	}
+}
+
+// BenchmarkCounts measures Counts on a store of a million jobs, written by
+// one INSERT ... SELECT on a second connection to the file (with the job
+// events the triggers write), the counters then rebuilt from them.
+func BenchmarkCounts(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "jobs.db")
+	jobstest.BenchmarkCounts(b, func(tb testing.TB) jobs.Store {
+		s, err := sqlite.Open(context.Background(), sqlite.Config{Path: path})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { s.Close() })
+		return s
+	}, func(tb testing.TB, _ jobs.Store, n int) {
+		db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer db.Close()
+		base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
+		state := jobstest.SeedStateSQL("i")
+		for i, q := range []string{
+			`WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?1),
+			s(i, state) AS (SELECT i, ` + state + ` FROM n)
+			INSERT INTO jobs (id, type, state, attempt, payload, create_time, update_time, start_time, end_time, lease, lease_expiry)
+			SELECT printf('seed-%08d', i), 'bench.v1.T' || (i % ` + fmt.Sprint(jobstest.CountsTypes) + `), state,
+				CASE WHEN state = 'QUEUED' THEN 0 ELSE 1 END, x'0a0568656c6c6f', ?2 + i, ?2 + i,
+				CASE WHEN state = 'QUEUED' THEN NULL ELSE ?2 + i END,
+				CASE WHEN state IN ('SUCCEEDED', 'FAILED', 'CANCELLED') THEN ?2 + i END,
+				CASE WHEN state = 'RUNNING' THEN 'seed' ELSE '' END,
+				CASE WHEN state = 'RUNNING' THEN ?2 + i + 3600000000 END
+			FROM s`,
+			`DELETE FROM job_counts`,
+			`INSERT INTO job_counts (type, state, n) SELECT type, state, count(*) FROM jobs GROUP BY type, state`,
+		} {
+			args := []any{n, base}
+			if i > 0 {
+				args = nil
+			}
+			if _, err := db.Exec(q, args...); err != nil {
+				tb.Fatalf("seed: %v", err)
+			}
+		}
+	})
 }

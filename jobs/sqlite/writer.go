@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/courierq/courier/jobs"
 	"github.com/courierq/courier/jobs/internal/storekit"
@@ -27,7 +28,14 @@ type wtx struct {
 	tx      *sql.Tx
 	cache   map[*sql.Stmt]*sql.Stmt
 	changed []string // job IDs whose subscribers to wake after commit
+	// req gathers the counter changes of the running request; the batch's
+	// tally takes them only when the request succeeds.
+	req, batch storekit.Tally
 }
+
+// move records that a job of typ went from one state to another (see
+// storekit.Tally.Move), for the counters the batch updates before commit.
+func (w *wtx) move(typ string, from, to jobs.State, now time.Time) { w.req.Move(typ, from, to, now) }
 
 // stmt returns st bound to the batch transaction.
 func (w *wtx) stmt(st *sql.Stmt) *sql.Stmt {
@@ -90,8 +98,11 @@ func (s *Store) runBatch(batch []*request) {
 			results[i] = fmt.Errorf("%s: %w", pkg, err)
 			continue
 		}
+		w.req.Reset()
 		if !r.multi {
-			results[i] = r.fn(w)
+			if results[i] = r.fn(w); results[i] == nil {
+				w.batch.Add(&w.req)
+			}
 			continue
 		}
 		if _, err := w.stmt(s.st.savepoint).Exec(); err != nil {
@@ -100,7 +111,9 @@ func (s *Store) runBatch(batch []*request) {
 		}
 		n := len(w.changed)
 		results[i] = r.fn(w)
-		if results[i] != nil {
+		if results[i] == nil {
+			w.batch.Add(&w.req)
+		} else {
 			w.changed = w.changed[:n]
 			if _, err := w.stmt(s.st.rollbackTo).Exec(); err != nil {
 				results[i] = errors.Join(results[i], fmt.Errorf("%s: rollback to savepoint: %w", pkg, err))
@@ -109,6 +122,13 @@ func (s *Store) runBatch(batch []*request) {
 		if _, err := w.stmt(s.st.release).Exec(); err != nil {
 			results[i] = errors.Join(results[i], fmt.Errorf("%s: release savepoint: %w", pkg, err))
 		}
+	}
+	if err := s.applyTally(w); err != nil {
+		tx.Rollback()
+		for _, r := range batch {
+			r.done <- err
+		}
+		return
 	}
 	if err := tx.Commit(); err != nil {
 		err = fmt.Errorf("%s: commit: %w", pkg, err)
@@ -123,4 +143,22 @@ func (s *Store) runBatch(batch []*request) {
 	for i, r := range batch {
 		r.done <- results[i]
 	}
+}
+
+// applyTally moves the counters of Counts and Throughput by what the batch
+// changed: one upsert per counter, in the batch's transaction.
+func (s *Store) applyTally(w *wtx) error {
+	keys, deltas := w.batch.Counts()
+	for i, k := range keys {
+		if _, err := w.stmt(s.st.addCount).Exec(k.Type, string(k.State), deltas[i]); err != nil {
+			return fmt.Errorf("%s: update job counts: %w", pkg, err)
+		}
+	}
+	ends, ns := w.batch.Ends()
+	for i, k := range ends {
+		if _, err := w.stmt(s.st.addEnds).Exec(k.Minute.UnixMicro(), k.Type, ns[i].Succeeded, ns[i].Failed); err != nil {
+			return fmt.Errorf("%s: update throughput: %w", pkg, err)
+		}
+	}
+	return nil
 }

@@ -52,27 +52,35 @@ func NewJob(pkg, method string, j jobs.Job, needID bool) (jobs.Job, error) {
 		}
 		j.ID = id.String()
 	}
-	if len(j.ID) > 512 {
-		return j, Invalid(pkg, "%s: Job.ID is %d bytes long: use at most 512", method, len(j.ID))
+	if err := CheckID(pkg, method, j.ID); err != nil {
+		return j, err
 	}
+	id := Clip(j.ID)
 	if j.Type == "" {
-		return j, Invalid(pkg, "%s: job %s: Job.Type is empty: set it to the full protobuf name of the payload, e.g. courier.demo.v1.Echo", method, j.ID)
+		return j, Invalid(pkg, "%s: job %s: Job.Type is empty: set it to the full protobuf name of the payload, e.g. courier.demo.v1.Echo", method, id)
 	}
 	if j.MaxAttempts < 0 {
-		return j, Invalid(pkg, "%s: job %s: Job.MaxAttempts is %d: use 0 for the handler's default or a positive count", method, j.ID, j.MaxAttempts)
+		return j, Invalid(pkg, "%s: job %s: Job.MaxAttempts is %d: use 0 for the handler's default or a positive count", method, id, j.MaxAttempts)
 	}
-	for name, v := range map[string]string{"ID": j.ID, "Type": j.Type, "IdempotencyKey": j.IdempotencyKey} {
-		if !Text(v) {
-			return j, Invalid(pkg, "%s: Job.%s %q is not valid UTF-8 without NUL bytes: pass text", method, name, v)
+	if j.Timeout < 0 {
+		return j, Invalid(pkg, "%s: job %s: Job.Timeout is %v: use 0 for the handler's timeout or a positive duration", method, id, j.Timeout)
+	}
+	for _, f := range []struct {
+		name, v string
+		max     int
+	}{
+		{"Type", j.Type, jobs.MaxTypeBytes},
+		{"IdempotencyKey", j.IdempotencyKey, jobs.MaxIdempotencyKeyBytes},
+		{"TraceParent", j.TraceParent, jobs.MaxTraceParentBytes},
+		{"TraceState", j.TraceState, jobs.MaxTraceStateBytes},
+		{"OrderingKey", j.OrderingKey, jobs.MaxOrderingKeyBytes},
+	} {
+		if err := CheckText(pkg, method, "Job."+f.name, f.v, f.max); err != nil {
+			return j, err
 		}
 	}
-	for k, v := range j.Labels {
-		if k == "" {
-			return j, Invalid(pkg, "%s: job %s: a label has an empty key: give every label a key", method, j.ID)
-		}
-		if !Text(k) || !Text(v) {
-			return j, Invalid(pkg, "%s: job %s: label %q=%q is not valid UTF-8 without NUL bytes: pass text", method, j.ID, k, v)
-		}
+	if err := CheckLabels(pkg, method, "Job.Labels", j.Labels); err != nil {
+		return j, err
 	}
 	out := jobs.Job{
 		ID:             j.ID,
@@ -83,8 +91,62 @@ func NewJob(pkg, method string, j jobs.Job, needID bool) (jobs.Job, error) {
 		Labels:         copyLabels(j.Labels),
 		IdempotencyKey: j.IdempotencyKey,
 		RunAfter:       Round(j.RunAfter),
+		TraceParent:    j.TraceParent,
+		TraceState:     j.TraceState,
+		OrderingKey:    j.OrderingKey,
+		Timeout:        j.Timeout.Truncate(time.Microsecond),
 	}
 	return out, nil
+}
+
+// clipBytes is how much of a too long or malformed value error messages
+// quote.
+const clipBytes = 64
+
+// Clip returns s, or its first 64 bytes (cut at a rune boundary) followed by
+// "…" and its length when it is longer: for error messages, which must not
+// carry a megabyte the caller sent.
+func Clip(s string) string {
+	if len(s) <= clipBytes {
+		return s
+	}
+	cut := clipBytes
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", s[:cut], len(s))
+}
+
+// CheckText rejects a value longer than max bytes, or not storable as text;
+// what names it in the message (e.g. "Job.IdempotencyKey").
+func CheckText(pkg, method, what, v string, max int) error {
+	if len(v) > max {
+		return Invalid(pkg, "%s: %s is %d bytes long (%q): use at most %d bytes", method, what, len(v), Clip(v), max)
+	}
+	if !Text(v) {
+		return Invalid(pkg, "%s: %s %q is not valid UTF-8 without NUL bytes: pass text", method, what, Clip(v))
+	}
+	return nil
+}
+
+// CheckLabels checks labels (of a job, or the label filters of a List)
+// against jobs.MaxLabels, MaxLabelKeyBytes and MaxLabelValueBytes.
+func CheckLabels(pkg, method, what string, labels map[string]string) error {
+	if len(labels) > jobs.MaxLabels {
+		return Invalid(pkg, "%s: %s has %d labels: use at most %d", method, what, len(labels), jobs.MaxLabels)
+	}
+	for k, v := range labels {
+		if k == "" {
+			return Invalid(pkg, "%s: %s has a label with an empty key: give every label a key", method, what)
+		}
+		if err := CheckText(pkg, method, what+" key", k, jobs.MaxLabelKeyBytes); err != nil {
+			return err
+		}
+		if err := CheckText(pkg, method, fmt.Sprintf("%s[%q]", what, Clip(k)), v, jobs.MaxLabelValueBytes); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func nilIfEmpty(b []byte) []byte {
@@ -123,15 +185,42 @@ func Message(s string) string {
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
-// CheckID rejects an empty job ID.
+// CheckID rejects an empty, too long or non-text job ID.
 func CheckID(pkg, method, id string) error {
 	if id == "" {
 		return Invalid(pkg, "%s: job ID is empty: pass the ID of an existing job", method)
 	}
+	if len(id) > jobs.MaxIDBytes {
+		return Invalid(pkg, "%s: job ID is %d bytes long (%q): job IDs are at most %d bytes", method, len(id), Clip(id), jobs.MaxIDBytes)
+	}
 	if !Text(id) {
-		return Invalid(pkg, "%s: job ID %q is not valid UTF-8 without NUL bytes: pass the ID of an existing job", method, id)
+		return Invalid(pkg, "%s: job ID %q is not valid UTF-8 without NUL bytes: pass the ID of an existing job", method, Clip(id))
 	}
 	return nil
+}
+
+// CheckIDs checks a list of job IDs: at most max, each as CheckID wants.
+func CheckIDs(pkg, method string, ids []string, max int) error {
+	if len(ids) > max {
+		return Invalid(pkg, "%s: %d job IDs in one call: pass at most %d", method, len(ids), max)
+	}
+	for _, id := range ids {
+		if err := CheckID(pkg, method, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkLease checks a lease token; required says whether "" is refused.
+func checkLease(pkg, method, id, lease string, required bool) error {
+	if lease == "" {
+		if required {
+			return Invalid(pkg, "%s: job %s: Lease is empty: pass a token unique to this delivery (e.g. a UUID)", method, Clip(id))
+		}
+		return nil
+	}
+	return CheckText(pkg, method, "Lease", lease, jobs.MaxLeaseBytes)
 }
 
 // CheckStart checks Start's arguments.
@@ -141,6 +230,12 @@ func CheckStart(pkg string, p jobs.StartParams) error {
 	}
 	if p.Attempt < 1 {
 		return Invalid(pkg, "Start: job %s: Attempt is %d: pass the delivery attempt, counted from 1", p.ID, p.Attempt)
+	}
+	if err := checkLease(pkg, "Start", p.ID, p.Lease, true); err != nil {
+		return err
+	}
+	if p.LeaseFor <= 0 {
+		return Invalid(pkg, "Start: job %s: LeaseFor is %v: pass how long the lease lasts without a heartbeat (e.g. 30s)", p.ID, p.LeaseFor)
 	}
 	return nil
 }
@@ -153,16 +248,96 @@ func CheckProgress(pkg string, p jobs.ProgressParams) error {
 	if math.IsNaN(p.Fraction) || p.Fraction < 0 || p.Fraction > 1 {
 		return Invalid(pkg, "Progress: job %s: Fraction is %v: pass a value from 0 to 1", p.ID, p.Fraction)
 	}
+	return checkLease(pkg, "Progress", p.ID, p.Lease, false)
+}
+
+// CheckEnd checks the ID and optional lease of Succeed or Fail.
+func CheckEnd(pkg, method, id, lease string) error {
+	if err := CheckID(pkg, method, id); err != nil {
+		return err
+	}
+	return checkLease(pkg, method, id, lease, false)
+}
+
+// CheckHeartbeat checks Heartbeat's arguments.
+func CheckHeartbeat(pkg string, p jobs.HeartbeatParams) error {
+	if len(p.Leases) > jobs.MaxHeartbeatLeases {
+		return Invalid(pkg, "Heartbeat: %d leases in one call: pass at most %d", len(p.Leases), jobs.MaxHeartbeatLeases)
+	}
+	if p.LeaseFor <= 0 {
+		return Invalid(pkg, "Heartbeat: LeaseFor is %v: pass how long each lease lasts from now (e.g. 30s)", p.LeaseFor)
+	}
+	for _, l := range p.Leases {
+		if err := CheckID(pkg, "Heartbeat", l.ID); err != nil {
+			return err
+		}
+		if err := checkLease(pkg, "Heartbeat", l.ID, l.Lease, true); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
-// CheckLimit checks DueOutbox's limit and caps it at 1000.
-func CheckLimit(pkg string, limit int) (int, error) {
-	if limit <= 0 {
-		return 0, Invalid(pkg, "DueOutbox: limit is %d: pass a positive number of entries", limit)
+// CheckClaim checks ClaimOutbox's arguments.
+func CheckClaim(pkg string, p jobs.ClaimOutboxParams) error {
+	if p.Limit <= 0 || p.Limit > jobs.MaxClaim {
+		return Invalid(pkg, "ClaimOutbox: Limit is %d: pass a number of entries from 1 to %d", p.Limit, jobs.MaxClaim)
 	}
-	return min(limit, 1000), nil
+	if p.Owner == "" {
+		return Invalid(pkg, "ClaimOutbox: Owner is empty: pass the claiming relay's ID")
+	}
+	if err := CheckText(pkg, "ClaimOutbox", "Owner", p.Owner, jobs.MaxLeaseBytes); err != nil {
+		return err
+	}
+	if p.LeaseFor <= 0 {
+		return Invalid(pkg, "ClaimOutbox: LeaseFor is %v: pass how long the claim lasts (longer than a publish may take)", p.LeaseFor)
+	}
+	return nil
 }
+
+// CheckRetryOutbox checks RetryOutbox's arguments.
+func CheckRetryOutbox(pkg string, p jobs.RetryOutboxParams) error {
+	if err := CheckID(pkg, "RetryOutbox", p.ID); err != nil {
+		return err
+	}
+	if p.Due.IsZero() {
+		return Invalid(pkg, "RetryOutbox: job %s: Due is zero: pass when to try publishing again", p.ID)
+	}
+	return nil
+}
+
+// CheckRescue checks Rescue's arguments.
+func CheckRescue(pkg string, p jobs.RescueParams) error {
+	if p.Limit <= 0 || p.Limit > jobs.MaxClaim {
+		return Invalid(pkg, "Rescue: Limit is %d: pass a number of jobs from 1 to %d", p.Limit, jobs.MaxClaim)
+	}
+	if p.QueuedBefore.IsZero() || p.LapsedBefore.IsZero() {
+		return Invalid(pkg, "Rescue: QueuedBefore (%v) and LapsedBefore (%v) must both be set: pass now minus the ages after which a job counts as lost", p.QueuedBefore, p.LapsedBefore)
+	}
+	return nil
+}
+
+// CheckThroughput checks Throughput's arguments.
+func CheckThroughput(pkg string, p jobs.ThroughputParams) error {
+	if p.Step < time.Minute || p.Step%time.Minute != 0 {
+		return Invalid(pkg, "Throughput: Step is %v: pass a whole number of minutes, at least 1m", p.Step)
+	}
+	if p.Since.IsZero() {
+		return Invalid(pkg, "Throughput: Since is zero: pass the start of the period to report")
+	}
+	return nil
+}
+
+// LapsedMessage is the error message Rescue records on a job whose lease
+// lapsed: every store writes the same text.
+func LapsedMessage(attempt int, expiry time.Time) string {
+	return fmt.Sprintf("jobs: lease of attempt %d lapsed at %s without a heartbeat: the worker stopped; republished",
+		attempt, Round(expiry).Format(time.RFC3339Nano))
+}
+
+// LapsedCode is the error code Rescue records on a released job
+// (google.rpc.Code UNAVAILABLE).
+const LapsedCode = 14
 
 // EncodeLabels returns the labels as a JSON object ("" when there are none).
 func EncodeLabels(m map[string]string) string {
@@ -223,7 +398,7 @@ func DecodeToken(pkg, tok string) (c Cursor, ok bool, err error) {
 	if tok == "" {
 		return Cursor{}, false, nil
 	}
-	bad := Invalid(pkg, "List: PageToken %q is not a token this store returned: pass the next page token of a previous List with the same filters, or \"\" for the first page", tok)
+	bad := Invalid(pkg, "List: PageToken %q is not a token this store returned: pass the next page token of a previous List with the same filters, or \"\" for the first page", Clip(tok))
 	b, err := base64.RawURLEncoding.DecodeString(tok)
 	if err != nil || len(b) < 2 || b[0] != tokenVersion {
 		return Cursor{}, false, bad
@@ -244,13 +419,11 @@ func CheckList(pkg string, p jobs.ListParams) (size int, cur Cursor, hasCur bool
 	if p.State != "" && !p.State.Valid() {
 		return 0, cur, false, Invalid(pkg, "List: State %q is not a job state: pass one of %v or \"\"", p.State, jobs.States())
 	}
-	if !Text(p.Type) {
-		return 0, cur, false, Invalid(pkg, "List: Type %q is not valid UTF-8 without NUL bytes", p.Type)
+	if err := CheckText(pkg, "List", "Type", p.Type, jobs.MaxTypeBytes); err != nil {
+		return 0, cur, false, err
 	}
-	for k, v := range p.Labels {
-		if !Text(k) || !Text(v) {
-			return 0, cur, false, Invalid(pkg, "List: label %q=%q is not valid UTF-8 without NUL bytes", k, v)
-		}
+	if err := CheckLabels(pkg, "List", "Labels", p.Labels); err != nil {
+		return 0, cur, false, err
 	}
 	cur, hasCur, err = DecodeToken(pkg, p.PageToken)
 	return size, cur, hasCur, err

@@ -2,8 +2,11 @@ package storekit
 
 import (
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/courierq/courier/jobs"
 )
@@ -105,5 +108,52 @@ func TestNewJob(t *testing.T) {
 	}
 	if _, err := NewJob("p", "Ensure", jobs.Job{Type: "t"}, true); !errors.Is(err, jobs.ErrInvalidArgument) {
 		t.Fatalf("NewJob without ID for Ensure = %v", err)
+	}
+}
+
+func TestTally(t *testing.T) {
+	now := time.Date(2026, 1, 1, 10, 30, 45, 0, time.UTC)
+	var a, b Tally
+	if !a.Empty() {
+		t.Fatal("zero Tally not empty")
+	}
+	a.Move("T", "", jobs.Queued, now)
+	a.Move("T", jobs.Queued, jobs.Running, now)
+	a.Move("T", jobs.Running, jobs.Running, now) // a takeover: nothing
+	b.Move("T", jobs.Running, jobs.Succeeded, now)
+	b.Move("A", jobs.Running, jobs.Failed, now.Add(time.Minute))
+	b.Move("A", jobs.Failed, "", now) // deleted
+	a.Add(&b)
+	keys, deltas := a.Counts()
+	want := []CountKey{{"A", jobs.Running}, {"T", jobs.Succeeded}}
+	if !slices.Equal(keys, want) || !slices.Equal(deltas, []int{-1, 1}) {
+		t.Fatalf("Counts = %v %v; want %v [-1 1] (zero deltas dropped, sorted)", keys, deltas, want)
+	}
+	ends, ns := a.Ends()
+	if len(ends) != 2 || ends[0] != (EndKey{Minute(now), "T"}) || ns[0] != (Ends{Succeeded: 1}) ||
+		ends[1] != (EndKey{Minute(now.Add(time.Minute)), "A"}) || ns[1] != (Ends{Failed: 1}) {
+		t.Fatalf("Ends = %v %v", ends, ns)
+	}
+	a.Reset()
+	if !a.Empty() {
+		t.Fatal("Tally not empty after Reset")
+	}
+}
+
+func TestBucketAndClip(t *testing.T) {
+	at := time.Date(2026, 1, 1, 10, 37, 12, 5, time.UTC)
+	if got, want := Bucket(at, 5*time.Minute), time.Date(2026, 1, 1, 10, 35, 0, 0, time.UTC); !got.Equal(want) {
+		t.Fatalf("Bucket(5m) = %v, want %v", got, want)
+	}
+	if got, want := Bucket(time.Unix(-90, 0), time.Minute), time.Unix(-120, 0).UTC(); !got.Equal(want) {
+		t.Fatalf("Bucket before the epoch = %v, want %v", got, want)
+	}
+	long := strings.Repeat("é", 100) // 200 bytes
+	c := Clip(long)
+	if len(c) > 100 || !utf8.ValidString(c) || !strings.Contains(c, "(200 bytes)") {
+		t.Fatalf("Clip = %q: want at most ~64 bytes of valid UTF-8 and the length", c)
+	}
+	if Clip("short") != "short" {
+		t.Fatal("Clip changed a short string")
 	}
 }
