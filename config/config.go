@@ -228,6 +228,17 @@ type HTTP struct {
 	// gRPC calls carrying the request's Authorization header, so the gRPC
 	// API's policy decides them.
 	Dashboard Dashboard `json:"dashboard,omitzero"`
+	// TLS, when set, serves HTTPS. With grpc.tls.clientCAFile set, client
+	// certificates are requested too and identify HTTP/JSON callers as
+	// they identify gRPC callers (grpc.auth.mtlsRoles). Unset: plain HTTP
+	// (behind a load balancer that terminates TLS, or on loopback).
+	TLS *HTTPTLS `json:"tls,omitempty"`
+}
+
+// HTTPTLS is the HTTP server's certificate and key, as PEM files.
+type HTTPTLS struct {
+	CertFile string `json:"certFile"`
+	KeyFile  string `json:"keyFile"`
 }
 
 // Parse decodes and validates a configuration document. It does not apply
@@ -323,6 +334,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, &ValidationError{"http.dashboard.readRoles", c.HTTP.Dashboard.ReadRoles, "a role is empty; list role names such as viewer"})
 			break
 		}
+	}
+	if t := c.HTTP.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "") {
+		bad("http.tls", fmt.Sprintf("certFile %q, keyFile %q", t.CertFile, t.KeyFile), "set both certFile and keyFile (PEM files), or remove http.tls to serve plain HTTP")
 	}
 	if c.Jobs.Retention < 0 {
 		bad("jobs.retention", c.Jobs.Retention, "use a positive duration such as 168h, or 0 for 7 days")
