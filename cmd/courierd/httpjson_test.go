@@ -357,3 +357,194 @@ func grpcWatchCode(ctx context.Context, jc courierv1.JobServiceClient, id string
 		}
 	}
 }
+
+// TestHTTPJSONEnqueuePollWatchCancel drives jobs through HTTP/JSON alone,
+// with net/http: enqueue, poll until done, watch a job's progress to its
+// end, cancel a running job under watch, list with filters; without a
+// token, with one of the wrong role, and with bad input.
+func TestHTTPJSONEnqueuePollWatchCancel(t *testing.T) {
+	st, p := securedStack(t)
+	tlsOnly := client.Config{CAFile: p.CAFile}
+	writer := newAPI(t, st, p, tlsOnly, withBearer("writer-token"))
+	reader := newAPI(t, st, p, tlsOnly, withBearer("reader-token"))
+	admin := newAPI(t, st, p, tlsOnly, withBearer("admin-token"))
+	anonymous := newAPI(t, st, p, tlsOnly, nil)
+	run := fmt.Sprint(time.Now().UnixNano())
+	echo := `{"payload": {"@type": "type.googleapis.com/courier.demo.v1.Echo", "message": "over http"}, "labels": {"run": "` + run + `"}}`
+
+	// Without a token, or without the writer role, nothing is enqueued.
+	if code := anonymous.code("POST", "/v1/jobs", echo); code != codes.Unauthenticated {
+		t.Errorf("enqueue without a token: %v, want Unauthenticated", code)
+	}
+	if code := reader.code("POST", "/v1/jobs", echo); code != codes.PermissionDenied {
+		t.Errorf("enqueue as a reader: %v, want PermissionDenied", code)
+	}
+
+	// Enqueue, then poll until the job ends.
+	id := writer.enqueue(echo)
+	var j apiJob
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if code, s := reader.do("GET", "/v1/jobs/"+id, "", &j); s != nil {
+			t.Fatalf("poll: %d %+v", code, s)
+		}
+		if terminalState(j.State) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // polling is what this client does
+	}
+	if j.State != "SUCCEEDED" || j.Result["message"] != "over http" || j.Result["@type"] != "type.googleapis.com/courier.demo.v1.EchoResult" || j.Labels["run"] != run {
+		t.Fatalf("polled job: %+v", j)
+	}
+	if code := anonymous.code("GET", "/v1/jobs/"+id, ""); code != codes.Unauthenticated {
+		t.Errorf("get without a token: %v", code)
+	}
+
+	// Watch a job to its end: every state it passes through, with progress.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sleep := writer.enqueue(`{"payload": {"@type": "type.googleapis.com/courier.demo.v1.Sleep", "duration": "0.3s"}, "labels": {"run": "` + run + `"}}`)
+	events, _, s := reader.watch(ctx, sleep)
+	if s != nil {
+		t.Fatalf("watch: %+v", s)
+	}
+	var states []string
+	progressed := false
+	for ev := range events {
+		if ev.name != "job" {
+			t.Fatalf("watch event %+v", ev)
+		}
+		var j apiJob
+		if err := json.Unmarshal([]byte(ev.data), &j); err != nil || j.ID != sleep {
+			t.Fatalf("watch event data %s: %v", ev.data, err)
+		}
+		if len(states) == 0 || states[len(states)-1] != j.State {
+			states = append(states, j.State)
+		}
+		progressed = progressed || (j.Progress != nil && j.Progress.Fraction > 0)
+	}
+	if len(states) == 0 || states[len(states)-1] != "SUCCEEDED" || !strings.Contains(strings.Join(states, " "), "RUNNING") || !progressed {
+		t.Fatalf("watched states %v (progress seen: %v), want RUNNING with progress, then SUCCEEDED", states, progressed)
+	}
+
+	// Cancel a running job that a client watches: the watch ends with it.
+	long := writer.enqueue(`{"payload": {"@type": "type.googleapis.com/courier.demo.v1.Sleep", "duration": "3600s"}, "labels": {"run": "` + run + `"}}`)
+	events, _, s = reader.watch(ctx, long)
+	if s != nil {
+		t.Fatalf("watch: %+v", s)
+	}
+	for ev := range events {
+		var j apiJob
+		json.Unmarshal([]byte(ev.data), &j)
+		if j.State == "RUNNING" {
+			break
+		}
+	}
+	if code := reader.code("POST", "/v1/jobs/"+long+":cancel", ""); code != codes.PermissionDenied {
+		t.Errorf("cancel as a reader: %v, want PermissionDenied", code)
+	}
+	var cancelled apiJob
+	if code, s := admin.do("POST", "/v1/jobs/"+long+":cancel", "", &cancelled); s != nil || cancelled.State != "CANCELLED" {
+		t.Fatalf("cancel: %d %+v %+v", code, s, cancelled)
+	}
+	var last sseEvent
+	for ev := range events {
+		last = ev
+	}
+	if !strings.Contains(last.data, `"CANCELLED"`) {
+		t.Fatalf("the watch of a cancelled job ended with %+v", last)
+	}
+
+	// List, filtered by label, state and type, in pages.
+	var list struct {
+		Jobs          []apiJob `json:"jobs"`
+		NextPageToken string   `json:"nextPageToken"`
+	}
+	reader.do("GET", "/v1/jobs?labels[run]="+run, "", &list)
+	if len(list.Jobs) != 3 || list.Jobs[0].ID != long {
+		t.Errorf("list by label: %+v, want the 3 jobs of this run, newest first", list.Jobs)
+	}
+	reader.do("GET", "/v1/jobs?state=CANCELLED&type=courier.demo.v1.Sleep&labels[run]="+run, "", &list)
+	if len(list.Jobs) != 1 || list.Jobs[0].ID != long {
+		t.Errorf("list by state, type and label: %+v", list.Jobs)
+	}
+	reader.do("GET", "/v1/jobs?pageSize=2&labels[run]="+run, "", &list)
+	if len(list.Jobs) != 2 || list.NextPageToken == "" {
+		t.Fatalf("first page of 2: %+v", list)
+	}
+	reader.do("GET", "/v1/jobs?pageSize=2&labels[run]="+run+"&pageToken="+list.NextPageToken, "", &list)
+	if len(list.Jobs) != 1 || list.Jobs[0].ID != id || list.NextPageToken != "" {
+		t.Errorf("second page: %+v", list)
+	}
+	reader.do("GET", "/v1/jobs?labels[run]=no-such-run", "", &list)
+	if len(list.Jobs) != 0 {
+		t.Errorf("list of another run: %+v", list.Jobs)
+	}
+
+	// Errors: google.rpc.Status JSON with the right HTTP status (code checks
+	// the status against the code) and a message that says what is wrong.
+	for _, c := range []struct {
+		method, path, body string
+		want               codes.Code
+		says               string
+	}{
+		{"GET", "/v1/jobs/no-such-job", "", codes.NotFound, "no job has id"},
+		{"GET", "/v1/jobs/no-such-job:watch", "", codes.NotFound, "no job has id"},
+		{"POST", "/v1/jobs/no-such-job:cancel", "", codes.NotFound, "no job has id"},
+		{"POST", "/v1/jobs/" + id + ":cancel", "", codes.FailedPrecondition, "already ended"},
+		{"POST", "/v1/jobs", `{}`, codes.InvalidArgument, "payload is missing"},
+		{"POST", "/v1/jobs", `{"payload": {"@type": "type.googleapis.com/courier.demo.v1.Echo"}, "idempotencyKye": "k"}`, codes.InvalidArgument, `unknown field "idempotencyKye"`},
+		{"POST", "/v1/jobs", `{"payload": {"@type": "type.googleapis.com/no.such.Type"}}`, codes.InvalidArgument, "no.such.Type"},
+		{"POST", "/v1/jobs", `not json`, codes.InvalidArgument, "not a courier.v1.EnqueueJobRequest"},
+		{"GET", "/v1/jobs?state=DONE", "", codes.InvalidArgument, "DONE"},
+		{"GET", "/v1/jobs?stat=QUEUED", "", codes.InvalidArgument, "stat"},
+		{"GET", "/v1/jobs?labels[]=x", "", codes.InvalidArgument, "labels[KEY]=VALUE"},
+		{"GET", "/v1/no-such-route", "", codes.NotFound, "no route"},
+		{"DELETE", "/v1/jobs/" + id, "", codes.Unimplemented, "DELETE"},
+	} {
+		a := writer
+		if c.method == "POST" && strings.Contains(c.path, ":cancel") {
+			a = admin
+		}
+		_, s := a.do(c.method, c.path, c.body, nil)
+		if s == nil || s.Code != c.want || !strings.Contains(s.Message, c.says) {
+			t.Errorf("%s %s %s: %+v, want %v saying %q", c.method, c.path, c.body, s, c.want, c.says)
+		}
+		a.code(c.method, c.path, c.body) // checks the HTTP status of the code
+	}
+}
+
+// TestHTTPJSONWatchEndsAtShutdown: a graceful shutdown ends an open
+// HTTP/JSON watch at once with an error event (Unavailable), as it ends
+// gRPC watches, so the stream does not hold the HTTP server's drain.
+func TestHTTPJSONWatchEndsAtShutdown(t *testing.T) {
+	st := startCourierd(t, demoConfig(t))
+	a := &api{t: t, base: "http://" + st.HTTPAddr(), client: http.DefaultClient}
+	id := a.enqueue(`{"payload": {"@type": "type.googleapis.com/courier.demo.v1.Sleep", "duration": "3600s"}}`)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	events, _, s := a.watch(ctx, id)
+	if s != nil {
+		t.Fatal(s)
+	}
+	for ev := range events {
+		if strings.Contains(ev.data, `"RUNNING"`) {
+			break
+		}
+	}
+	stopped := make(chan error, 1)
+	go func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		stopped <- st.Shutdown(sctx) // cuts the running Sleep short: an error saying so
+	}()
+	var last sseEvent
+	for ev := range events {
+		last = ev
+	}
+	var status apiStatus
+	if err := json.Unmarshal([]byte(last.data), &status); last.name != "error" || err != nil || status.Code != codes.Unavailable {
+		t.Fatalf("the watch ended with %+v, want an error event with Unavailable", last)
+	}
+	<-stopped
+}
