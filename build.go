@@ -151,7 +151,7 @@ func (p *parts) buildStore(ctx context.Context) error {
 		s, err = sqlite.Open(ctx, sqlite.Config{Path: cfg.Store.Path})
 	case "postgres":
 		if cfg.Store.URL == "" {
-			return &config.ValidationError{Field: "store.url", Value: `""`, Fix: "set the PostgreSQL URL, e.g. postgres://user@127.0.0.1:5432/db, or $COURIER_POSTGRES_URL"}
+			return &config.ValidationError{Field: "store.url", Value: `""`, Fix: "set the PostgreSQL URL, e.g. postgres://user@127.0.0.1:5432/db, or $COURIER_STORE_URL"}
 		}
 		s, err = postgres.Open(ctx, postgres.Config{URL: cfg.Store.URL, Schema: cfg.Store.Schema})
 	default:

@@ -8,11 +8,12 @@
 //	GET  /v1/jobs/{id}:watch       WatchJob, as server-sent events
 //	GET  /v1/hello?name=NAME       hello.v1.Hello/SayHello
 //
-// Bodies are protojson (lowerCamelCase field names, every field present);
-// an error is a google.rpc.Status as JSON with the HTTP status of its code
-// (NotFound 404, InvalidArgument and FailedPrecondition 400,
-// Unauthenticated 401, PermissionDenied 403, ResourceExhausted 429,
-// Unavailable 503, ...). Unknown fields in a request body are errors.
+// Bodies are protojson (lowerCamelCase field names, every field present).
+// A request body is JSON; a body sent as curl -d sends it (no type, or the
+// form type) is read as JSON too. Unknown fields are errors. An error is a
+// google.rpc.Status as JSON with the HTTP status of its code (NotFound 404,
+// InvalidArgument and FailedPrecondition 400, Unauthenticated 401,
+// PermissionDenied 403, ResourceExhausted 429, Unavailable 503, ...).
 //
 // # Why Vanguard
 //
@@ -238,6 +239,12 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 				r = lr
 			}
 		}
+	}
+	switch ct := r.Header.Get("Content-Type"); {
+	case ct == "" && r.ContentLength != 0, strings.HasPrefix(ct, "application/x-www-form-urlencoded"):
+		// curl -d sends its default form type: the body is JSON all the same.
+		r = r.Clone(r.Context())
+		r.Header.Set("Content-Type", "application/json")
 	}
 	h.transcoder.ServeHTTP(w, r)
 }
