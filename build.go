@@ -2,6 +2,7 @@ package courier
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/courierq/courier/backend"
 	"github.com/courierq/courier/backend/hello"
+	"github.com/courierq/courier/backend/httpjson"
 	"github.com/courierq/courier/backend/jobservice"
 	"github.com/courierq/courier/config"
 	"github.com/courierq/courier/emulator"
@@ -150,7 +152,7 @@ func (p *parts) buildStore(ctx context.Context) error {
 		s, err = sqlite.Open(ctx, sqlite.Config{Path: cfg.Store.Path})
 	case "postgres":
 		if cfg.Store.URL == "" {
-			return &config.ValidationError{Field: "store.url", Value: `""`, Fix: "set the PostgreSQL URL, e.g. postgres://user@127.0.0.1:5432/db, or $COURIER_POSTGRES_URL"}
+			return &config.ValidationError{Field: "store.url", Value: `""`, Fix: "set the PostgreSQL URL, e.g. postgres://user@127.0.0.1:5432/db, or $COURIER_STORE_URL"}
 		}
 		s, err = postgres.Open(ctx, postgres.Config{URL: cfg.Store.URL, Schema: cfg.Store.Schema})
 	default:
@@ -353,9 +355,22 @@ func (p *parts) buildAPI(checks map[string]func(context.Context) error) error {
 	if cfg.HTTP.Addr == "-" {
 		return nil
 	}
+	var tc *tls.Config
+	if t := cfg.HTTP.TLS; t != nil {
+		bt := backend.TLSConfig{CertFile: t.CertFile, KeyFile: t.KeyFile}
+		if cfg.GRPC.TLS != nil {
+			bt.ClientCAFile = cfg.GRPC.TLS.ClientCAFile // the same mTLS authenticator checks them
+		}
+		if tc, err = backend.LoadTLS(bt); err != nil {
+			return fmt.Errorf("courier: http.tls: %w", err)
+		}
+	}
 	lis, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
 		return fmt.Errorf("courier: HTTP: listening on %s: %w; set http.addr to a free address, or \"-\" to turn HTTP off", cfg.HTTP.Addr, err)
+	}
+	if tc != nil {
+		lis = tls.NewListener(lis, tc)
 	}
 	p.httpLis = lis
 	p.closers = append(p.closers, func() error {
@@ -371,6 +386,13 @@ func (p *parts) buildAPI(checks map[string]func(context.Context) error) error {
 	})
 	if err := p.obs.routes(mux); err != nil {
 		return err
+	}
+	if p.grpc != nil {
+		api, err := httpjson.New(httpjson.Config{Server: p.grpc, Logger: n.log})
+		if err != nil {
+			return err
+		}
+		mux.Handle(httpjson.Prefix, api)
 	}
 	p.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	p.closers = append(p.closers, p.http.Close)
@@ -468,16 +490,19 @@ func (p *parts) shutdown(ctx context.Context) (cut bool, _ error) {
 		errs = append(errs, err)
 	}
 	p.jobs.StopWatches()
-	if p.grpc != nil {
-		wg.Go(func() { add(p.grpc.Shutdown(ctx)) })
-	}
-	if p.http != nil {
-		wg.Go(func() {
+	// HTTP drains before the gRPC server stops: HTTP/JSON calls run on the
+	// gRPC server (through its HTTP handler), whose graceful stop would end
+	// them instead of waiting for them.
+	wg.Go(func() {
+		if p.http != nil {
 			if err := p.http.Shutdown(ctx); err != nil {
 				add(fmt.Errorf("courier: HTTP shutdown: %w", err))
 			}
-		})
-	}
+		}
+		if p.grpc != nil {
+			add(p.grpc.Shutdown(ctx))
+		}
+	})
 	if p.worker != nil {
 		wg.Go(func() { add(p.worker.Shutdown(ctx)) })
 	}

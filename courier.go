@@ -13,9 +13,10 @@
 //	...
 //	err = node.Run(ctx) // until ctx ends: then a graceful shutdown
 //
-// A Node plays a role (config role): "all" runs the gRPC and HTTP APIs, the
-// outbox relay and the workers; "api" leaves the workers out; "worker"
-// leaves the gRPC API and dashboard out, so enqueue/poll replicas and worker
+// A Node plays a role (config role): "all" runs the gRPC API, its HTTP/JSON
+// form and the dashboard (on the HTTP port), the outbox relay and the
+// workers; "api" leaves the workers out; "worker" leaves the gRPC API,
+// HTTP/JSON and the dashboard out, so enqueue/poll replicas and worker
 // replicas can be scaled apart over one store and one Pub/Sub project.
 //
 // It is the library form of courier for services and tests that run it. It

@@ -227,13 +227,28 @@ func (a *ProxyAuthenticator) Authenticate(ctx context.Context) (Identity, bool, 
 	return Identity{Name: user, Roles: roles, Method: "proxy"}, true, nil
 }
 
+// ipIn reports whether addr's IP is in one of nets. addr is a *net.TCPAddr
+// for calls over the gRPC listener, and a host:port string address for
+// calls served through GRPCHandler (HTTP/JSON).
 func ipIn(addr net.Addr, nets []*net.IPNet) bool {
-	tcp, ok := addr.(*net.TCPAddr)
-	if !ok {
+	var ip net.IP
+	switch a := addr.(type) {
+	case nil:
+		return false
+	case *net.TCPAddr:
+		ip = a.IP
+	default:
+		host, _, err := net.SplitHostPort(a.String())
+		if err != nil {
+			return false
+		}
+		ip = net.ParseIP(host)
+	}
+	if ip == nil {
 		return false
 	}
 	for _, n := range nets {
-		if n.Contains(tcp.IP) {
+		if n.Contains(ip) {
 			return true
 		}
 	}

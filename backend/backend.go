@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/http"
 	"os"
 	"slices"
 	"sync"
@@ -148,7 +149,7 @@ func New(cfg Config, services ...Service) (*Server, error) {
 	auth := &authorizer{policies: map[string]Policy{}, reflection: cfg.Reflection, devMode: cfg.DevMode, logger: cfg.Logger}
 	var opts []grpc.ServerOption
 	if cfg.TLS != nil {
-		tc, err := loadTLS(*cfg.TLS)
+		tc, err := LoadTLS(*cfg.TLS)
 		if err != nil {
 			return nil, err
 		}
@@ -229,6 +230,17 @@ func New(cfg Config, services ...Service) (*Server, error) {
 	}
 	return s, nil
 }
+
+// GRPCHandler serves the gRPC protocol (HTTP/2 requests of content type
+// application/grpc) through net/http, onto this same server: every call
+// runs through the same authenticators, policies and logging as a call on
+// the gRPC listener. The caller is identified by the request's headers
+// (Authorization, X-WEBAUTH-USER), its RemoteAddr (for trusted proxies) and
+// its TLS state (for mTLS). Package httpjson transcodes HTTP/JSON onto it.
+// After Shutdown or Close it refuses new calls, and Shutdown ends the calls
+// it is serving instead of waiting for them (grpc.Server.ServeHTTP cannot
+// drain): let the HTTP server drain first.
+func (s *Server) GRPCHandler() http.Handler { return s.grpc }
 
 // Health is the server's health service, for setting a service's status
 // (e.g. NOT_SERVING while its store is down). "" is the whole server.
@@ -362,7 +374,12 @@ func IsLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func loadTLS(c TLSConfig) (*tls.Config, error) {
+// LoadTLS reads c's files into a server TLS configuration, as the gRPC
+// server uses it: with ClientCAFile, client certificates are requested (not
+// required) and left to MTLSAuthenticator to verify. The HTTP server of the
+// same process uses it too, so that its callers present certificates to the
+// same authenticator.
+func LoadTLS(c TLSConfig) (*tls.Config, error) {
 	if c.CertFile == "" || c.KeyFile == "" {
 		return nil, errors.New("backend: tls needs both certFile and keyFile")
 	}

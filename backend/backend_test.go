@@ -2,20 +2,10 @@ package backend_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,6 +23,7 @@ import (
 	"github.com/courierq/courier/backend"
 	"github.com/courierq/courier/backend/hello"
 	"github.com/courierq/courier/client"
+	"github.com/courierq/courier/internal/testenv"
 	hellov1 "github.com/courierq/courier/proto/hello/v1"
 )
 
@@ -183,135 +174,17 @@ func call(ctx context.Context, conn *grpc.ClientConn, service, method string) co
 	return status.Code(conn.Invoke(ctx, full, wrapperspb.String("x"), out))
 }
 
-// pki is a throwaway CA with a server certificate for 127.0.0.1.
-type pki struct {
-	dir             string
-	caFile          string
-	serverCert      string
-	serverKey       string
-	ca              *x509.Certificate
-	caKey           *ecdsa.PrivateKey
-	rogueCA         *x509.Certificate
-	rogueKey        *ecdsa.PrivateKey
-	serial          int64
-	clientCertFiles map[string][2]string
-}
-
-func newPKI(t *testing.T) *pki {
-	t.Helper()
-	p := &pki{dir: t.TempDir(), clientCertFiles: map[string][2]string{}}
-	p.ca, p.caKey = p.selfSigned(t, "courier test CA")
-	p.rogueCA, p.rogueKey = p.selfSigned(t, "rogue CA")
-	p.caFile = filepath.Join(p.dir, "ca.pem")
-	writePEM(t, p.caFile, "CERTIFICATE", p.ca.Raw)
-	p.serverCert, p.serverKey = p.issue(t, "server", &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "courier server"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}, p.ca, p.caKey)
-	return p
-}
-
-func (p *pki) selfSigned(t *testing.T, cn string) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.serial++
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(p.serial), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return cert, key
-}
-
-// issue signs tmpl with the given CA and writes cert and key files.
-func (p *pki) issue(t *testing.T, name string, tmpl *x509.Certificate, ca *x509.Certificate, caKey *ecdsa.PrivateKey) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.serial++
-	tmpl.SerialNumber = big.NewInt(p.serial)
-	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
-	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(p.dir, name+".pem"), filepath.Join(p.dir, name+"-key.pem")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "EC PRIVATE KEY", keyDER)
-	return certFile, keyFile
-}
-
-// client issues a client certificate with the given SPIFFE ID.
-// A rogue certificate is signed by another CA (the TLS client does not even
-// send it, since the server names its acceptable CAs); a serverOnly one by
-// the right CA but not for client auth (sent, and refused).
-func (p *pki) client(t *testing.T, name, spiffe string, rogue, serverOnly bool) client.Config {
-	t.Helper()
-	u, _ := url.Parse(spiffe)
-	ca, key := p.ca, p.caKey
-	if rogue {
-		ca, key = p.rogueCA, p.rogueKey
-	}
-	usage := x509.ExtKeyUsageClientAuth
-	if serverOnly {
-		usage = x509.ExtKeyUsageServerAuth
-	}
-	cert, k := p.issue(t, name, &x509.Certificate{
-		Subject: pkix.Name{CommonName: name}, URIs: []*url.URL{u},
-		ExtKeyUsage: []x509.ExtKeyUsage{usage},
-	}, ca, key)
-	return client.Config{CAFile: p.caFile, CertFile: cert, KeyFile: k}
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func tokenFile(t *testing.T, entries map[string][2]string) string {
-	t.Helper()
-	var b strings.Builder
-	b.WriteString("tokens:\n")
-	for token, v := range entries {
-		sum := sha256.Sum256([]byte(token))
-		b.WriteString("  - sha256: " + hex.EncodeToString(sum[:]) + "\n    identity: " + v[0] + "\n    roles: [" + v[1] + "]\n")
-	}
-	path := filepath.Join(t.TempDir(), "tokens.yaml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // TestAuthorizationMatrix runs every authenticator against every outcome,
 // over unary and streaming RPCs, with service- and method-level roles.
 func TestAuthorizationMatrix(t *testing.T) {
-	p := newPKI(t)
-	tokens := tokenFile(t, map[string][2]string{
+	p := testenv.NewPKI(t)
+	tokens := testenv.TokenFile(t, map[string][2]string{
 		"reader-token": {"svc-reader", "reader"},
 		"admin-token":  {"svc-admin", "admin"},
 		"norole-token": {"svc-norole", ""},
 	})
 	addr := start(t, backend.Config{
-		TLS: &backend.TLSConfig{CertFile: p.serverCert, KeyFile: p.serverKey, ClientCAFile: p.caFile},
+		TLS: &backend.TLSConfig{CertFile: p.ServerCert, KeyFile: p.ServerKey, ClientCAFile: p.CAFile},
 		Auth: backend.AuthConfig{
 			TokensFile:   tokens,
 			MTLSRoles:    map[string][]string{"spiffe://courier/reader": {"reader"}, "spiffe://courier/admin": {"admin"}},
@@ -323,7 +196,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		&zeroPolicy{},
 	)
 
-	tlsOnly := client.Config{CAFile: p.caFile}
+	tlsOnly := client.Config{CAFile: p.CAFile}
 	withToken := func(tok string) client.Config { c := tlsOnly; c.Token = tok; return c }
 	callers := []struct {
 		name   string
@@ -338,11 +211,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"token without roles", withToken("norole-token"), nil, [3]codes.Code{codes.PermissionDenied, codes.PermissionDenied, codes.PermissionDenied}},
 		{"token unknown", withToken("stolen-token"), nil, [3]codes.Code{codes.Unauthenticated, codes.Unauthenticated, codes.Unauthenticated}},
 		{"token malformed", tlsOnly, metadata.Pairs("authorization", "Basic abc"), [3]codes.Code{codes.Unauthenticated, codes.Unauthenticated, codes.Unauthenticated}},
-		{"mtls reader", p.client(t, "reader", "spiffe://courier/reader", false, false), nil, [3]codes.Code{codes.OK, codes.OK, codes.PermissionDenied}},
-		{"mtls admin", p.client(t, "admin", "spiffe://courier/admin", false, false), nil, [3]codes.Code{codes.PermissionDenied, codes.PermissionDenied, codes.OK}},
-		{"mtls unmapped", p.client(t, "stranger", "spiffe://courier/stranger", false, false), nil, [3]codes.Code{codes.PermissionDenied, codes.PermissionDenied, codes.PermissionDenied}},
-		{"mtls rogue CA", p.client(t, "rogue", "spiffe://courier/admin", true, false), nil, [3]codes.Code{codes.Unauthenticated, codes.Unauthenticated, codes.Unauthenticated}},
-		{"mtls not for client auth", p.client(t, "server-only", "spiffe://courier/admin", false, true), nil, [3]codes.Code{codes.Unauthenticated, codes.Unauthenticated, codes.Unauthenticated}},
+		{"mtls reader", p.Client(t, "reader", "spiffe://courier/reader", false, false), nil, [3]codes.Code{codes.OK, codes.OK, codes.PermissionDenied}},
+		{"mtls admin", p.Client(t, "admin", "spiffe://courier/admin", false, false), nil, [3]codes.Code{codes.PermissionDenied, codes.PermissionDenied, codes.OK}},
+		{"mtls unmapped", p.Client(t, "stranger", "spiffe://courier/stranger", false, false), nil, [3]codes.Code{codes.PermissionDenied, codes.PermissionDenied, codes.PermissionDenied}},
+		{"mtls rogue CA", p.Client(t, "rogue", "spiffe://courier/admin", true, false), nil, [3]codes.Code{codes.Unauthenticated, codes.Unauthenticated, codes.Unauthenticated}},
+		{"mtls not for client auth", p.Client(t, "server-only", "spiffe://courier/admin", false, true), nil, [3]codes.Code{codes.Unauthenticated, codes.Unauthenticated, codes.Unauthenticated}},
 		{"proxy reader", tlsOnly, metadata.Pairs("x-webauth-user", "alice", "x-webauth-roles", "viewer, reader"), [3]codes.Code{codes.OK, codes.OK, codes.PermissionDenied}},
 		{"proxy admin", tlsOnly, metadata.Pairs("x-webauth-user", "bob", "x-webauth-roles", "admin"), [3]codes.Code{codes.PermissionDenied, codes.PermissionDenied, codes.OK}},
 		{"proxy empty user", tlsOnly, metadata.Pairs("x-webauth-user", " "), [3]codes.Code{codes.Unauthenticated, codes.Unauthenticated, codes.Unauthenticated}},
@@ -397,7 +270,7 @@ func (z *zeroPolicy) Register(r grpc.ServiceRegistrar) {
 }
 
 func TestErrorMessagesSayWhatToDo(t *testing.T) {
-	tokens := tokenFile(t, map[string][2]string{"t": {"svc-a", "reader"}})
+	tokens := testenv.TokenFile(t, map[string][2]string{"t": {"svc-a", "reader"}})
 	addr := start(t, backend.Config{Auth: backend.AuthConfig{TokensFile: tokens}}, &probe{policy: probePolicy})
 	conn := dial(t, addr, client.Config{Token: "t"})
 	err := conn.Invoke(context.Background(), "/"+probeService+"/Admin", wrapperspb.String("x"), new(wrapperspb.StringValue))

@@ -8,6 +8,22 @@
 // It is the one place where courier's settings get their defaults
 // (WithDefaults) and are checked (Parse): errors name the setting by its
 // path in the file (e.g. "handlers.ackDeadline") and say how to fix it.
+// # Environment
+//
+// Every setting can also come from the environment (ParseEnv, ApplyEnv),
+// over the file, by one rule: COURIER_ and the setting's path in the file,
+// upper-cased, with "_" for each ".": handlers.ackDeadline is
+// COURIER_HANDLERS_ACKDEADLINE=90s, store.url is COURIER_STORE_URL,
+// grpc.auth.tokensFile is COURIER_GRPC_AUTH_TOKENSFILE. Values are written
+// as in the file: strings and durations as they are, true/false, numbers;
+// a list of strings as "a,b" or "[a, b]"; a map (handlers.types,
+// grpc.policies, pubsub.topics, grpc.auth.mtlsRoles) whole, as YAML or
+// JSON, setting the entries it names: map entries have no variable of
+// their own, because their keys (type and service names) hold dots.
+// Setting a field of an optional section (temporal, grpc.tls, http.tls)
+// turns the section on. An error names the variable. COURIER_ variables
+// that name no setting are returned, for a warning.
+//
 // It is for courier's Node (package courier), cmd/courierd and tests. It
 // does no I/O beyond reading the file and builds nothing: the Node wires
 // the values it holds.
@@ -21,6 +37,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/courierq/courier/backend"
@@ -69,6 +86,20 @@ type Config struct {
 	Temporal *workflows.WorkerConfig `json:"temporal,omitempty"`
 	// Tracing chooses the OpenTelemetry exporter; off by default.
 	Tracing tracing.Config `json:"tracing"`
+	// Log chooses the log's format and level (courierd's, and that of
+	// loggers made by courier.NewLogger).
+	Log Log `json:"log"`
+}
+
+// Log configures the log.
+type Log struct {
+	// Format is "text" (the default: slog's key=value lines) or "json": one
+	// JSON object per line with Cloud Logging's field names (severity,
+	// message, time), which Cloud Run and GKE read as structured logs.
+	Format string `json:"format,omitempty"`
+	// Level is the least severe level logged: "debug", "info" (the
+	// default), "warn" or "error".
+	Level string `json:"level,omitempty"`
 }
 
 // PubSub configures Pub/Sub.
@@ -102,7 +133,8 @@ type Store struct {
 	Driver string `json:"driver,omitempty"`
 	// Path is the SQLite file. "" means .courier/jobs.db.
 	Path string `json:"path,omitempty"`
-	// URL is the PostgreSQL connection URL (or $COURIER_POSTGRES_URL).
+	// URL is the PostgreSQL connection URL. "" reads $COURIER_POSTGRES_URL
+	// (the older name of $COURIER_STORE_URL).
 	URL string `json:"url,omitempty"`
 	// Schema is the PostgreSQL schema. "" means "courier". Lower-case
 	// letters, digits and '_', at most 40 bytes.
@@ -167,7 +199,7 @@ type Handler struct {
 func (h Handler) validate(path string) []error {
 	var errs []error
 	bad := func(field string, v any, fix string) {
-		errs = append(errs, &ValidationError{path + "." + field, v, fix})
+		errs = append(errs, &ValidationError{Field: path + "." + field, Value: v, Fix: fix})
 	}
 	switch {
 	case h.RatePerSecond < 0 || math.IsNaN(h.RatePerSecond) || math.IsInf(h.RatePerSecond, 0):
@@ -228,6 +260,17 @@ type HTTP struct {
 	// gRPC calls carrying the request's Authorization header, so the gRPC
 	// API's policy decides them.
 	Dashboard Dashboard `json:"dashboard,omitzero"`
+	// TLS, when set, serves HTTPS. With grpc.tls.clientCAFile set, client
+	// certificates are requested too and identify HTTP/JSON callers as
+	// they identify gRPC callers (grpc.auth.mtlsRoles). Unset: plain HTTP
+	// (behind a load balancer that terminates TLS, or on loopback).
+	TLS *HTTPTLS `json:"tls,omitempty"`
+}
+
+// HTTPTLS is the HTTP server's certificate and key, as PEM files.
+type HTTPTLS struct {
+	CertFile string `json:"certFile"`
+	KeyFile  string `json:"keyFile"`
 }
 
 // Parse decodes and validates a configuration document. It does not apply
@@ -261,16 +304,23 @@ type ValidationError struct {
 	Field string
 	Value any
 	Fix   string
+	// Env is the environment variable that set the field, if one did.
+	Env string
 }
 
 func (e *ValidationError) Error() string {
+	if e.Env != "" {
+		return fmt.Sprintf("config: %s: %v: %s (set by $%s)", e.Field, e.Value, e.Fix, e.Env)
+	}
 	return fmt.Sprintf("config: %s: %v: %s", e.Field, e.Value, e.Fix)
 }
 
 // Validate checks c and returns every problem, each naming its setting.
 func (c *Config) Validate() error {
 	var errs []error
-	bad := func(field string, v any, fix string) { errs = append(errs, &ValidationError{field, v, fix}) }
+	bad := func(field string, v any, fix string) {
+		errs = append(errs, &ValidationError{Field: field, Value: v, Fix: fix})
+	}
 	switch c.Role {
 	case "", "all", "api", "worker":
 	default:
@@ -284,45 +334,58 @@ func (c *Config) Validate() error {
 	}
 	if c.GRPC.DevMode && c.GRPC.Addr != "" {
 		if err := loopbackAddr(c.GRPC.Addr); err != nil {
-			errs = append(errs, &ValidationError{"grpc.addr", c.GRPC.Addr, "devMode serves only on loopback: use 127.0.0.1:PORT, or set devMode: false and configure grpc.auth"})
+			errs = append(errs, &ValidationError{Field: "grpc.addr", Value: c.GRPC.Addr, Fix: "devMode serves only on loopback: use 127.0.0.1:PORT, or set devMode: false and configure grpc.auth"})
 		}
 	}
 	if c.GRPC.DevMode && c.HTTP.Addr != "" && c.HTTP.Addr != "-" {
 		if err := loopbackAddr(c.HTTP.Addr); err != nil {
-			errs = append(errs, &ValidationError{"http.addr", c.HTTP.Addr, "devMode serves only on loopback: use 127.0.0.1:PORT"})
+			errs = append(errs, &ValidationError{Field: "http.addr", Value: c.HTTP.Addr, Fix: "devMode serves only on loopback: use 127.0.0.1:PORT"})
 		}
 	}
 	switch c.PubSub.Emulator {
 	case "", "embedded":
 	default:
-		errs = append(errs, &ValidationError{"pubsub.emulator", c.PubSub.Emulator, `use "embedded", or "" (then $PUBSUB_EMULATOR_HOST or real Pub/Sub)`})
+		errs = append(errs, &ValidationError{Field: "pubsub.emulator", Value: c.PubSub.Emulator, Fix: `use "embedded", or "" (then $PUBSUB_EMULATOR_HOST or real Pub/Sub)`})
 	}
 	if c.PubSub.Emulator != "embedded" && c.PubSub.Project == "" {
-		errs = append(errs, &ValidationError{"pubsub.project", `""`, "name the Google Cloud project (with an emulator, any ID such as courier-dev)"})
+		errs = append(errs, &ValidationError{Field: "pubsub.project", Value: `""`, Fix: "name the Google Cloud project (with an emulator, any ID such as courier-dev)"})
 	}
 	switch c.Store.Driver {
 	case "", "sqlite", "postgres":
 	default:
-		errs = append(errs, &ValidationError{"store.driver", c.Store.Driver, "use sqlite or postgres"})
+		errs = append(errs, &ValidationError{Field: "store.driver", Value: c.Store.Driver, Fix: "use sqlite or postgres"})
 	}
 	if c.Store.Driver == "postgres" && c.Store.URL == "" && os.Getenv("COURIER_POSTGRES_URL") == "" {
-		errs = append(errs, &ValidationError{"store.url", `""`, "set the PostgreSQL URL, e.g. postgres://user@127.0.0.1:5432/db, or $COURIER_POSTGRES_URL"})
+		errs = append(errs, &ValidationError{Field: "store.url", Value: `""`, Fix: "set the PostgreSQL URL, e.g. postgres://user@127.0.0.1:5432/db, or $COURIER_STORE_URL"})
 	}
 	switch c.Tracing.Exporter {
 	case "", "off", "stdout", "otlp":
 	default:
-		errs = append(errs, &ValidationError{"tracing.exporter", c.Tracing.Exporter, `use "" or "off" (no tracing), "stdout" (spans as JSON on stdout) or "otlp" (with tracing.endpoint)`})
+		errs = append(errs, &ValidationError{Field: "tracing.exporter", Value: c.Tracing.Exporter, Fix: `use "" or "off" (no tracing), "stdout" (spans as JSON on stdout) or "otlp" (with tracing.endpoint)`})
+	}
+	switch c.Log.Format {
+	case "", "text", "json":
+	default:
+		bad("log.format", c.Log.Format, `use "text" (the default) or "json" (Cloud Logging's fields)`)
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "", "debug", "info", "warn", "error":
+	default:
+		bad("log.level", c.Log.Level, `use "debug", "info" (the default), "warn" or "error"`)
 	}
 	switch c.HTTP.Dashboard.Mode {
 	case "", "on", "off":
 	default:
-		errs = append(errs, &ValidationError{"http.dashboard.mode", c.HTTP.Dashboard.Mode, `use "on" (the default) or "off"`})
+		errs = append(errs, &ValidationError{Field: "http.dashboard.mode", Value: c.HTTP.Dashboard.Mode, Fix: `use "on" (the default) or "off"`})
 	}
 	for _, r := range c.HTTP.Dashboard.ReadRoles {
 		if r == "" {
-			errs = append(errs, &ValidationError{"http.dashboard.readRoles", c.HTTP.Dashboard.ReadRoles, "a role is empty; list role names such as viewer"})
+			errs = append(errs, &ValidationError{Field: "http.dashboard.readRoles", Value: c.HTTP.Dashboard.ReadRoles, Fix: "a role is empty; list role names such as viewer"})
 			break
 		}
+	}
+	if t := c.HTTP.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "") {
+		bad("http.tls", fmt.Sprintf("certFile %q, keyFile %q", t.CertFile, t.KeyFile), "set both certFile and keyFile (PEM files), or remove http.tls to serve plain HTTP")
 	}
 	if c.Jobs.Retention < 0 {
 		bad("jobs.retention", c.Jobs.Retention, "use a positive duration such as 168h, or 0 for 7 days")
@@ -372,6 +435,8 @@ const (
 	DefaultAckDeadline            = 60 * time.Second
 	DefaultMaxOutstandingMessages = 4000
 	DefaultEnqueueBurst           = 1
+	DefaultLogFormat              = "text"
+	DefaultLogLevel               = "info"
 )
 
 // WithDefaults returns a copy of c with every zero setting at its default:
@@ -413,6 +478,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Jobs.Retention == 0 {
 		c.Jobs.Retention = Duration(DefaultRetention)
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = DefaultLogFormat
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = DefaultLogLevel
 	}
 	if c.Jobs.RelayPollInterval == 0 {
 		c.Jobs.RelayPollInterval = Duration(DefaultRelayPollInterval)

@@ -11,7 +11,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -40,9 +39,21 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(*couri
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "config `file` (YAML); empty runs the embedded demo stack")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 0, "how long a graceful shutdown may take before in-flight work is cancelled (default: the config's shutdownTimeout, 30s)")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	logLevel := fs.String("log-level", "", "log level: debug, info, warn, error (default: the config's log.level, info)")
+	showVersion := fs.Bool("version", false, "print the version (module and VCS information) and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: courierd [--config FILE]\n\nWith no --config, courierd runs the embedded demo stack: gRPC on 127.0.0.1:8005,\nHTTP on 127.0.0.1:8006, all on loopback, nothing else needed.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), `Usage: courierd [--config FILE]
+
+With no --config, courierd runs the embedded demo stack: gRPC on 127.0.0.1:8005,
+HTTP on 127.0.0.1:8006, all on loopback, nothing else needed.
+
+Every setting of the config file can also be set from the environment:
+COURIER_ and its path, upper-cased, "_" for "." (handlers.ackDeadline is
+COURIER_HANDLERS_ACKDEADLINE=90s); see the README, "Configuration from the
+environment".
+
+Flags:
+`)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -51,22 +62,33 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(*couri
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
+	if *showVersion {
+		fmt.Fprintln(os.Stdout, version())
+		return nil
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	var cfg *config.Config
-	var err error
-	if *configPath == "" {
-		logger.Info("courierd: no --config: running the embedded demo stack")
-		cfg, err = config.Parse(config.Demo)
-	} else {
-		cfg, err = config.Load(*configPath)
+	data, source := config.Demo, "the embedded demo config"
+	if *configPath != "" {
+		var err error
+		if data, err = os.ReadFile(*configPath); err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+		source = *configPath
 	}
+	cfg, unknown, err := config.ParseEnv(data, os.Environ())
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", source, err)
+	}
+	if *logLevel != "" {
+		cfg.Log.Level = *logLevel
+	}
+	logger, err := courier.NewLogger(stderr, cfg.Log)
+	if err != nil {
+		return fmt.Errorf("--log-level or log section: %w", err)
+	}
+	logger.Info("courierd: starting", "version", shortVersion(), "config", source)
+	if len(unknown) > 0 {
+		logger.Warn("courierd: these COURIER_ environment variables name no setting and are ignored; check their spelling (COURIER_ and the setting's path, upper-cased, \"_\" for \".\")", "vars", unknown)
 	}
 	if *shutdownTimeout > 0 {
 		cfg.ShutdownTimeout = config.Duration(*shutdownTimeout)

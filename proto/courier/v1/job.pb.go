@@ -10,6 +10,7 @@
 package courierv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	status "google.golang.org/genproto/googleapis/rpc/status"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -719,7 +720,7 @@ var File_courier_v1_job_proto protoreflect.FileDescriptor
 const file_courier_v1_job_proto_rawDesc = "" +
 	"\n" +
 	"\x14courier/v1/job.proto\x12\n" +
-	"courier.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"@\n" +
+	"courier.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"@\n" +
 	"\bProgress\x12\x1a\n" +
 	"\bfraction\x18\x01 \x01(\x01R\bfraction\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\x87\x06\n" +
@@ -785,15 +786,16 @@ const file_courier_v1_job_proto_rawDesc = "" +
 	"\tSUCCEEDED\x10\x03\x12\n" +
 	"\n" +
 	"\x06FAILED\x10\x04\x12\r\n" +
-	"\tCANCELLED\x10\x052\xce\x02\n" +
+	"\tCANCELLED\x10\x052\xca\x03\n" +
 	"\n" +
-	"JobService\x12K\n" +
+	"JobService\x12`\n" +
 	"\n" +
-	"EnqueueJob\x12\x1d.courier.v1.EnqueueJobRequest\x1a\x1e.courier.v1.EnqueueJobResponse\x124\n" +
-	"\x06GetJob\x12\x19.courier.v1.GetJobRequest\x1a\x0f.courier.v1.Job\x12:\n" +
-	"\bWatchJob\x12\x1b.courier.v1.WatchJobRequest\x1a\x0f.courier.v1.Job0\x01\x12:\n" +
-	"\tCancelJob\x12\x1c.courier.v1.CancelJobRequest\x1a\x0f.courier.v1.Job\x12E\n" +
-	"\bListJobs\x12\x1b.courier.v1.ListJobsRequest\x1a\x1c.courier.v1.ListJobsResponseB8Z6github.com/courierq/courier/proto/courier/v1;courierv1b\x06proto3"
+	"EnqueueJob\x12\x1d.courier.v1.EnqueueJobRequest\x1a\x1e.courier.v1.EnqueueJobResponse\"\x13\x82\xd3\xe4\x93\x02\r:\x01*\"\b/v1/jobs\x12K\n" +
+	"\x06GetJob\x12\x19.courier.v1.GetJobRequest\x1a\x0f.courier.v1.Job\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/jobs/{id}\x12W\n" +
+	"\bWatchJob\x12\x1b.courier.v1.WatchJobRequest\x1a\x0f.courier.v1.Job\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/jobs/{id}:watch0\x01\x12[\n" +
+	"\tCancelJob\x12\x1c.courier.v1.CancelJobRequest\x1a\x0f.courier.v1.Job\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/jobs/{id}:cancel\x12W\n" +
+	"\bListJobs\x12\x1b.courier.v1.ListJobsRequest\x1a\x1c.courier.v1.ListJobsResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
+	"\x12\b/v1/jobsB8Z6github.com/courierq/courier/proto/courier/v1;courierv1b\x06proto3"
 
 var (
 	file_courier_v1_job_proto_rawDescOnce sync.Once

@@ -34,6 +34,11 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // JobService enqueues jobs and reports on them.
+//
+// The google.api.http options map each method to HTTP/JSON as well (served
+// on courierd's HTTP port, beside the dashboard): request and response
+// bodies are protojson, errors are google.rpc.Status as JSON with the
+// matching HTTP status. WatchJob's route answers with server-sent events.
 type JobServiceClient interface {
 	// EnqueueJob records a job and schedules its publication to the Pub/Sub
 	// topic of its payload's type, then returns its ID at once.
@@ -44,13 +49,17 @@ type JobServiceClient interface {
 	// GetJob returns a job. Errors: NotFound for an unknown ID.
 	GetJob(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (*Job, error)
 	// WatchJob sends the job's current state, then each change, and ends after
-	// the job reaches a terminal state (SUCCEEDED, FAILED or CANCELLED).
+	// the job reaches a terminal state (SUCCEEDED, FAILED or CANCELLED). Over
+	// HTTP it is a text/event-stream: one "job" event per Job (protojson),
+	// and an "error" event (google.rpc.Status) if it fails after the first.
 	WatchJob(ctx context.Context, in *WatchJobRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Job], error)
 	// CancelJob cancels a queued or running job and returns it.
 	// Errors: NotFound for an unknown ID; FailedPrecondition when the job has
 	// already ended.
 	CancelJob(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*Job, error)
 	// ListJobs lists jobs, newest first, filtered by type, state and labels.
+	// Over HTTP the filters are query parameters: type, state (a name such as
+	// QUEUED), pageSize, pageToken, and labels[KEY]=VALUE for each label.
 	ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
 }
 
@@ -126,6 +135,11 @@ func (c *jobServiceClient) ListJobs(ctx context.Context, in *ListJobsRequest, op
 // for forward compatibility.
 //
 // JobService enqueues jobs and reports on them.
+//
+// The google.api.http options map each method to HTTP/JSON as well (served
+// on courierd's HTTP port, beside the dashboard): request and response
+// bodies are protojson, errors are google.rpc.Status as JSON with the
+// matching HTTP status. WatchJob's route answers with server-sent events.
 type JobServiceServer interface {
 	// EnqueueJob records a job and schedules its publication to the Pub/Sub
 	// topic of its payload's type, then returns its ID at once.
@@ -136,13 +150,17 @@ type JobServiceServer interface {
 	// GetJob returns a job. Errors: NotFound for an unknown ID.
 	GetJob(context.Context, *GetJobRequest) (*Job, error)
 	// WatchJob sends the job's current state, then each change, and ends after
-	// the job reaches a terminal state (SUCCEEDED, FAILED or CANCELLED).
+	// the job reaches a terminal state (SUCCEEDED, FAILED or CANCELLED). Over
+	// HTTP it is a text/event-stream: one "job" event per Job (protojson),
+	// and an "error" event (google.rpc.Status) if it fails after the first.
 	WatchJob(*WatchJobRequest, grpc.ServerStreamingServer[Job]) error
 	// CancelJob cancels a queued or running job and returns it.
 	// Errors: NotFound for an unknown ID; FailedPrecondition when the job has
 	// already ended.
 	CancelJob(context.Context, *CancelJobRequest) (*Job, error)
 	// ListJobs lists jobs, newest first, filtered by type, state and labels.
+	// Over HTTP the filters are query parameters: type, state (a name such as
+	// QUEUED), pageSize, pageToken, and labels[KEY]=VALUE for each label.
 	ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
 	mustEmbedUnimplementedJobServiceServer()
 }

@@ -10,6 +10,7 @@
 package hellov1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -118,13 +119,13 @@ var File_hello_v1_hello_proto protoreflect.FileDescriptor
 
 const file_hello_v1_hello_proto_rawDesc = "" +
 	"\n" +
-	"\x14hello/v1/hello.proto\x12\bhello.v1\"%\n" +
+	"\x14hello/v1/hello.proto\x12\bhello.v1\x1a\x1cgoogle/api/annotations.proto\"%\n" +
 	"\x0fSayHelloRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\",\n" +
 	"\x10SayHelloResponse\x12\x18\n" +
-	"\amessage\x18\x01 \x01(\tR\amessage2J\n" +
-	"\x05Hello\x12A\n" +
-	"\bSayHello\x12\x19.hello.v1.SayHelloRequest\x1a\x1a.hello.v1.SayHelloResponseB4Z2github.com/courierq/courier/proto/hello/v1;hellov1b\x06proto3"
+	"\amessage\x18\x01 \x01(\tR\amessage2]\n" +
+	"\x05Hello\x12T\n" +
+	"\bSayHello\x12\x19.hello.v1.SayHelloRequest\x1a\x1a.hello.v1.SayHelloResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/helloB4Z2github.com/courierq/courier/proto/hello/v1;hellov1b\x06proto3"
 
 var (
 	file_hello_v1_hello_proto_rawDescOnce sync.Once

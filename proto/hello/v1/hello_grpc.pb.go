@@ -31,7 +31,8 @@ const (
 //
 // Hello greets its callers.
 type HelloClient interface {
-	// SayHello returns a greeting for the given name.
+	// SayHello returns a greeting for the given name. Over HTTP/JSON:
+	// GET /v1/hello?name=NAME.
 	SayHello(ctx context.Context, in *SayHelloRequest, opts ...grpc.CallOption) (*SayHelloResponse, error)
 }
 
@@ -59,7 +60,8 @@ func (c *helloClient) SayHello(ctx context.Context, in *SayHelloRequest, opts ..
 //
 // Hello greets its callers.
 type HelloServer interface {
-	// SayHello returns a greeting for the given name.
+	// SayHello returns a greeting for the given name. Over HTTP/JSON:
+	// GET /v1/hello?name=NAME.
 	SayHello(context.Context, *SayHelloRequest) (*SayHelloResponse, error)
 	mustEmbedUnimplementedHelloServer()
 }
