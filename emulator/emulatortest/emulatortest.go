@@ -70,13 +70,12 @@ type Features struct {
 	Validation bool
 }
 
-// Courier returns what courier's emulator supports: everything but
-// SchemaService.
+// Courier returns what courier's emulator supports: all of it.
 func Courier() Features {
 	return Features{
 		Name: "courier's emulator", Filters: true, FilterValidation: true, DeadLetter: true, RetryBackoff: true,
 		Ordering: true, ExactlyOnce: true, FlowControl: true, SnapshotsSeek: true, Detach: true, Push: true,
-		Validation: true, UpdateLabels: true, TopicRetention: true,
+		Validation: true, UpdateLabels: true, TopicRetention: true, Schemas: true,
 	}
 }
 
