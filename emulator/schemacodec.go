@@ -87,7 +87,9 @@ func errBadEncoding(enc pubsubpb.Encoding) error {
 	return fmt.Errorf("invalid encoding %v: use JSON or BINARY", enc)
 }
 
-type protoCodec struct{ md protoreflect.MessageDescriptor }
+type protoCodec struct {
+	md protoreflect.MessageDescriptor
+}
 
 func (p protoCodec) check(data []byte, enc pubsubpb.Encoding) error {
 	m := dynamicpb.NewMessage(p.md)
