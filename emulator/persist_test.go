@@ -301,3 +301,35 @@ func TestExpiryOnClock(t *testing.T) {
 }
 
 func durationOf(d time.Duration) *durationpb.Duration { return durationpb.New(d) }
+
+// TestSchemasSurviveRestart keeps schemas, their revisions, a topic's
+// schema settings and the push token key across a restart.
+func TestSchemasSurviveRestart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	srv, raw := dirEmulator(t, dir, nil)
+	jwks := srv.JWKS()
+	parent := "projects/" + emulatortest.Project
+	sc := must[*pubsubpb.Schema](t)(raw.Sch.CreateSchema(ctx, &pubsubpb.CreateSchemaRequest{Parent: parent, SchemaId: "persisted",
+		Schema: &pubsubpb.Schema{Type: pubsubpb.Schema_PROTOCOL_BUFFER, Definition: "syntax = \"proto3\"; message M { int32 n = 1; }"}}))
+	v2 := must[*pubsubpb.Schema](t)(raw.Sch.CommitSchema(ctx, &pubsubpb.CommitSchemaRequest{Name: sc.Name,
+		Schema: &pubsubpb.Schema{Type: pubsubpb.Schema_PROTOCOL_BUFFER, Definition: "syntax = \"proto3\"; message M { int32 n = 1; string s = 2; }"}}))
+	topic := emulatortest.Name("topics", "schema")
+	must[*pubsubpb.Topic](t)(raw.Pub.CreateTopic(ctx, &pubsubpb.Topic{Name: topic, SchemaSettings: &pubsubpb.SchemaSettings{Schema: sc.Name, Encoding: pubsubpb.Encoding_JSON}}))
+	srv.Close()
+
+	srv, raw = dirEmulator(t, dir, nil)
+	if string(srv.JWKS()) != string(jwks) {
+		t.Error("the push token key changed across a restart")
+	}
+	revs := must[*pubsubpb.ListSchemaRevisionsResponse](t)(raw.Sch.ListSchemaRevisions(ctx, &pubsubpb.ListSchemaRevisionsRequest{Name: sc.Name}))
+	if len(revs.Schemas) != 2 || revs.Schemas[0].RevisionId != v2.RevisionId {
+		t.Fatalf("revisions after a restart: %v, want %s then %s", revs.Schemas, v2.RevisionId, sc.RevisionId)
+	}
+	_, err := raw.Pub.Publish(ctx, &pubsubpb.PublishRequest{Topic: topic, Messages: []*pubsubpb.PubsubMessage{{Data: []byte(`{"n":"x"}`)}}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("after a restart a non-conforming message: %v, want InvalidArgument", err)
+	}
+	publish(t, raw, topic, `{"n":1,"s":"ok"}`)
+}

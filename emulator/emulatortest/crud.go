@@ -169,4 +169,3 @@ func testResourceNames(t *testing.T, e *env) {
 	})
 	wantCode(t, "max_delivery_attempts 2 (the minimum is 5)", err, codes.OutOfRange)
 }
-
