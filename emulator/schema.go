@@ -143,10 +143,11 @@ func (s *schemaService) CreateSchema(ctx context.Context, req *pubsubpb.CreateSc
 	return clone(sc.latest().pb), nil
 }
 
-// view returns pb as the view asks: BASIC drops the definition.
+// view returns pb as the view asks: BASIC (the default of the List
+// methods; GetSchema's is FULL) drops the definition.
 func view(pb *pubsubpb.Schema, v pubsubpb.SchemaView) *pubsubpb.Schema {
 	out := clone(pb)
-	if v == pubsubpb.SchemaView_BASIC {
+	if v != pubsubpb.SchemaView_FULL {
 		out.Definition = ""
 		out.Configuration = nil
 	}
