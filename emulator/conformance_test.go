@@ -38,8 +38,9 @@ var clocks sync.Map // *emulator.Server → *emulatortest.Clock
 func courierWithClock(cfg emulator.Config) func(t *testing.T) *emulator.Server {
 	return func(t *testing.T) *emulator.Server {
 		clock := &emulatortest.Clock{}
-		cfg.Now = clock.Now
-		srv, err := emulator.Start(context.Background(), cfg)
+		c := cfg
+		c.Now = clock.Now
+		srv, err := emulator.Start(context.Background(), c)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -211,7 +211,7 @@ func (e *engine) openLog(dir string) error {
 	if err != nil {
 		return fmt.Errorf("emulator: creating the lock file in %s: %w", dir, err)
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := flockWait(lock); err != nil {
 		lock.Close()
 		return fmt.Errorf("emulator: data dir %s is in use by another emulator (%v); stop it or pick another --data-dir", dir, err)
 	}
@@ -251,6 +251,21 @@ func (e *engine) openLog(dir string) error {
 	go e.compactor(l)
 	ok = true
 	return nil
+}
+
+// flockWait takes an exclusive flock on f, waiting up to two seconds: a
+// lock just released can still be held for a moment by a child process
+// forked (but not yet exec'd) while it was held, since the child shares
+// the open file.
+func flockWait(f *os.File) error {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil || !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // writeLogFile writes recs to path.tmp and syncs it; the file is returned
