@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
@@ -46,6 +47,8 @@ type Resources struct {
 	Subscriptions []*pubsubpb.Subscription
 }
 
+var protoPos = regexp.MustCompile(`proto: (\(line \d+:\d+\): )?`)
+
 // ErrConfig is wrapped by every error of ParseResources.
 var ErrConfig = errors.New("emulator: invalid resources config")
 
@@ -53,7 +56,9 @@ var ErrConfig = errors.New("emulator: invalid resources config")
 // in errors and locates definitionFile paths; it is not read.
 func ParseResources(data []byte, file string) (*Resources, error) {
 	fail := func(where, format string, args ...any) error {
-		return fmt.Errorf("%w: %s: %s: %s", ErrConfig, file, where, fmt.Sprintf(format, args...))
+		// protojson's positions are in JSON made from the YAML: no help.
+		msg := protoPos.ReplaceAllString(fmt.Sprintf(format, args...), "")
+		return fmt.Errorf("%w: %s: %s: %s", ErrConfig, file, where, msg)
 	}
 	js, err := yaml.YAMLToJSON(data)
 	if err != nil {
@@ -74,7 +79,7 @@ func ParseResources(data []byte, file string) (*Resources, error) {
 			return name, nil
 		}
 		if doc.Project == "" {
-			return "", fmt.Errorf("%s %q has no project: give its full name (projects/P/%s/%s) or set project at the top", kind, name, kind, name)
+			return "", fmt.Errorf("%s %q has no project: give its full name (projects/P/%s/%s) or set project at the top", strings.TrimSuffix(kind, "s"), name, kind, name)
 		}
 		return "projects/" + doc.Project + "/" + kind + "/" + name, nil
 	}
