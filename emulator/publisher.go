@@ -145,7 +145,11 @@ func checkPublish(req *pubsubpb.PublishRequest) error {
 	if n := len(req.Messages); n > maxPublishMessages {
 		return status.Errorf(codes.InvalidArgument, "The value for message_count is too large. You passed %d in the request, but the maximum value is %d.", n, maxPublishMessages)
 	}
+	// bound is at least the request's encoded size (each field's tag and
+	// length take at most 6 bytes); proto.Size is asked only near the limit.
+	bound := len(req.Topic) + 8
 	for i, m := range req.Messages {
+		bound += len(m.Data) + len(m.OrderingKey) + 32
 		if len(m.Data) == 0 && len(m.Attributes) == 0 {
 			return status.Error(codes.InvalidArgument, "Some messages in the publish request are empty. Each message must contain either non-empty data, or at least one attribute.")
 		}
@@ -153,6 +157,7 @@ func checkPublish(req *pubsubpb.PublishRequest) error {
 			return status.Errorf(codes.InvalidArgument, "Message %d has %d attributes; the maximum is %d.", i, n, maxAttributes)
 		}
 		for k, v := range m.Attributes {
+			bound += len(k) + len(v) + 24
 			if k == "" || len(k) > maxAttrKeyBytes {
 				return status.Errorf(codes.InvalidArgument, "Invalid attribute key %.40q… (%d bytes) in message %d: keys must be 1 to %d bytes.", k, len(k), i, maxAttrKeyBytes)
 			}
@@ -164,7 +169,7 @@ func checkPublish(req *pubsubpb.PublishRequest) error {
 			return status.Errorf(codes.InvalidArgument, "The ordering key of message %d is %d bytes; the maximum is %d bytes.", i, n, maxOrderingKey)
 		}
 	}
-	if n := proto.Size(req); n > maxPublishBytes {
+	if bound > maxPublishBytes && proto.Size(req) > maxPublishBytes {
 		return status.Errorf(codes.InvalidArgument, "Request payload size exceeds the limit: %d bytes.", maxPublishBytes)
 	}
 	return nil
