@@ -5,6 +5,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/courierq/courier/emulator"
 	"github.com/courierq/courier/emulator/emulatortest"
@@ -20,14 +21,45 @@ func TestMain(m *testing.M) {
 }
 
 func TestCourierConformance(t *testing.T) {
-	emulatortest.Run(t, func(t *testing.T) *emulator.Server {
-		srv, err := emulator.Start(context.Background())
+	emulatortest.Run(t, courierWithClock(emulator.Config{}), courierFeatures())
+}
+
+// TestCourierInProcessConformance runs the suite on emulators that listen
+// on no port (Config.InProcess).
+func TestCourierInProcessConformance(t *testing.T) {
+	emulatortest.Run(t, courierWithClock(emulator.Config{InProcess: true}), courierFeatures())
+}
+
+// clocks holds each test emulator's clock, for Features.Advance.
+var clocks sync.Map // *emulator.Server → *emulatortest.Clock
+
+// courierWithClock starts a courier emulator with cfg and a clock of its
+// own for each subtest.
+func courierWithClock(cfg emulator.Config) func(t *testing.T) *emulator.Server {
+	return func(t *testing.T) *emulator.Server {
+		clock := &emulatortest.Clock{}
+		c := cfg
+		c.Now = clock.Now
+		srv, err := emulator.Start(context.Background(), c)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { srv.Close() })
+		clocks.Store(srv, clock)
+		t.Cleanup(func() {
+			srv.Close()
+			clocks.Delete(srv)
+		})
 		return srv
-	}, emulatortest.Courier())
+	}
+}
+
+func courierFeatures() emulatortest.Features {
+	f := emulatortest.Courier()
+	f.Advance = func(srv *emulator.Server, d time.Duration) {
+		c, _ := clocks.Load(srv)
+		c.(*emulatortest.Clock).Advance(d)
+	}
+	return f
 }
 
 // googleFeatures is what Google's emulator does faithfully, as the suite

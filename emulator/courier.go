@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -12,25 +13,52 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/grpc/test/bufconn"
 )
 
 // Config configures courier's emulator (Start). The zero value is valid: an
 // in-memory emulator on a free port of 127.0.0.1.
 type Config struct {
-	// Host to listen on. "" means 127.0.0.1.
+	// Host to listen on. "" means 127.0.0.1. Ignored with InProcess.
 	Host string
-	// Port to listen on. 0 means a free port; read the result from Server.Addr.
+	// Port to listen on. 0 means a free port; read the result from
+	// Server.Addr. Ignored with InProcess.
 	Port int
-	// DataDir, when set, makes topics, subscriptions, snapshots and unacked
-	// messages survive a restart (including kill -9): every change is
-	// appended to DataDir/pubsub.log before the RPC that made it returns,
-	// and the log is compacted on start. "" keeps everything in memory.
+	// InProcess serves the emulator over an in-memory connection instead
+	// of a TCP port: nothing listens, so nothing outside this process can
+	// reach it. Clients connect through Server.ClientOptions or
+	// Server.Dial; Server.Addr is "". false (the default) listens on
+	// Host:Port.
+	InProcess bool
+	// DataDir, when set, makes topics, subscriptions, snapshots, schemas,
+	// unacked messages and delivery counts survive a restart (including
+	// kill -9): every change is appended to DataDir/pubsub.log before it
+	// takes effect and before the RPC that made it returns, and the log is
+	// compacted on start and while running. "" keeps everything in memory.
 	DataDir string
+	// CompactBytes is how much the data log may grow past its last
+	// compacted size before it is compacted again while running; it is
+	// also compacted whenever it has doubled. 0 means 64 MiB; -1 compacts
+	// only on start.
+	CompactBytes int64
 	// MaxMessagesPerResponse caps the messages in one StreamingPull
 	// response. 0 means 1000.
 	MaxMessagesPerResponse int
+	// Now is the wall clock: publish times, snapshot and subscription
+	// expiry, message retention. nil means time.Now. Tests pass a clock
+	// they can move forward to see expiry without waiting days; ack
+	// deadlines and retry backoff always run on real timers.
+	Now func() time.Time
 }
+
+// defaultCompactBytes is Config.CompactBytes's default.
+const defaultCompactBytes = 64 << 20
+
+// maxRecvBytes is the largest request the server reads. The client
+// libraries send requests of up to 20 MiB, so that the service, not the
+// transport, judges them; a publish request over the service's 10 MiB
+// limit gets the service's InvalidArgument, not gRPC's ResourceExhausted.
+const maxRecvBytes = 20 << 20
 
 // Start runs courier's emulator in this process and returns once it accepts
 // gRPC connections. Pass at most one Config; none means the zero Config.
@@ -55,6 +83,15 @@ func Start(ctx context.Context, cfgs ...Config) (*Server, error) {
 	if cfg.MaxMessagesPerResponse == 0 {
 		cfg.MaxMessagesPerResponse = 1000
 	}
+	if cfg.CompactBytes < -1 {
+		return nil, fmt.Errorf("emulator: Config.CompactBytes %d is invalid; use 0 for the default (64 MiB), -1 to compact only on start, or a size in bytes", cfg.CompactBytes)
+	}
+	if cfg.CompactBytes == 0 {
+		cfg.CompactBytes = defaultCompactBytes
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -65,86 +102,95 @@ func Start(ctx context.Context, cfgs ...Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	lis, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
-	if err != nil {
-		e.shutdown()
-		_ = e.closeLog()
-		return nil, fmt.Errorf("emulator: listening on %s:%d: %w; pick another --port or stop what holds it", cfg.Host, cfg.Port, err)
+	srv := &Server{Kind: KindCourier, keys: e.keys, eng: e}
+	var grpcLis net.Listener
+	var httpSrv *http.Server
+	if cfg.InProcess {
+		bl := bufconn.Listen(1 << 20)
+		grpcLis = bl
+		srv.dial = bl.DialContext
+	} else {
+		lis, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
+		if err != nil {
+			e.shutdown()
+			_ = e.closeLog()
+			return nil, fmt.Errorf("emulator: listening on %s:%d: %w; pick another --port or stop what holds it", cfg.Host, cfg.Port, err)
+		}
+		// One port serves both: gRPC (HTTP/2) and, over HTTP/1.1, the
+		// public keys of the push subscriptions' OIDC tokens.
+		mux := newConnMux(lis)
+		grpcLis = mux.grpc
+		srv.Addr = lis.Addr().String()
+		srv.JWKSURL = "http://" + srv.Addr + JWKSPath
+		hm := http.NewServeMux()
+		hm.HandleFunc("GET "+JWKSPath, e.keys.serveJWKS)
+		httpSrv = &http.Server{Handler: hm, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = httpSrv.Serve(mux.http) }()
+		go mux.run()
 	}
-	gs := grpc.NewServer(grpc.MaxRecvMsgSize(20<<20), grpc.MaxSendMsgSize(64<<20))
+	gs := grpc.NewServer(grpc.MaxRecvMsgSize(maxRecvBytes), grpc.MaxSendMsgSize(64<<20))
 	pubsubpb.RegisterPublisherServer(gs, &publisherService{e: e})
 	pubsubpb.RegisterSubscriberServer(gs, &subscriberService{e: e})
-	pubsubpb.RegisterSchemaServiceServer(gs, schemaService{})
+	pubsubpb.RegisterSchemaServiceServer(gs, &schemaService{e: e})
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		_ = gs.Serve(lis)
+		_ = gs.Serve(grpcLis)
 	}()
-	stop := func() error {
+	e.startSweeper()
+	srv.close = func() error {
 		e.shutdown() // ends streams and pushers first, so Stop does not wait on them
 		gs.Stop()
 		<-served
+		if httpSrv != nil {
+			_ = httpSrv.Close()
+		}
 		return e.closeLog()
 	}
-	return &Server{Addr: lis.Addr().String(), Kind: KindCourier, close: stop}, nil
+	return srv, nil
 }
-
-// schemaService answers every SchemaService RPC with Unimplemented.
-type schemaService struct {
-	pubsubpb.UnimplementedSchemaServiceServer
-}
-
-func (schemaService) CreateSchema(context.Context, *pubsubpb.CreateSchemaRequest) (*pubsubpb.Schema, error) {
-	return nil, errNoSchemas
-}
-func (schemaService) GetSchema(context.Context, *pubsubpb.GetSchemaRequest) (*pubsubpb.Schema, error) {
-	return nil, errNoSchemas
-}
-func (schemaService) ListSchemas(context.Context, *pubsubpb.ListSchemasRequest) (*pubsubpb.ListSchemasResponse, error) {
-	return nil, errNoSchemas
-}
-func (schemaService) DeleteSchema(context.Context, *pubsubpb.DeleteSchemaRequest) (*emptypb.Empty, error) {
-	return nil, errNoSchemas
-}
-func (schemaService) ValidateSchema(context.Context, *pubsubpb.ValidateSchemaRequest) (*pubsubpb.ValidateSchemaResponse, error) {
-	return nil, errNoSchemas
-}
-func (schemaService) ValidateMessage(context.Context, *pubsubpb.ValidateMessageRequest) (*pubsubpb.ValidateMessageResponse, error) {
-	return nil, errNoSchemas
-}
-
-var errNoSchemas = status.Error(codes.Unimplemented, "courier's Pub/Sub emulator does not implement SchemaService yet; schemas and message validation are not supported")
 
 // engine holds all state behind one mutex. Deliveries are driven by events
 // (publish, ack, nack, new stream) and by one timer per subscription for
 // ack deadlines and retry backoff; nothing polls.
 type engine struct {
-	cfg Config
+	cfg  Config
+	now  func() time.Time // the wall clock (Config.Now)
+	keys *signer          // signs push subscriptions' OIDC tokens
 
 	mu        sync.Mutex
 	closed    bool
 	topics    map[string]*topic
 	subs      map[string]*subscription
 	snapshots map[string]*snapshot
+	schemas   map[string]*schema
 	seq       uint64 // last message sequence number; message IDs are its decimal form
 	ackSeq    uint64 // last ack ID number
 	ackPrefix string // distinguishes ack IDs of different runs
 	log       *opLog
 
-	wg sync.WaitGroup // pushers
+	stop chan struct{}  // closed by shutdown: ends the sweeper
+	wg   sync.WaitGroup // pushers and the sweeper
 }
 
 func newEngine(cfg Config) *engine {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	return &engine{
 		cfg:       cfg,
+		now:       cfg.Now,
+		keys:      newSigner(cfg.DataDir),
 		topics:    make(map[string]*topic),
 		subs:      make(map[string]*subscription),
 		snapshots: make(map[string]*snapshot),
+		schemas:   make(map[string]*schema),
 		ackPrefix: strconv.FormatInt(time.Now().UnixNano()&(1<<50-1), 36) + "-",
+		stop:      make(chan struct{}),
 	}
 }
 
-// shutdown ends all streams, pulls, pushers and timers.
+// shutdown ends all streams, pulls, pushers, timers and the sweeper.
 func (e *engine) shutdown() {
 	e.mu.Lock()
 	if e.closed {
@@ -152,6 +198,7 @@ func (e *engine) shutdown() {
 		return
 	}
 	e.closed = true
+	close(e.stop)
 	for _, s := range e.subs {
 		s.stopLocked(status.Error(codes.Unavailable, "the emulator is shutting down"))
 	}

@@ -44,12 +44,15 @@ func (p *publisherService) CreateTopic(ctx context.Context, t *pubsubpb.Topic) (
 	if _, ok := e.topics[t.Name]; ok {
 		return nil, status.Errorf(codes.AlreadyExists, "Topic already exists (resource=%s).", t.Name)
 	}
+	if err := e.checkSchemaSettingsLocked(t.SchemaSettings); err != nil {
+		return nil, err
+	}
 	pb := clone(t)
 	pb.State = pubsubpb.Topic_ACTIVE
-	e.createTopicLocked(pb)
 	if err := e.record(&logRecord{Op: opTopicPut, PB: mustMarshal(pb)}); err != nil {
 		return nil, err
 	}
+	e.createTopicLocked(pb)
 	return clone(pb), nil
 }
 
@@ -92,11 +95,16 @@ func (p *publisherService) UpdateTopic(ctx context.Context, req *pubsubpb.Update
 	if err := applyMask(pb, req.Topic, paths); err != nil {
 		return nil, err
 	}
-	t.pb = pb
-	t.retainLocked(nil, time.Now())
+	if slices.Contains(paths, "schema_settings") {
+		if err := e.checkSchemaSettingsLocked(pb.SchemaSettings); err != nil {
+			return nil, err
+		}
+	}
 	if err := e.record(&logRecord{Op: opTopicPut, PB: mustMarshal(pb)}); err != nil {
 		return nil, err
 	}
+	t.pb = pb
+	t.retainLocked(nil, e.now())
 	return clone(pb), nil
 }
 
@@ -118,22 +126,61 @@ func applyMask(dst, src proto.Message, paths []string) error {
 	return nil
 }
 
+// The service's limits on what one publish request may hold.
+const (
+	maxPublishBytes    = 10 << 20 // a whole PublishRequest, encoded
+	maxPublishMessages = 1000
+	maxAttributes      = 100
+	maxAttrKeyBytes    = 256
+	maxAttrValueBytes  = 1024
+	maxOrderingKey     = 1024
+)
+
+// checkPublish applies the service's limits to a publish request, with
+// the service's InvalidArgument errors.
+func checkPublish(req *pubsubpb.PublishRequest) error {
+	if len(req.Messages) == 0 {
+		return status.Error(codes.InvalidArgument, "The request must contain at least one message.")
+	}
+	if n := len(req.Messages); n > maxPublishMessages {
+		return status.Errorf(codes.InvalidArgument, "The value for message_count is too large. You passed %d in the request, but the maximum value is %d.", n, maxPublishMessages)
+	}
+	// bound is at least the request's encoded size (each field's tag and
+	// length take at most 6 bytes); proto.Size is asked only near the limit.
+	bound := len(req.Topic) + 8
+	for i, m := range req.Messages {
+		bound += len(m.Data) + len(m.OrderingKey) + 32
+		if len(m.Data) == 0 && len(m.Attributes) == 0 {
+			return status.Error(codes.InvalidArgument, "Some messages in the publish request are empty. Each message must contain either non-empty data, or at least one attribute.")
+		}
+		if n := len(m.Attributes); n > maxAttributes {
+			return status.Errorf(codes.InvalidArgument, "Message %d has %d attributes; the maximum is %d.", i, n, maxAttributes)
+		}
+		for k, v := range m.Attributes {
+			bound += len(k) + len(v) + 24
+			if k == "" || len(k) > maxAttrKeyBytes {
+				return status.Errorf(codes.InvalidArgument, "Invalid attribute key %.40q… (%d bytes) in message %d: keys must be 1 to %d bytes.", k, len(k), i, maxAttrKeyBytes)
+			}
+			if len(v) > maxAttrValueBytes {
+				return status.Errorf(codes.InvalidArgument, "The value of attribute %q in message %d is %d bytes; the maximum is %d bytes.", k, i, len(v), maxAttrValueBytes)
+			}
+		}
+		if n := len(m.OrderingKey); n > maxOrderingKey {
+			return status.Errorf(codes.InvalidArgument, "The ordering key of message %d is %d bytes; the maximum is %d bytes.", i, n, maxOrderingKey)
+		}
+	}
+	if bound > maxPublishBytes && proto.Size(req) > maxPublishBytes {
+		return status.Errorf(codes.InvalidArgument, "Request payload size exceeds the limit: %d bytes.", maxPublishBytes)
+	}
+	return nil
+}
+
 func (p *publisherService) Publish(ctx context.Context, req *pubsubpb.PublishRequest) (*pubsubpb.PublishResponse, error) {
 	if _, _, err := parseName(req.Topic, "topics"); err != nil {
 		return nil, err
 	}
-	if len(req.Messages) == 0 {
-		return nil, status.Error(codes.InvalidArgument, "The request must contain at least one message.")
-	}
-	for _, m := range req.Messages {
-		if len(m.Data) == 0 && len(m.Attributes) == 0 {
-			return nil, status.Error(codes.InvalidArgument, "Some messages in the publish request are empty. Each message must contain either non-empty data, or at least one attribute.")
-		}
-		for k := range m.Attributes {
-			if k == "" || len(k) > 256 {
-				return nil, status.Errorf(codes.InvalidArgument, "Invalid attribute key %q: keys must be 1 to 256 bytes.", k)
-			}
-		}
+	if err := checkPublish(req); err != nil {
+		return nil, err
 	}
 	e := p.e
 	e.mu.Lock()
@@ -142,7 +189,29 @@ func (p *publisherService) Publish(ctx context.Context, req *pubsubpb.PublishReq
 	if t == nil {
 		return nil, errTopicNotFound(req.Topic)
 	}
-	now := time.Now()
+	if ss := t.pb.GetSchemaSettings(); ss != nil {
+		// Check every message before changing any: the request is all or
+		// nothing.
+		type stampAttrs struct{ name, rev string }
+		got := make([]stampAttrs, len(req.Messages))
+		for i, m := range req.Messages {
+			name, rev, err := e.conformLocked(ss, i, m.Data)
+			if err != nil {
+				return nil, err
+			}
+			got[i] = stampAttrs{name, rev}
+		}
+		enc := ss.Encoding.String()
+		for i, m := range req.Messages {
+			if m.Attributes == nil {
+				m.Attributes = make(map[string]string, 3)
+			}
+			m.Attributes["googclient_schemaname"] = got[i].name
+			m.Attributes["googclient_schemaencoding"] = enc
+			m.Attributes["googclient_schemarevisionid"] = got[i].rev
+		}
+	}
+	now := e.now()
 	pt := ts(now)
 	msgs := make([]*message, len(req.Messages))
 	ids := make([]string, len(req.Messages))
@@ -153,12 +222,12 @@ func (p *publisherService) Publish(ctx context.Context, req *pubsubpb.PublishReq
 		msgs[i] = stamp(m, e.seq, now, pt)
 		ids[i] = m.MessageId
 	}
-	e.fanOutLocked(t, msgs, nil)
 	if e.log != nil {
 		if err := e.record(publishRecord(t.pb.Name, msgs, nil)); err != nil {
-			return nil, err
+			return nil, err // the sequence numbers stay used: IDs are never reused
 		}
 	}
+	e.fanOutLocked(t, msgs, nil)
 	return &pubsubpb.PublishResponse{MessageIds: ids}, nil
 }
 
@@ -187,8 +256,9 @@ func (e *engine) fanOutLocked(t *topic, msgs []*message, only []string) {
 }
 
 // deadLetterLocked forwards sm to the dead-letter topic, once, with the
-// attributes the real service adds, and removes it from s.
-func (e *engine) deadLetterLocked(s *subscription, sm *subMsg, dlt *topic, now time.Time) {
+// attributes the real service adds, and removes it from s. It reports
+// false, changing nothing, when the data log cannot record the move.
+func (e *engine) deadLetterLocked(s *subscription, sm *subMsg, dlt *topic) bool {
 	attrs := make(map[string]string, len(sm.m.pb.Attributes)+4)
 	for k, v := range sm.m.pb.Attributes {
 		attrs[k] = v
@@ -199,14 +269,16 @@ func (e *engine) deadLetterLocked(s *subscription, sm *subMsg, dlt *topic, now t
 	attrs["CloudPubSubDeadLetterSourceSubscriptionProject"] = project
 	attrs["CloudPubSubDeadLetterSourceTopicPublishTime"] = sm.m.publish.UTC().Format(time.RFC3339Nano)
 	e.seq++
-	m := newMessage(e.seq, now, sm.m.pb.Data, attrs, sm.m.pb.OrderingKey)
-	e.fanOutLocked(dlt, []*message{m}, nil)
-	seq := sm.m.seq
-	s.dropLocked(sm)
+	m := newMessage(e.seq, e.now(), sm.m.pb.Data, attrs, sm.m.pb.OrderingKey)
 	if e.log != nil {
-		_ = e.record(publishRecord(dlt.pb.Name, []*message{m}, nil))
-		_ = e.record(&logRecord{Op: opAck, Name: s.pb.Name, Seqs: []uint64{seq}})
+		rec := &logRecord{Op: opDeadLet, Name: s.pb.Name, Sub: dlt.pb.Name, Msgs: toLogMsgs([]*message{m}), Seqs: []uint64{sm.m.seq}}
+		if e.record(rec) != nil {
+			return false
+		}
 	}
+	e.fanOutLocked(dlt, []*message{m}, nil)
+	s.dropLocked(sm)
+	return true
 }
 
 func (p *publisherService) GetTopic(ctx context.Context, req *pubsubpb.GetTopicRequest) (*pubsubpb.Topic, error) {
@@ -312,10 +384,10 @@ func (p *publisherService) DeleteTopic(ctx context.Context, req *pubsubpb.Delete
 	if e.topics[req.Topic] == nil {
 		return nil, errTopicNotFound(req.Topic)
 	}
-	e.deleteTopicLocked(req.Topic)
 	if err := e.record(&logRecord{Op: opTopicDel, Name: req.Topic}); err != nil {
 		return nil, err
 	}
+	e.deleteTopicLocked(req.Topic)
 	return &emptypb.Empty{}, nil
 }
 
@@ -323,9 +395,11 @@ func (e *engine) deleteTopicLocked(name string) {
 	t := e.topics[name]
 	for _, s := range t.subs {
 		s.topic = nil
+		s.pb = clone(s.pb)
 		s.pb.Topic = deletedTopic
 	}
 	for _, sn := range t.snaps {
+		sn.pb = clone(sn.pb)
 		sn.pb.Topic = deletedTopic
 	}
 	delete(e.topics, name)
@@ -342,16 +416,17 @@ func (p *publisherService) DetachSubscription(ctx context.Context, req *pubsubpb
 	if s == nil {
 		return nil, errSubNotFound(req.Subscription)
 	}
-	e.detachLocked(s)
 	if err := e.record(&logRecord{Op: opDetach, Name: req.Subscription}); err != nil {
 		return nil, err
 	}
+	e.detachLocked(s)
 	return &pubsubpb.DetachSubscriptionResponse{}, nil
 }
 
 // detachLocked stops delivery, drops the backlog and unlinks s from its
 // topic; the subscription itself remains, with detached set.
 func (e *engine) detachLocked(s *subscription) {
+	s.pb = clone(s.pb)
 	s.pb.Detached = true
 	s.resetLocked()
 	s.msgs.clear()

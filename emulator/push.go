@@ -17,8 +17,9 @@ import (
 // pushConcurrency bounds the HTTP requests in flight per push subscription.
 const pushConcurrency = 16
 
-// pusher delivers a push subscription's messages by HTTP POST: a 102 or
-// 2xx answer acks, anything else (or no answer within the ack deadline)
+// pusher delivers a push subscription's messages by HTTP POST (with an OIDC
+// token when the push config asks for one, see oidc.go): a 102 or 2xx
+// answer acks, anything else (or no answer within the ack deadline)
 // nacks, and the message comes back after a backoff: the retry policy's,
 // or else 100ms doubling to 60s, as the real service does.
 type pusher struct {
@@ -93,6 +94,7 @@ func (p *pusher) run() {
 					return
 				}
 				if ok {
+					p.s.touchLocked()
 					p.s.ackIDsLocked([]string{rm.AckId}, time.Now(), true)
 				} else {
 					p.s.nackLocked(sm, time.Now(), true)
@@ -129,6 +131,17 @@ func (p *pusher) post(cfg *pubsubpb.PushConfig, sub string, rm *pubsubpb.Receive
 	} else {
 		body, _ = json.Marshal(pushBody(sub, rm))
 		hdr.Set("Content-Type", "application/json")
+	}
+	if oidc := cfg.GetOidcToken(); oidc != nil {
+		aud := oidc.Audience
+		if aud == "" {
+			aud = cfg.PushEndpoint
+		}
+		tok, err := p.s.e.keys.token(oidc.ServiceAccountEmail, aud, p.s.e.now())
+		if err != nil {
+			return false
+		}
+		hdr.Set("Authorization", "Bearer "+tok)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.PushEndpoint, bytes.NewReader(body))
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/courierq/courier/emulator"
 	"github.com/courierq/courier/emulator/emulatortest"
@@ -263,5 +265,64 @@ func TestStandaloneFlags(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "Port 99999") || !strings.Contains(string(out), "Try:") {
 		t.Fatalf("unhelpful error for --port 99999: %s", out)
+	}
+}
+
+// TestStandaloneConfig starts the binary with --config and finds what the
+// file lists, with its settings; a second start on the same data dir keeps
+// what exists. A config with an error stops the start, naming the entry.
+func TestStandaloneConfig(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	config := filepath.Join("testdata", "provision", "pubsub.yaml")
+	s := runStandalone(t, "--config", config, "--data-dir", dir)
+	raw := emulatortest.NewRaw(t, s.server())
+	sub, err := raw.Sub.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: "projects/courier-config/subscriptions/orders-worker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub.Topic != "projects/courier-config/topics/orders" || sub.AckDeadlineSeconds != 30 || !sub.EnableMessageOrdering ||
+		sub.GetDeadLetterPolicy().GetDeadLetterTopic() != "projects/courier-config/topics/orders-dead" || sub.GetRetryPolicy().GetMinimumBackoff().AsDuration() != time.Second {
+		t.Fatalf("provisioned subscription %v: settings lost", sub)
+	}
+	topic, err := raw.Pub.GetTopic(ctx, &pubsubpb.GetTopicRequest{Topic: "projects/courier-config/topics/orders"})
+	if err != nil || topic.Labels["team"] != "shop" || topic.GetSchemaSettings().GetSchema() != "projects/courier-config/schemas/order" {
+		t.Fatalf("provisioned topic: %v, %v", topic, err)
+	}
+	for _, c := range []struct {
+		topic     string
+		good, bad []byte
+	}{
+		{"orders", []byte(`{"id":"o1","qty":3}`), []byte(`{"id":"o1"}`)},
+		{"orders-proto", []byte{0x0a, 0x02, 'o', '1', 0x10, 0x03}, []byte{0x0a, 0x09}},
+	} {
+		name := "projects/courier-config/topics/" + c.topic
+		if _, err := raw.Pub.Publish(ctx, &pubsubpb.PublishRequest{Topic: name, Messages: []*pubsubpb.PubsubMessage{{Data: c.good}}}); err != nil {
+			t.Fatalf("publishing a conforming message to %s: %v", name, err)
+		}
+		_, err := raw.Pub.Publish(ctx, &pubsubpb.PublishRequest{Topic: name, Messages: []*pubsubpb.PubsubMessage{{Data: c.bad}}})
+		if status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("publishing a non-conforming message to %s: %v, want InvalidArgument", name, err)
+		}
+	}
+	s.kill()
+	// Again on the same data dir: everything exists and is kept.
+	s = runStandalone(t, "--config", config, "--data-dir", dir)
+	res, err := emulatortest.PullNow(ctx, emulatortest.NewRaw(t, s.server()).Sub, "projects/courier-config/subscriptions/orders-worker", 10)
+	if err != nil || len(res.ReceivedMessages) != 1 {
+		t.Fatalf("after a restart with the same --config: %v, %v; want the one message published before", res, err)
+	}
+
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("project: p\ntopics:\n  - name: t1\n    subscriptions:\n      - name: s1\n        ackDeadline: 30\n"), 0o644)
+	out, err := exec.Command(binary(t), "--port", "0", "--config", bad).CombinedOutput()
+	if err == nil {
+		t.Fatal("a config with an unknown field was accepted")
+	}
+	for _, want := range []string{bad, "topics[0] (projects/p/topics/t1).subscriptions[0]", "ackDeadline", "Try:"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("error output %q does not mention %q", out, want)
+		}
 	}
 }

@@ -186,6 +186,12 @@ type subscription struct {
 	timerAt time.Time
 	stopped bool
 	pusher  *pusher
+	// active is the last activity (expiration_policy): a pull, an ack, a
+	// stream, a successful push, a seek, a settings change.
+	active time.Time
+	// activeLogged is the activity the data log last heard of; it is told
+	// again once an hour passes.
+	activeLogged time.Time
 }
 
 func newSubscription(e *engine, pb *pubsubpb.Subscription, f filter) *subscription {
@@ -195,6 +201,7 @@ func newSubscription(e *engine, pb *pubsubpb.Subscription, f filter) *subscripti
 		filter: f,
 		byAck:  make(map[string]*subMsg),
 		keys:   make(map[string]*orderKey),
+		active: e.now(),
 	}
 }
 
@@ -321,8 +328,7 @@ func (s *subscription) nackLocked(sm *subMsg, now time.Time, push bool) {
 		sm.ackID = ""
 	}
 	if dlp := s.pb.GetDeadLetterPolicy(); dlp != nil && dlp.DeadLetterTopic != "" && sm.attempts >= maxAttempts(dlp) {
-		if dlt := s.e.topics[dlp.DeadLetterTopic]; dlt != nil {
-			s.e.deadLetterLocked(s, sm, dlt, now)
+		if dlt := s.e.topics[dlp.DeadLetterTopic]; dlt != nil && s.e.deadLetterLocked(s, sm, dlt) {
 			return
 		}
 	}
@@ -413,7 +419,14 @@ func (s *subscription) dispatchLocked() {
 		return
 	}
 	now := time.Now()
+	wall := s.e.now()
 	retention := s.retention()
+	// In a subscription with a dead-letter policy delivery counts matter
+	// (delivery_attempt, dead-lettering) and survive restarts: the
+	// deliveries are recorded before any consumer sees them.
+	logAttempts := s.e.log != nil && s.pb.GetDeadLetterPolicy() != nil
+	var seqs []uint64
+	var marks map[*consumer]int
 	const chunk = 100
 	progress := true
 	for s.ready.Len() > 0 && progress {
@@ -423,16 +436,27 @@ func (s *subscription) dispatchLocked() {
 			if c.removed {
 				continue
 			}
+			if logAttempts {
+				if marks == nil {
+					marks = make(map[*consumer]int)
+				}
+				if _, ok := marks[c]; !ok {
+					marks[c] = len(c.pending)
+				}
+			}
 			n := 0
 			for n < chunk && s.ready.Len() > 0 && c.hasRoom() {
 				sm := heap.Pop(&s.ready).(*subMsg)
-				if now.Sub(sm.m.publish) > retention {
+				if wall.Sub(sm.m.publish) > retention {
 					s.dropLocked(sm)
 					continue
 				}
 				rm := s.deliverLocked(sm, c, now)
 				c.pending = append(c.pending, rm)
 				c.pendingSM = append(c.pendingSM, sm)
+				if logAttempts {
+					seqs = append(seqs, sm.m.seq)
+				}
 				n++
 			}
 			if n > 0 {
@@ -441,6 +465,18 @@ func (s *subscription) dispatchLocked() {
 			}
 		}
 		s.rr++
+	}
+	if len(seqs) > 0 && s.e.record(&logRecord{Op: opDeliver, Name: s.pb.Name, Seqs: seqs}) != nil {
+		// The log refused: take the deliveries back; the next event tries
+		// again.
+		for c, from := range marks {
+			for i := from; i < len(c.pending); i++ {
+				s.undeliverLocked(c.pendingSM[i], c.pending[i].AckId)
+			}
+			clear(c.pending[from:])
+			clear(c.pendingSM[from:])
+			c.pending, c.pendingSM = c.pending[:from], c.pendingSM[:from]
+		}
 	}
 	s.armLocked()
 	// Pulls that got messages are done.

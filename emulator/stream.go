@@ -131,14 +131,20 @@ func (p *subscriberService) handleStreamRequestLocked(s *subscription, c *consum
 		c.deadline = time.Duration(d) * time.Second
 	}
 	eod := s.eod()
+	s.touchLocked()
 	if len(req.AckIds) > 0 {
-		ok, invalid := s.ackIDsLocked(req.AckIds, now, true)
+		ok, invalid, err := s.ackIDsLocked(req.AckIds, now, true)
 		if eod {
-			c.confirms = append(c.confirms, &pubsubpb.StreamingPullResponse{
-				AcknowledgeConfirmation: &pubsubpb.StreamingPullResponse_AcknowledgeConfirmation{AckIds: ok, InvalidAckIds: invalid},
-			})
+			conf := &pubsubpb.StreamingPullResponse_AcknowledgeConfirmation{AckIds: ok, InvalidAckIds: invalid}
+			if err != nil {
+				// Not acked: the data log refused. Clients retry these.
+				conf = &pubsubpb.StreamingPullResponse_AcknowledgeConfirmation{TemporaryFailedAckIds: req.AckIds}
+			}
+			c.confirms = append(c.confirms, &pubsubpb.StreamingPullResponse{AcknowledgeConfirmation: conf})
 			c.wake()
 		}
+		// Otherwise, when the data log refused, the messages come back once
+		// their deadlines pass.
 	}
 	if len(req.ModifyDeadlineAckIds) > 0 {
 		// Group by deadline, keeping each group's ack IDs.

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -41,6 +42,11 @@ func checkSub(pb *pubsubpb.Subscription) (filter, error) {
 	}
 	if pb.ExpirationPolicy == nil {
 		pb.ExpirationPolicy = &pubsubpb.ExpirationPolicy{Ttl: durationpb.New(31 * 24 * time.Hour)}
+	}
+	if ttl := pb.ExpirationPolicy.Ttl; ttl != nil {
+		if d := ttl.AsDuration(); d < 24*time.Hour {
+			return nil, status.Errorf(codes.InvalidArgument, "Invalid expiration_policy.ttl %v: the minimum is 1 day; leave ttl unset for a subscription that never expires.", d)
+		}
 	}
 	f, err := parseFilter(pb.Filter)
 	if err != nil {
@@ -103,7 +109,8 @@ func (p *subscriberService) CreateSubscription(ctx context.Context, req *pubsubp
 	e := p.e
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.subs[pb.Name] != nil {
+	now := e.now()
+	if s := e.subs[pb.Name]; s != nil && !e.expiredSubLocked(s, now) {
 		return nil, status.Errorf(codes.AlreadyExists, "Subscription already exists (resource=%s).", pb.Name)
 	}
 	t := e.topics[pb.Topic]
@@ -112,10 +119,11 @@ func (p *subscriberService) CreateSubscription(ctx context.Context, req *pubsubp
 	}
 	pb.State = pubsubpb.Subscription_ACTIVE
 	pb.TopicMessageRetentionDuration = t.pb.MessageRetentionDuration
-	e.putSubLocked(pb, f)
-	if err := e.record(&logRecord{Op: opSubPut, PB: mustMarshal(pb)}); err != nil {
+	if err := e.record(&logRecord{Op: opSubPut, PB: mustMarshal(pb), Time: logTime(now)}); err != nil {
 		return nil, err
 	}
+	s := e.putSubLocked(pb, f)
+	s.active, s.activeLogged = now, now
 	return clone(pb), nil
 }
 
@@ -164,7 +172,7 @@ func (e *engine) lockSub(name string) (*subscription, func(), error) {
 	}
 	e.mu.Lock()
 	s := e.subs[name]
-	if s == nil {
+	if s == nil || e.expiredSubLocked(s, e.now()) {
 		e.mu.Unlock()
 		return nil, nil, errSubNotFound(name)
 	}
@@ -204,10 +212,11 @@ func (p *subscriberService) UpdateSubscription(ctx context.Context, req *pubsubp
 	if err != nil {
 		return nil, err
 	}
-	p.e.putSubLocked(pb, f)
-	if err := p.e.record(&logRecord{Op: opSubPut, PB: mustMarshal(pb)}); err != nil {
+	if err := p.e.record(&logRecord{Op: opSubPut, PB: mustMarshal(pb), Time: logTime(p.e.now())}); err != nil {
 		return nil, err
 	}
+	p.e.putSubLocked(pb, f)
+	s.touchLocked()
 	return clone(pb), nil
 }
 
@@ -218,6 +227,7 @@ func (p *subscriberService) ListSubscriptions(ctx context.Context, req *pubsubpb
 	e := p.e
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.sweepLocked()
 	var names []string
 	prefix := req.Project + "/subscriptions/"
 	for n := range e.subs {
@@ -239,10 +249,10 @@ func (p *subscriberService) DeleteSubscription(ctx context.Context, req *pubsubp
 		return nil, err
 	}
 	defer unlock()
-	p.e.deleteSubLocked(s)
 	if err := p.e.record(&logRecord{Op: opSubDel, Name: req.Subscription}); err != nil {
 		return nil, err
 	}
+	p.e.deleteSubLocked(s)
 	return &emptypb.Empty{}, nil
 }
 
@@ -270,10 +280,11 @@ func (p *subscriberService) ModifyPushConfig(ctx context.Context, req *pubsubpb.
 	defer unlock()
 	pb := clone(s.pb)
 	pb.PushConfig = clone(req.PushConfig)
-	p.e.putSubLocked(pb, s.filter)
-	if err := p.e.record(&logRecord{Op: opSubPut, PB: mustMarshal(pb)}); err != nil {
+	if err := p.e.record(&logRecord{Op: opSubPut, PB: mustMarshal(pb), Time: logTime(p.e.now())}); err != nil {
 		return nil, err
 	}
+	p.e.putSubLocked(pb, s.filter)
+	s.touchLocked()
 	return &emptypb.Empty{}, nil
 }
 
@@ -296,9 +307,13 @@ func (p *subscriberService) Pull(ctx context.Context, req *pubsubpb.PullRequest)
 		unlock()
 		return nil, err
 	}
+	s.touchLocked()
 	c := &consumer{
-		sub:      s,
-		maxMsgs:  int64(req.MaxMessages),
+		sub:     s,
+		maxMsgs: int64(req.MaxMessages),
+		// Responses stay within what the client libraries read (20 MiB):
+		// past 10 MiB a Pull takes no more messages.
+		maxBytes: maxPullBytes,
 		deadline: time.Duration(s.pb.AckDeadlineSeconds) * time.Second,
 		oneShot:  true,
 		notify:   make(chan struct{}, 1),
@@ -375,7 +390,10 @@ func (s *subscription) validAckLocked(id string, now time.Time) *subMsg {
 // ackLocked acks ids. In an exactly-once subscription, when any is
 // invalid, nothing is acked: the invalid ones fail for good and the others
 // are reported as transient failures so clients retry them.
-func (s *subscription) ackIDsLocked(ids []string, now time.Time, partial bool) (ok, invalid []string) {
+//
+// The acks are recorded before they take effect; when the data log
+// refuses, nothing is acked and err says why.
+func (s *subscription) ackIDsLocked(ids []string, now time.Time, partial bool) (ok, invalid []string, err error) {
 	found := make([]*subMsg, 0, len(ids))
 	for _, id := range ids {
 		if sm := s.validAckLocked(id, now); sm != nil {
@@ -386,28 +404,39 @@ func (s *subscription) ackIDsLocked(ids []string, now time.Time, partial bool) (
 		}
 	}
 	if s.eod() && len(invalid) > 0 && !partial {
-		return ok, invalid
+		return ok, invalid, nil
 	}
-	var seqs []uint64
-	for _, sm := range found {
-		if s.e.log != nil {
-			seqs = append(seqs, sm.m.seq)
+	if s.e.log != nil && len(found) > 0 {
+		seqs := make([]uint64, len(found))
+		for i, sm := range found {
+			seqs[i] = sm.m.seq
 		}
+		if err := s.e.record(&logRecord{Op: opAck, Name: s.pb.Name, Seqs: seqs}); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, sm := range found {
 		s.ackLocked(sm)
 	}
-	if len(seqs) > 0 {
-		_ = s.e.record(&logRecord{Op: opAck, Name: s.pb.Name, Seqs: seqs})
-	}
 	s.dispatchLocked()
-	return ok, invalid
+	return ok, invalid, nil
 }
 
 // checkAckIDs rejects ack IDs this emulator cannot have issued, as the
 // real service rejects malformed ones. Well-formed but unknown or stale
 // ones pass (and fail per ID in exactly-once subscriptions).
-func checkAckIDs(ids []string) error {
+//
+// The service's limits apply: at most 2,500 ack IDs, and 512 KiB, per
+// request.
+func checkAckIDs(ids []string, req proto.Message) error {
 	if len(ids) == 0 {
 		return status.Error(codes.InvalidArgument, "No ack_ids were given: the request must contain at least one ack ID.")
+	}
+	if len(ids) > maxAckIDs {
+		return status.Errorf(codes.InvalidArgument, "The value for ack_id_count is too large. You passed %d in the request, but the maximum value is %d.", len(ids), maxAckIDs)
+	}
+	if n := proto.Size(req); n > maxAckRequestBytes {
+		return status.Errorf(codes.InvalidArgument, "Request payload size exceeds the limit: %d bytes (this request is %d bytes); send fewer ack IDs per request.", maxAckRequestBytes, n)
 	}
 	for _, id := range ids {
 		if !wellFormedAckID(id) {
@@ -432,8 +461,16 @@ func wellFormedAckID(id string) bool {
 	return true
 }
 
+// The service's limits on Acknowledge and ModifyAckDeadline requests, and
+// on what one Pull returns.
+const (
+	maxAckIDs          = 2500
+	maxAckRequestBytes = 512 << 10
+	maxPullBytes       = 10 << 20
+)
+
 func (p *subscriberService) Acknowledge(ctx context.Context, req *pubsubpb.AcknowledgeRequest) (*emptypb.Empty, error) {
-	if err := checkAckIDs(req.AckIds); err != nil {
+	if err := checkAckIDs(req.AckIds, req); err != nil {
 		return nil, err
 	}
 	s, unlock, err := p.e.lockSub(req.Subscription)
@@ -441,7 +478,11 @@ func (p *subscriberService) Acknowledge(ctx context.Context, req *pubsubpb.Ackno
 		return nil, err
 	}
 	defer unlock()
-	ok, invalid := s.ackIDsLocked(req.AckIds, time.Now(), false)
+	s.touchLocked()
+	ok, invalid, err := s.ackIDsLocked(req.AckIds, time.Now(), false)
+	if err != nil {
+		return nil, err
+	}
 	if s.eod() && len(invalid) > 0 {
 		return nil, ackFailure(invalid, ok)
 	}
@@ -487,7 +528,7 @@ func (p *subscriberService) ModifyAckDeadline(ctx context.Context, req *pubsubpb
 	if err := checkDeadline(req.AckDeadlineSeconds); err != nil {
 		return nil, err
 	}
-	if err := checkAckIDs(req.AckIds); err != nil {
+	if err := checkAckIDs(req.AckIds, req); err != nil {
 		return nil, err
 	}
 	s, unlock, err := p.e.lockSub(req.Subscription)
@@ -495,6 +536,7 @@ func (p *subscriberService) ModifyAckDeadline(ctx context.Context, req *pubsubpb
 		return nil, err
 	}
 	defer unlock()
+	s.touchLocked()
 	ok, invalid := s.modAckLocked(req.AckIds, req.AckDeadlineSeconds, time.Now(), false)
 	if s.eod() && len(invalid) > 0 {
 		return nil, ackFailure(invalid, ok)
@@ -514,18 +556,18 @@ func (p *subscriberService) CreateSnapshot(ctx context.Context, req *pubsubpb.Cr
 	}
 	defer unlock()
 	e := p.e
-	if e.snapshots[req.Name] != nil {
+	now := e.now()
+	if sn := e.snapshots[req.Name]; sn != nil && !e.expiredSnapLocked(sn, now) {
 		return nil, status.Errorf(codes.AlreadyExists, "Snapshot already exists (resource=%s).", req.Name)
 	}
 	if s.topic == nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "Subscription %s has no topic (it was deleted or detached); a snapshot needs one.", s.pb.Name)
 	}
-	now := time.Now()
 	pb := &pubsubpb.Snapshot{Name: req.Name, Topic: s.pb.Topic, Labels: req.Labels}
-	sn := e.createSnapshotLocked(pb, s, now, nil)
-	if err := e.record(&logRecord{Op: opSnapPut, PB: mustMarshal(pb), Sub: s.pb.Name, Time: now.UnixNano()}); err != nil {
+	if err := e.record(&logRecord{Op: opSnapPut, PB: mustMarshal(pb), Sub: s.pb.Name, Time: logTime(now)}); err != nil {
 		return nil, err
 	}
+	sn := e.createSnapshotLocked(pb, s, now, nil)
 	return clone(sn.pb), nil
 }
 
@@ -559,7 +601,7 @@ func (p *subscriberService) GetSnapshot(ctx context.Context, req *pubsubpb.GetSn
 	p.e.mu.Lock()
 	defer p.e.mu.Unlock()
 	sn := p.e.snapshots[req.Snapshot]
-	if sn == nil {
+	if sn == nil || p.e.expiredSnapLocked(sn, p.e.now()) {
 		return nil, errSnapshotNotFound(req.Snapshot)
 	}
 	return clone(sn.pb), nil
@@ -572,6 +614,7 @@ func (p *subscriberService) ListSnapshots(ctx context.Context, req *pubsubpb.Lis
 	e := p.e
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.sweepLocked()
 	var names []string
 	prefix := req.Project + "/snapshots/"
 	for n := range e.snapshots {
@@ -607,17 +650,17 @@ func (p *subscriberService) UpdateSnapshot(ctx context.Context, req *pubsubpb.Up
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	sn := e.snapshots[req.Snapshot.Name]
-	if sn == nil {
+	if sn == nil || e.expiredSnapLocked(sn, e.now()) {
 		return nil, errSnapshotNotFound(req.Snapshot.Name)
 	}
 	pb := clone(sn.pb)
 	if err := applyMask(pb, req.Snapshot, paths); err != nil {
 		return nil, err
 	}
-	sn.pb = pb
 	if err := e.record(&logRecord{Op: opSnapUpd, PB: mustMarshal(pb)}); err != nil {
 		return nil, err
 	}
+	sn.pb = pb
 	return clone(pb), nil
 }
 
@@ -628,13 +671,13 @@ func (p *subscriberService) DeleteSnapshot(ctx context.Context, req *pubsubpb.De
 	e := p.e
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.snapshots[req.Snapshot] == nil {
+	if sn := e.snapshots[req.Snapshot]; sn == nil || e.expiredSnapLocked(sn, e.now()) {
 		return nil, errSnapshotNotFound(req.Snapshot)
 	}
-	e.deleteSnapshotLocked(req.Snapshot)
 	if err := e.record(&logRecord{Op: opSnapDel, Name: req.Snapshot}); err != nil {
 		return nil, err
 	}
+	e.deleteSnapshotLocked(req.Snapshot)
 	return &emptypb.Empty{}, nil
 }
 
@@ -657,32 +700,55 @@ func (p *subscriberService) Seek(ctx context.Context, req *pubsubpb.SeekRequest)
 			return nil, err
 		}
 	}
+	if when != nil {
+		if err := when.CheckValid(); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "Invalid seek time: %v; it must be between 0001-01-01 and 9999-12-31.", err)
+		}
+	}
 	s, unlock, err := p.e.lockSub(req.Subscription)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 	e := p.e
+	s.touchLocked()
 	rec := &logRecord{Op: opSeek, Name: s.pb.Name}
 	if snapName != "" {
 		sn := e.snapshots[snapName]
-		if sn == nil {
+		if sn == nil || e.expiredSnapLocked(sn, e.now()) {
 			return nil, errSnapshotNotFound(snapName)
 		}
 		if sn.topic != s.pb.Topic {
 			return nil, status.Errorf(codes.FailedPrecondition, "Snapshot %s is of topic %s, but subscription %s is of topic %s; seek only to a snapshot of the same topic.", snapName, sn.topic, s.pb.Name, s.pb.Topic)
 		}
-		s.seekSnapshotLocked(sn)
 		rec.Sub = snapName
+		if err := e.record(rec); err != nil {
+			return nil, err
+		}
+		s.seekSnapshotLocked(sn)
 	} else {
-		t := when.AsTime()
-		s.seekTimeLocked(t)
+		t := seekTime(when.AsTime(), e.now())
 		rec.Time = t.UnixNano()
-	}
-	if err := e.record(rec); err != nil {
-		return nil, err
+		if err := e.record(rec); err != nil {
+			return nil, err
+		}
+		s.seekTimeLocked(t)
 	}
 	return &pubsubpb.SeekResponse{}, nil
+}
+
+// seekTime brings a seek time into the range the data log holds (years
+// 1678 to 2262) without changing what the seek does: every message there is
+// was published by now, so a seek to any later time acks them all, as a
+// seek to just after now does; and none was published before 1678.
+func seekTime(t, now time.Time) time.Time {
+	if t.After(now) {
+		return now.Add(time.Nanosecond)
+	}
+	if t.Before(minLogTime) {
+		return minLogTime
+	}
+	return t
 }
 
 // seekTimeLocked marks messages published before t acked and the others
@@ -692,7 +758,7 @@ func (p *subscriberService) Seek(ctx context.Context, req *pubsubpb.SeekRequest)
 func (s *subscription) seekTimeLocked(t time.Time) {
 	s.resetLocked()
 	var back []*subMsg
-	expired := time.Now().Add(-s.retention())
+	expired := s.e.now().Add(-s.retention())
 	s.msgs.all(func(sm *subMsg) {
 		if sm.m.publish.Before(expired) {
 			s.msgs.remove(sm) // past the subscription's retention: gone for good

@@ -10,7 +10,6 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/courierq/courier/emulator"
 )
@@ -21,7 +20,7 @@ const Project = "courier-test"
 // NewClient returns a v2 Pub/Sub client for srv, closed at the end of the test.
 func NewClient(tb testing.TB, srv *emulator.Server) *pubsub.Client {
 	tb.Helper()
-	c, err := pubsub.NewClient(context.Background(), Project, emulator.ClientOptions(srv.Addr)...)
+	c, err := pubsub.NewClient(context.Background(), Project, srv.ClientOptions()...)
 	if err != nil {
 		tb.Fatalf("pubsub.NewClient: %v", err)
 	}
@@ -39,9 +38,9 @@ type Raw struct {
 // NewRaw dials srv and returns raw clients, closed at the end of the test.
 func NewRaw(tb testing.TB, srv *emulator.Server) Raw {
 	tb.Helper()
-	conn, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := srv.Dial(grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20), grpc.MaxCallRecvMsgSize(64<<20)))
 	if err != nil {
-		tb.Fatalf("grpc.NewClient(%s): %v", srv.Addr, err)
+		tb.Fatalf("dialing the emulator (%s): %v", srv.Addr, err)
 	}
 	tb.Cleanup(func() { conn.Close() })
 	return Raw{Pub: pubsubpb.NewPublisherClient(conn), Sub: pubsubpb.NewSubscriberClient(conn), Sch: pubsubpb.NewSchemaServiceClient(conn)}

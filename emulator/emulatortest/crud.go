@@ -169,14 +169,3 @@ func testResourceNames(t *testing.T, e *env) {
 	})
 	wantCode(t, "max_delivery_attempts 2 (the minimum is 5)", err, codes.OutOfRange)
 }
-
-func testSchemas(t *testing.T, e *env) {
-	_, err := e.raw.Sch.ListSchemas(e.ctx, &pubsubpb.ListSchemasRequest{Parent: "projects/" + Project})
-	if e.f.Schemas {
-		if err != nil {
-			t.Fatalf("ListSchemas: %v", err)
-		}
-		return
-	}
-	wantCode(t, "ListSchemas", err, codes.Unimplemented)
-}

@@ -59,9 +59,28 @@ type Features struct {
 	// Push: push subscriptions POST the standard JSON body, 2xx acks,
 	// failures are retried, no_wrapper is supported.
 	Push bool
-	// Schemas: SchemaService is implemented. When false the suite expects
-	// Unimplemented.
+	// Schemas: SchemaService is implemented, with Avro schemas, revisions
+	// and topics that validate what is published. When false the suite
+	// expects Unimplemented.
 	Schemas bool
+	// ProtoSchemas: protocol buffer schemas too. When false the suite
+	// expects Unimplemented for them.
+	ProtoSchemas bool
+	// Limits: requests past the service's limits (10 MiB per publish
+	// request, 100 attributes, 256-byte keys, 1,024-byte values and
+	// ordering keys, 2,500 ack IDs) are refused with InvalidArgument. The
+	// limit of 1,000 messages per publish request is always checked.
+	Limits bool
+	// PushOIDC: a push subscription's oidc_token makes each request carry
+	// a signed JWT that verifies with the keys at Server.JWKSURL.
+	PushOIDC bool
+	// Expiration: expiration_policy defaults to 31 days and a ttl under a
+	// day is refused.
+	Expiration bool
+	// Advance, when set, moves the wall clock of the emulator srv forward
+	// by d (see emulator.Config.Now), so that the suite can see
+	// subscriptions and snapshots expire.
+	Advance func(srv *emulator.Server, d time.Duration)
 	// UpdateLabels: UpdateTopic and UpdateSubscription accept update_mask
 	// "labels". When false the suite checks they reject it.
 	UpdateLabels bool
@@ -70,13 +89,14 @@ type Features struct {
 	Validation bool
 }
 
-// Courier returns what courier's emulator supports: everything but
-// SchemaService.
+// Courier returns what courier's emulator supports: all of it. Set
+// Advance to check expiry too.
 func Courier() Features {
 	return Features{
 		Name: "courier's emulator", Filters: true, FilterValidation: true, DeadLetter: true, RetryBackoff: true,
 		Ordering: true, ExactlyOnce: true, FlowControl: true, SnapshotsSeek: true, Detach: true, Push: true,
-		Validation: true, UpdateLabels: true, TopicRetention: true,
+		Validation: true, UpdateLabels: true, TopicRetention: true, Schemas: true, ProtoSchemas: true,
+		Limits: true, PushOIDC: true, Expiration: true,
 	}
 }
 
@@ -110,7 +130,13 @@ func Run(t *testing.T, start func(t *testing.T) *emulator.Server, f Features) {
 		{"Detach", testDetach},
 		{"Push", testPush},
 		{"PushNoWrapper", testPushNoWrapper},
-		{"Schemas", testSchemas},
+		{"Schemas", testSchemaCRUD},
+		{"SchemaRevisions", testSchemaRevisions},
+		{"SchemaTopics", testSchemaTopics},
+		{"SchemaSettings", testSchemaSettings},
+		{"Limits", testLimits},
+		{"PushOIDC", testPushOIDC},
+		{"Expiration", testExpiration},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
