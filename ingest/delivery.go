@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"time"
 
 	"cloud.google.com/go/pubsub/v2"
 	"github.com/google/uuid"
@@ -43,36 +44,82 @@ func (d *delivery) process() {
 		d.poison(reason)
 		return
 	}
-	if !d.ensure() {
+	for {
+		if !d.ensure() {
+			return
+		}
+		if d.job.State.Terminal() {
+			d.debug("ingest: job already ended; acked without running", "state", d.job.State)
+			d.m.Ack()
+			return
+		}
+		if d.w.pullCtx.Err() != nil { // stopping: do not start new work
+			d.debug("ingest: worker stopping before the job started; nacked")
+			d.m.Nack()
+			return
+		}
+		if d.job.State == jobs.Running && d.job.Lease != "" && d.job.LeaseExpiry.After(time.Now()) {
+			// A duplicate of a delivery another worker runs: wait for that run
+			// to end (then the job is terminal, or QUEUED again for a retry)
+			// or for its lease to lapse (its worker died: take over), holding
+			// the message, rather than nack it and spend a delivery attempt.
+			if !d.waitForLease() {
+				return
+			}
+			continue
+		}
+		// The attempt is Pub/Sub's delivery attempt, or one more than the
+		// store has seen if that is higher (no dead-letter policy, or a
+		// message re-published by the outbox). Never lower than Pub/Sub's
+		// count, so the worker reaches max attempts (and records FAILED)
+		// before the subscription's dead-letter policy, its safety net, does.
+		d.attempt = d.job.Attempt + 1
+		if da := d.m.DeliveryAttempt; da != nil && *da > d.attempt {
+			d.attempt = *da
+		}
+		d.maxAttempts = d.job.MaxAttempts
+		if d.maxAttempts <= 0 {
+			d.maxAttempts = d.t.entry.Config.MaxAttempts
+		}
+		d.lease = newLease()
+		res, err := d.chain()(d.w.pullCtx, d.request())
+		if !d.started && errors.Is(err, jobs.ErrLeased) {
+			continue // the job started elsewhere since it was read: wait for that run
+		}
+		d.settle(res, err)
 		return
 	}
-	if d.job.State.Terminal() {
-		d.debug("ingest: job already ended; acked without running", "state", d.job.State)
-		d.m.Ack()
-		return
-	}
-	if d.w.pullCtx.Err() != nil { // stopping: do not start new work
-		d.debug("ingest: worker stopping before the job started; nacked")
-		d.m.Nack()
-		return
-	}
-	// The attempt is Pub/Sub's delivery attempt, or one more than the store
-	// has seen if that is higher (no dead-letter policy, or a message
-	// re-published by the outbox). Never lower than Pub/Sub's count, so the
-	// worker reaches max attempts (and records FAILED) before the
-	// subscription's dead-letter policy, its safety net, does.
-	d.attempt = d.job.Attempt + 1
-	if da := d.m.DeliveryAttempt; da != nil && *da > d.attempt {
-		d.attempt = *da
-	}
-	d.maxAttempts = d.job.MaxAttempts
-	if d.maxAttempts <= 0 {
-		d.maxAttempts = d.t.entry.Config.MaxAttempts
-	}
-	d.lease = newLease()
-	res, err := d.chain()(d.w.pullCtx, d.request())
-	d.settle(res, err)
 }
+
+// waitForLease waits, holding the message, until the job changes (through
+// any replica, for shared stores) or its run's lease lapses, whichever comes
+// first. It returns false, after nacking the message, when the worker stops
+// meanwhile.
+func (d *delivery) waitForLease() bool {
+	d.info("ingest: job runs under another worker's lease; waiting for that run to end or its lease to lapse", "lease_expiry", d.job.LeaseExpiry)
+	changed, cancel := d.w.cfg.Store.Subscribe(d.id)
+	defer cancel()
+	// Re-read after subscribing: a change just before it is not missed.
+	if job, err := d.w.ensureJob(d.id, d.attrs, d.m); err == nil && (job.State != jobs.Running || job.Lease != d.job.Lease) {
+		return true
+	}
+	wait := time.Until(d.job.LeaseExpiry) + leaseMargin
+	t := time.NewTimer(max(wait, leaseMargin))
+	defer t.Stop()
+	select {
+	case <-changed:
+	case <-t.C:
+	case <-d.w.pullCtx.Done():
+		d.debug("ingest: worker stopping while a duplicate waited for a lease; nacked")
+		d.m.Nack()
+		return false
+	}
+	return true
+}
+
+// leaseMargin is added to a lease's expiry before a waiting duplicate looks
+// again: clocks of replicas differ a little.
+const leaseMargin = 250 * time.Millisecond
 
 // decode reads the message's attributes and decodes its payload; it
 // returns why the message cannot run, or "".
@@ -213,10 +260,6 @@ func (d *delivery) settle(res proto.Message, herr error) {
 		switch {
 		case !d.started && v.Ack:
 			d.debug("ingest: job already ended; acked without running", "err", o.Err)
-		case !d.started && errors.Is(o.Err, jobs.ErrLeased):
-			// A duplicate delivery while another worker runs the job: nacked,
-			// so that it is acked once that run ends, or runs if it fails.
-			d.info("ingest: job runs under another worker's lease; nacked to try later", "err", o.Err)
 		case !d.started && errors.As(herr, new(*startError)):
 			d.error("ingest: starting job failed; message nacked", "err", o.Err)
 		case !d.started:
