@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +51,7 @@ type parts struct {
 	pub      *publisher.Publisher
 	relay    *outbox.Relay
 	janitor  *jobs.Janitor
+	rescuer  *jobs.Rescuer     // nil when jobs.rescueAfter turns it off
 	worker   *ingest.Worker    // nil in the api role or without handlers
 	temporal *workflows.Worker // nil without a temporal section (or in the api role)
 	jobs     *jobservice.Service
@@ -115,14 +117,31 @@ func (p *parts) buildPubSub(ctx context.Context) error {
 	var opts []option.ClientOption
 	switch {
 	case cfg.PubSub.Emulator == "embedded":
-		emu, err := emulator.Start(ctx, emulator.Config{DataDir: cfg.PubSub.EmulatorDataDir})
+		// In the process alone unless dev mode asks for a port: the
+		// emulator has no authentication (config validates emulatorAddr).
+		ecfg := emulator.Config{DataDir: cfg.PubSub.EmulatorDataDir, InProcess: cfg.PubSub.EmulatorAddr == ""}
+		if !ecfg.InProcess {
+			host, port, err := net.SplitHostPort(cfg.PubSub.EmulatorAddr)
+			if err != nil {
+				return &config.ValidationError{Field: "pubsub.emulatorAddr", Value: cfg.PubSub.EmulatorAddr, Fix: "use host:port, e.g. 127.0.0.1:8085"}
+			}
+			ecfg.Host = host
+			if ecfg.Port, err = strconv.Atoi(port); err != nil {
+				return &config.ValidationError{Field: "pubsub.emulatorAddr", Value: cfg.PubSub.EmulatorAddr, Fix: "use host:port, e.g. 127.0.0.1:8085"}
+			}
+		}
+		emu, err := emulator.Start(ctx, ecfg)
 		if err != nil {
 			return err
 		}
 		p.emu = emu
 		p.closers = append(p.closers, emu.Close)
-		n.log.Info("courier: embedded Pub/Sub emulator", "addr", emu.Addr, "project", project, "dataDir", cfg.PubSub.EmulatorDataDir)
-		opts = emulator.ClientOptions(emu.Addr)
+		where := emu.Addr
+		if where == "" {
+			where = "in process (no port)"
+		}
+		n.log.Info("courier: embedded Pub/Sub emulator", "addr", where, "project", project, "dataDir", cfg.PubSub.EmulatorDataDir)
+		opts = emu.ClientOptions()
 	case os.Getenv("PUBSUB_EMULATOR_HOST") != "":
 		n.log.Info("courier: Pub/Sub emulator from PUBSUB_EMULATOR_HOST", "addr", os.Getenv("PUBSUB_EMULATOR_HOST"), "project", project)
 	default:
@@ -278,12 +297,18 @@ func (p *parts) buildPublishing() error {
 	if err != nil {
 		return err
 	}
-	p.relay, err = outbox.New(outbox.Config{Store: p.store, Publisher: p.obs.metrics.WrapPublisher(p.obs.tracing.WrapPublisher(p.pub)),
+	p.relay, err = outbox.New(outbox.Config{Store: p.store, Publisher: p.obs.metrics.WrapPublisher(p.obs.tracing.WrapPublisher(p.pub, p.naming())),
 		PollInterval: cfg.Jobs.RelayPollInterval.D(), Logger: n.log})
 	if err != nil {
 		return err
 	}
 	p.janitor, err = jobs.NewJanitor(jobs.JanitorConfig{Store: p.store, Retention: cfg.Jobs.Retention.D(), Logger: n.log})
+	if err != nil {
+		return err
+	}
+	if after := cfg.Jobs.RescueAfter.D(); after > 0 {
+		p.rescuer, err = jobs.NewRescuer(jobs.RescuerConfig{Store: p.store, After: after, Logger: n.log})
+	}
 	return err
 }
 
@@ -309,7 +334,7 @@ func (p *parts) buildWorker() error {
 	p.worker, err = ingest.New(ingest.Config{
 		Client: p.ps, Store: p.store, Registry: p.reg, Naming: p.naming(),
 		DisableCreate: cfg.PubSub.DisableCreate, MaxOutstandingMessages: cfg.Handlers.MaxOutstandingMessages,
-		AckDeadline: cfg.Handlers.AckDeadline.D(), Logger: n.log,
+		AckDeadline: cfg.Handlers.AckDeadline.D(), Logger: n.log, SeenInterval: max(cfg.Jobs.RescueAfter.D()/4, 0),
 		Limiters: limiters, Middleware: mws, DeadLetters: p.obs.metrics.WrapDeadLetters(ingest.NewDeadLetters(p.ps)),
 	})
 	return err
@@ -432,6 +457,9 @@ func (p *parts) start(ctx context.Context) <-chan error {
 	}
 	p.bg.Go(func() { p.relay.Run(bg) })
 	p.bg.Go(func() { p.janitor.Run(bg) })
+	if p.rescuer != nil {
+		p.bg.Go(func() { p.rescuer.Run(bg) })
+	}
 	p.bg.Go(func() { p.obs.ready.Run(bg) })
 	if p.temporal != nil {
 		p.tempCh = make(chan error, 1)

@@ -247,13 +247,23 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	stopHard := context.AfterFunc(n.hardCtx(), func() { cancelHard(errors.New("courier: Close called")) })
 	defer stopHard()
 	cut, err := p.shutdown(sctx)
-	if cut {
+	if cut && !n.closedHard() { // Close asked for the cut: not worth reporting
 		n.cut = fmt.Errorf("courier: shutdown cancelled work still running: %w", context.Cause(sctx))
 	}
 	if cause != nil {
 		err = errors.Join(cause, err)
 	}
 	return err
+}
+
+// closedHard reports whether Close was called.
+func (n *Node) closedHard() bool {
+	select {
+	case <-n.hardStop:
+		return true
+	default:
+		return false
+	}
 }
 
 // hardCtx is a context that ends when Close is called.

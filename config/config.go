@@ -117,6 +117,12 @@ type PubSub struct {
 	// in flight, and only the rescuer (jobs.rescueAfter) brings their jobs
 	// back.
 	EmulatorDataDir string `json:"emulatorDataDir,omitempty"`
+	// EmulatorAddr, when set, makes the embedded emulator listen on this
+	// loopback address (for other tools: PUBSUB_EMULATOR_HOST=ADDR), in dev
+	// mode only: the emulator has no authentication, and anyone who reaches
+	// its port can run jobs. "" (the default) serves it in the process
+	// alone, on no port at all.
+	EmulatorAddr string `json:"emulatorAddr,omitempty"`
 	// TopicPrefix is put before every topic name made by the default rule
 	// (the type's full name with dots as dashes).
 	TopicPrefix string `json:"topicPrefix,omitempty"`
@@ -346,6 +352,16 @@ func (c *Config) Validate() error {
 	case "", "embedded":
 	default:
 		errs = append(errs, &ValidationError{Field: "pubsub.emulator", Value: c.PubSub.Emulator, Fix: `use "embedded", or "" (then $PUBSUB_EMULATOR_HOST or real Pub/Sub)`})
+	}
+	if a := c.PubSub.EmulatorAddr; a != "" {
+		switch {
+		case c.PubSub.Emulator != "embedded":
+			bad("pubsub.emulatorAddr", a, `it is the embedded emulator's address: set pubsub.emulator: embedded, or remove it`)
+		case !c.GRPC.DevMode:
+			bad("pubsub.emulatorAddr", a, "the embedded emulator has no authentication, so it listens on a port only in dev mode (grpc.devMode: true); remove it to serve the emulator in the process alone")
+		case loopbackAddr(a) != nil:
+			bad("pubsub.emulatorAddr", a, "use a loopback address such as 127.0.0.1:8085")
+		}
 	}
 	if c.PubSub.Emulator != "embedded" && c.PubSub.Project == "" {
 		errs = append(errs, &ValidationError{Field: "pubsub.project", Value: `""`, Fix: "name the Google Cloud project (with an emulator, any ID such as courier-dev)"})

@@ -24,6 +24,10 @@ type Request struct {
 	// message carried ("" when none): tracing middleware parents its span
 	// on them.
 	TraceParent, TraceState string
+	// Source and MessageID say where the attempt came from, for tracing
+	// and logs: the subscription (or other source) and the message's ID
+	// there. "" when unknown.
+	Source, MessageID string
 }
 
 // Handler runs one attempt of a job and returns its result. A nil result with

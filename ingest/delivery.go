@@ -44,6 +44,8 @@ func (d *delivery) process() {
 		d.poison(reason)
 		return
 	}
+	d.w.runs.hold(d.id)
+	defer d.w.runs.release(d.id)
 	for {
 		if !d.ensure() {
 			return
@@ -185,6 +187,7 @@ func (d *delivery) request() *handlers.Request {
 	return &handlers.Request{
 		ID: d.id, Type: d.attrs.Type, Attempt: d.attempt, MaxAttempts: d.maxAttempts,
 		Labels: labels, Payload: d.payload, TraceParent: d.attrs.TraceParent, TraceState: d.attrs.TraceState,
+		Source: d.sub.names.Subscription, MessageID: d.m.ID,
 		Progress: func(ctx context.Context, fraction float64, message string) error {
 			return store.Progress(ctx, jobs.ProgressParams{ID: id, Fraction: fraction, Message: message, Lease: lease})
 		},

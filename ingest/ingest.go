@@ -104,6 +104,12 @@ type Config struct {
 	// job it runs was cancelled (one query for all of them). It bounds how
 	// long a cancelled handler runs on. 0 means 100ms.
 	CancelPollInterval time.Duration
+	// SeenInterval is how often the worker tells the store which jobs'
+	// messages it holds (Store.MarkSeen), waiting for a rate-limit token, a
+	// concurrency slot or another run's lease, so that the rescuer leaves
+	// them alone. 0 means never (no rescuer runs); courier's Node sets it
+	// to a quarter of jobs.rescueAfter.
+	SeenInterval time.Duration
 	// Lease is how long a running job's lease lasts without a heartbeat:
 	// while it holds, a duplicate delivery of the job is nacked instead of
 	// run; once it lapses (this worker died), a delivery takes the job
@@ -180,9 +186,9 @@ func New(cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("ingest: Config.AckDeadline is %v; Pub/Sub allows 10s..600s (0 means 60s)", cfg.AckDeadline)
 	case cfg.Lease < 0 || cfg.Lease > 0 && cfg.Lease < time.Second:
 		return nil, fmt.Errorf("ingest: Config.Lease is %v: use 0 for the default (30s) or at least 1s", cfg.Lease)
-	case cfg.MaxOutstandingMessages < 0, cfg.MaxOutstandingBytes < 0, cfg.NumStreams < 0, cfg.StoreTimeout < 0, cfg.CancelPollInterval < 0:
-		return nil, fmt.Errorf("ingest: Config.MaxOutstandingMessages (%d), MaxOutstandingBytes (%d), NumStreams (%d), StoreTimeout (%v) and CancelPollInterval (%v) must not be negative",
-			cfg.MaxOutstandingMessages, cfg.MaxOutstandingBytes, cfg.NumStreams, cfg.StoreTimeout, cfg.CancelPollInterval)
+	case cfg.MaxOutstandingMessages < 0, cfg.MaxOutstandingBytes < 0, cfg.NumStreams < 0, cfg.StoreTimeout < 0, cfg.CancelPollInterval < 0, cfg.SeenInterval < 0:
+		return nil, fmt.Errorf("ingest: Config.MaxOutstandingMessages (%d), MaxOutstandingBytes (%d), NumStreams (%d), StoreTimeout (%v), CancelPollInterval (%v) and SeenInterval (%v) must not be negative",
+			cfg.MaxOutstandingMessages, cfg.MaxOutstandingBytes, cfg.NumStreams, cfg.StoreTimeout, cfg.CancelPollInterval, cfg.SeenInterval)
 	}
 	if cfg.SubscriptionSuffix == "" {
 		cfg.SubscriptionSuffix = "-worker"
@@ -311,10 +317,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	// One loop per worker asks the store about every running job: cancels
 	// (often) and lease renewals (every third of the lease).
 	watchCtx, stopWatch := context.WithCancel(context.Background())
-	watchDone := make(chan struct{}, 2)
+	watchDone := make(chan struct{}, 3)
 	go func() { defer func() { watchDone <- struct{}{} }(); w.runs.watch(watchCtx) }()
 	go func() { defer func() { watchDone <- struct{}{} }(); w.runs.heartbeats(watchCtx) }()
-	defer func() { stopWatch(); <-watchDone; <-watchDone }()
+	go func() { defer func() { watchDone <- struct{}{} }(); w.runs.seen(watchCtx) }()
+	defer func() { stopWatch(); <-watchDone; <-watchDone; <-watchDone }()
 	defer w.stopRun(errStopping)
 
 	recvCtx, cancelRecv := context.WithCancel(w.pullCtx)

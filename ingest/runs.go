@@ -25,6 +25,7 @@ type runs struct {
 	w    *Worker
 	mu   sync.Mutex
 	byID map[string][]*run
+	held map[string]int // deliveries held, by job ID (running or waiting)
 }
 
 type run struct {
@@ -32,7 +33,61 @@ type run struct {
 	cancel context.CancelCauseFunc
 }
 
-func newRuns(w *Worker) *runs { return &runs{w: w, byID: map[string][]*run{}} }
+func newRuns(w *Worker) *runs { return &runs{w: w, byID: map[string][]*run{}, held: map[string]int{}} }
+
+// hold notes that a delivery of job id is held (until release): the seen
+// loop reports it to the store.
+func (rs *runs) hold(id string) {
+	rs.mu.Lock()
+	rs.held[id]++
+	rs.mu.Unlock()
+}
+
+// release undoes hold.
+func (rs *runs) release(id string) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	switch n := rs.held[id]; {
+	case n > 1:
+		rs.held[id] = n - 1
+	case n == 1:
+		delete(rs.held, id)
+	}
+}
+
+// seen reports the jobs whose messages are held to the store every
+// SeenInterval (Store.MarkSeen), so that the rescuer does not republish a
+// job that waits in this worker for a token, a slot or a lease. It returns
+// at once when SeenInterval is 0.
+func (rs *runs) seen(ctx context.Context) {
+	if rs.w.cfg.SeenInterval == 0 {
+		return
+	}
+	t := time.NewTicker(rs.w.cfg.SeenInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rs.mu.Lock()
+		ids := make([]string, 0, len(rs.held))
+		for id := range rs.held {
+			ids = append(ids, id)
+		}
+		rs.mu.Unlock()
+		for chunk := range slices.Chunk(ids, jobs.MaxBatchIDs) {
+			sctx, cancel := rs.w.storeCtx()
+			err := rs.w.cfg.Store.MarkSeen(sctx, chunk)
+			cancel()
+			if err != nil && ctx.Err() == nil && !errors.Is(err, jobs.ErrClosed) {
+				rs.w.log.Warn("ingest: telling the store which jobs this worker holds failed; will try again", "jobs", len(chunk), "err", err)
+				break
+			}
+		}
+	}
+}
 
 // add registers a run of job id under lease and returns its handler
 // context: the worker's run context, cancelled with a cause when the job is

@@ -52,7 +52,9 @@ type Config struct {
 	// Insecure sends OTLP without TLS (a local collector).
 	Insecure bool `json:"insecure,omitempty"`
 	// ServiceName is the service.name resource attribute. "" means
-	// "courierd".
+	// $OTEL_SERVICE_NAME, else "courierd". OTEL_RESOURCE_ATTRIBUTES adds
+	// resource attributes; the OTLP exporter reads the standard
+	// OTEL_EXPORTER_OTLP_* variables, the SDK OTEL_TRACES_SAMPLER.
 	ServiceName string `json:"serviceName,omitempty"`
 
 	// Stdout receives the "stdout" exporter's spans. nil means os.Stdout.
@@ -73,9 +75,6 @@ type Tracing struct {
 
 // New validates cfg and builds the exporter (it connects lazily).
 func New(ctx context.Context, cfg Config) (*Tracing, error) {
-	if cfg.ServiceName == "" {
-		cfg.ServiceName = "courierd"
-	}
 	t := &Tracing{cfg: cfg, prop: propagation.TraceContext{}}
 	var opt sdktrace.TracerProviderOption
 	switch {
@@ -110,7 +109,15 @@ func New(ctx context.Context, cfg Config) (*Tracing, error) {
 	default:
 		return nil, fmt.Errorf("tracing: exporter %q is unknown; use \"\" (off), \"stdout\" or \"otlp\"", cfg.Exporter)
 	}
-	res := resource.NewSchemaless(semconv.ServiceName(cfg.ServiceName))
+	res, err := resource.New(ctx, resource.WithAttributes(semconv.ServiceName("courierd")),
+		resource.WithFromEnv(), // OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES win over the default
+		resource.WithTelemetrySDK())
+	if err != nil {
+		return nil, fmt.Errorf("tracing: resource from OTEL_RESOURCE_ATTRIBUTES: %w", err)
+	}
+	if cfg.ServiceName != "" { // the config's serviceName wins over everything
+		res, _ = resource.Merge(res, resource.NewSchemaless(semconv.ServiceName(cfg.ServiceName)))
+	}
 	t.sdk = sdktrace.NewTracerProvider(opt, sdktrace.WithResource(res))
 	t.tracer = t.sdk.Tracer("github.com/courierq/courier")
 	return t, nil
@@ -161,21 +168,23 @@ func (s *store) Enqueue(ctx context.Context, p jobs.EnqueueParams) (*jobs.Job, b
 }
 
 // WrapPublisher returns p with each message the outbox relay publishes in
-// a "courier.publish TYPE" producer span, a child of the trace context the
+// a "TOPIC create" producer span (the OpenTelemetry messaging conventions
+// for GCP Pub/Sub), a child of the trace context the
 // message carries (the enqueue's, stored with the job: so the trace holds
 // whichever replica publishes, after restarts and run_after waits); the
 // message then carries the publish span's context to the handler. Off, it
 // returns p.
-func (t *Tracing) WrapPublisher(p outbox.Publisher) outbox.Publisher {
+func (t *Tracing) WrapPublisher(p outbox.Publisher, naming wire.Naming) outbox.Publisher {
 	if !t.Enabled() {
 		return p
 	}
-	return &tracedPublisher{Publisher: p, t: t}
+	return &tracedPublisher{Publisher: p, t: t, naming: naming}
 }
 
 type tracedPublisher struct {
 	outbox.Publisher
-	t *Tracing
+	t      *Tracing
+	naming wire.Naming
 }
 
 func (p *tracedPublisher) PublishBatch(ctx context.Context, msgs []*wire.Message) []error {
@@ -185,10 +194,19 @@ func (p *tracedPublisher) PublishBatch(ctx context.Context, msgs []*wire.Message
 		if m.TraceParent != "" {
 			pctx = p.t.prop.Extract(ctx, propagation.MapCarrier{"traceparent": m.TraceParent, "tracestate": m.TraceState})
 		}
+		topic, _ := p.naming.Topic(m.Type)
+		attrs := []attribute.KeyValue{
+			semconv.MessagingSystemGCPPubSub, semconv.MessagingDestinationName(topic),
+			semconv.MessagingOperationName("create"), semconv.MessagingOperationTypeCreate,
+			attribute.String("courier.job_id", m.ID), attribute.String("courier.job_type", m.Type),
+		}
+		if m.OrderingKey != "" {
+			attrs = append(attrs, semconv.MessagingGCPPubSubMessageOrderingKey(m.OrderingKey))
+		}
 		var span trace.Span
-		pctx, span = p.t.tracer.Start(pctx, "courier.publish "+m.Type, trace.WithSpanKind(trace.SpanKindProducer),
-			trace.WithAttributes(attribute.String("courier.job_id", m.ID), attribute.String("courier.job_type", m.Type),
-				attribute.String("messaging.system", "gcp_pubsub")))
+		// "<topic> create": the messaging conventions' name for the span
+		// of a message's creation, as the Pub/Sub clients name theirs.
+		pctx, span = p.t.tracer.Start(pctx, topic+" create", trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
 		spans[i] = span
 		c := propagation.MapCarrier{}
 		p.t.prop.Inject(pctx, c)
@@ -202,7 +220,7 @@ func (p *tracedPublisher) PublishBatch(ctx context.Context, msgs []*wire.Message
 }
 
 // Middleware is the handler middleware that runs each attempt in a
-// "courier.handle TYPE" consumer span, a child of the span named by the
+// "SUBSCRIPTION process" consumer span (the messaging conventions), a child of the span named by the
 // message's trace context (handlers.Request.TraceParent), so a trace runs
 // from the enqueue through the publish to the handler
 // (ingest.Config.Middleware). Off, it adds nothing.
@@ -219,9 +237,14 @@ func (t *Tracing) Middleware() handlers.Middleware {
 				}
 				ctx = t.prop.Extract(ctx, carrier)
 			}
-			ctx, span := t.tracer.Start(ctx, "courier.handle "+req.Type, trace.WithSpanKind(trace.SpanKindConsumer),
-				trace.WithAttributes(attribute.String("courier.job_id", req.ID), attribute.String("courier.job_type", req.Type),
-					attribute.Int("courier.attempt", req.Attempt), attribute.String("messaging.system", "gcp_pubsub")))
+			// "<subscription> process": the messaging conventions' name for
+			// the span of a message's processing.
+			ctx, span := t.tracer.Start(ctx, req.Source+" process", trace.WithSpanKind(trace.SpanKindConsumer),
+				trace.WithAttributes(semconv.MessagingSystemGCPPubSub, semconv.MessagingDestinationSubscriptionName(req.Source),
+					semconv.MessagingOperationName("process"), semconv.MessagingOperationTypeProcess,
+					semconv.MessagingMessageID(req.MessageID), semconv.MessagingGCPPubSubMessageDeliveryAttempt(req.Attempt),
+					attribute.String("courier.job_id", req.ID), attribute.String("courier.job_type", req.Type),
+					attribute.Int("courier.attempt", req.Attempt)))
 			res, err := next(ctx, req)
 			end(span, err)
 			return res, err

@@ -51,11 +51,11 @@ func TestStdoutWritesSpans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr.WrapPublisher(okPublisher{}).PublishBatch(context.Background(), []*wire.Message{{ID: "j1", Type: "courier.demo.v1.Echo"}})
+	tr.WrapPublisher(okPublisher{}, wire.Naming{}).PublishBatch(context.Background(), []*wire.Message{{ID: "j1", Type: "courier.demo.v1.Echo"}})
 	if err := tr.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if out := buf.String(); !strings.Contains(out, `"Name":"courier.publish courier.demo.v1.Echo"`) || !strings.Contains(out, `"j1"`) {
+	if out := buf.String(); !strings.Contains(out, `"Name":"courier-demo-v1-Echo create"`) || !strings.Contains(out, `"j1"`) {
 		t.Fatalf("stdout exporter wrote %q, want the publish span with its job ID", out)
 	}
 }
@@ -92,10 +92,10 @@ func TestPublishSpanParentedOnStoredTraceContext(t *testing.T) {
 		t.Fatalf("ClaimOutbox = %+v, %v; want the entry with the job's trace context", es, err)
 	}
 	msg := &wire.Message{ID: es[0].JobID, Type: es[0].Type, TraceParent: es[0].TraceParent, TraceState: es[0].TraceState}
-	tr.WrapPublisher(okPublisher{}).PublishBatch(ctx, []*wire.Message{msg})
+	tr.WrapPublisher(okPublisher{}, wire.Naming{}).PublishBatch(ctx, []*wire.Message{msg})
 	var publish tracetest.SpanStub
 	for _, sp := range exp.GetSpans() {
-		if sp.Name == "courier.publish courier.demo.v1.Echo" {
+		if sp.Name == "courier-demo-v1-Echo create" {
 			publish = sp
 		}
 	}
