@@ -82,7 +82,6 @@ func TestPublishAttributes(t *testing.T) {
 		"ce-time":                "2026-11-27T12:00:00Z",
 		"content-type":           "application/protobuf",
 		"Content-Type":           "application/protobuf",
-		"ce-dataschema":          "type.googleapis.com/courier.demo.v1.Echo",
 		"traceparent":            "00-0102030405060708090a0b0c0d0e0f10-0102030405060708-01",
 		"googclient_traceparent": "00-0102030405060708090a0b0c0d0e0f10-0102030405060708-01",
 		"courier-label-team":     "pay",

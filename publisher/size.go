@@ -22,12 +22,13 @@ const (
 	// MaxSourceBytes bounds Config.Source (ce-source); New refuses a longer one.
 	MaxSourceBytes = 256
 	// MaxTraceBytes is what EncodedSize reserves for the trace context
-	// attributes (names and values): a traceparent (55 bytes, written as
-	// traceparent and as googclient_traceparent) and a tracestate of up to
-	// 512 bytes, the W3C trace context's propagation size. A message whose own trace context is larger (a tracestate beyond
+	// attributes (names and values): a traceparent (55 bytes) and a
+	// tracestate of up to 512 bytes (the W3C trace context's propagation
+	// size), each written twice: under the W3C names and the googclient_
+	// ones the Pub/Sub clients read. A message whose own trace context is larger (a tracestate beyond
 	// 512 bytes on a payload within about 1 KB of the limit) can still be
 	// refused by Publish with its actual size.
-	MaxTraceBytes = len(wire.AttrTraceparent) + 55 + len(wire.AttrGoogTraceparent) + 55 + len(wire.AttrTracestate) + 512
+	MaxTraceBytes = len(wire.AttrTraceparent) + 55 + len(wire.AttrGoogTraceparent) + 55 + len(wire.AttrTracestate) + 512 + len(wire.AttrGoogTracestate) + 512
 )
 
 // requestBytes is what the Pub/Sub client reserves beside a message in a

@@ -25,7 +25,6 @@ const (
 	AttrType        = "ce-type"        // full protobuf name of the payload
 	AttrSource      = "ce-source"      // the publisher's Source
 	AttrTime        = "ce-time"        // publish call time, RFC 3339
-	AttrDataSchema  = "ce-dataschema"  // type URL of the payload, "type.googleapis.com/" + type
 
 	// AttrContentType is the binding's name for the data's media type
 	// (datacontenttype). AttrContentTypeLegacy is the lower-case name that
@@ -34,13 +33,14 @@ const (
 	AttrContentTypeLegacy = "content-type"
 
 	// AttrTraceparent and AttrTracestate carry the W3C trace context of the
-	// job's enqueue (or publish). AttrGoogTraceparent is the name the
-	// official Pub/Sub clients use when their OpenTelemetry tracing is on;
-	// courier writes it too, and reads it when traceparent is absent, so
-	// traces join across both.
+	// job's enqueue (or publish). AttrGoogTraceparent and
+	// AttrGoogTracestate are the names the official Pub/Sub clients use
+	// when their OpenTelemetry tracing is on; courier writes them too, and
+	// reads them when traceparent is absent, so traces join across both.
 	AttrTraceparent     = "traceparent"
 	AttrTracestate      = "tracestate"
 	AttrGoogTraceparent = "googclient_traceparent"
+	AttrGoogTracestate  = "googclient_tracestate"
 
 	// AttrLabelPrefix prefixes one attribute per job label:
 	// "courier-label-team" = "payments".
@@ -79,6 +79,7 @@ func (m *Message) Attributes() map[string]string {
 		attrs[AttrGoogTraceparent] = m.TraceParent
 		if m.TraceState != "" {
 			attrs[AttrTracestate] = m.TraceState
+			attrs[AttrGoogTracestate] = m.TraceState
 		}
 	}
 	source := m.Source
@@ -89,7 +90,6 @@ func (m *Message) Attributes() map[string]string {
 	attrs[AttrID] = m.ID
 	attrs[AttrType] = m.Type
 	attrs[AttrSource] = source
-	attrs[AttrDataSchema] = "type.googleapis.com/" + m.Type
 	attrs[AttrContentType] = ContentType
 	attrs[AttrContentTypeLegacy] = ContentType
 	if !m.Time.IsZero() {
@@ -112,7 +112,7 @@ type Received struct {
 func Parse(attrs map[string]string) Received {
 	r := Received{ID: attrs[AttrID], Type: attrs[AttrType], Labels: Labels(attrs), TraceParent: attrs[AttrTraceparent], TraceState: attrs[AttrTracestate]}
 	if r.TraceParent == "" {
-		r.TraceParent = attrs[AttrGoogTraceparent]
+		r.TraceParent, r.TraceState = attrs[AttrGoogTraceparent], attrs[AttrGoogTracestate]
 	}
 	return r
 }

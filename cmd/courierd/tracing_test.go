@@ -52,8 +52,8 @@ func TestOneTraceFromEnqueueToHandler(t *testing.T) {
 
 	const (
 		rpcName     = "courier.v1.JobService/EnqueueJob"
-		publishName = "courier.publish courier.demo.v1.Echo"
-		handleName  = "courier.handle courier.demo.v1.Echo"
+		publishName = "courier-demo-v1-Echo create"
+		handleName  = "courier-demo-v1-Echo-worker process"
 	)
 	find := func(name string) (tracetest.SpanStub, bool) {
 		for _, s := range exp.GetSpans() {
