@@ -1,6 +1,10 @@
 # courier — see README.md. `make run` starts the embedded demo; `make test`
 # sets up what the tests need on a fresh machine and runs them.
 GO       ?= go
+# Tools (buf, protoc plugins, staticcheck, grpcurl) are pinned in tools.mod,
+# apart from the library's own go.mod, so that their dependencies never enter
+# the module graph of courier or of programs that import it.
+TOOL     ?= $(GO) tool -modfile=tools.mod
 PKGS     ?= ./...
 TESTFLAGS ?=
 
@@ -33,7 +37,7 @@ test-go:
 
 ## proto: regenerate Go code from proto/ with the tools pinned in go.mod.
 proto:
-	$(GO) tool buf generate
+	$(TOOL) buf generate
 
 ## proto-check: fail when the committed generated code is stale.
 proto-check: proto
@@ -43,8 +47,8 @@ proto-check: proto
 ## lint: gofmt, go vet, staticcheck, buf lint.
 lint: fmt-check
 	$(GO) vet $(PKGS)
-	$(GO) tool staticcheck $(PKGS)
-	$(GO) tool buf lint
+	$(TOOL) staticcheck $(PKGS)
+	$(TOOL) buf lint
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); test -z "$$out" || { echo "gofmt needed on:"; echo "$$out"; exit 1; }

@@ -64,3 +64,4 @@ fi
 
 # Go modules and pinned tools, so test time is not download time.
 go mod download
+go mod download -modfile=tools.mod
