@@ -92,6 +92,14 @@ type Config struct {
 	// MaxPayloadBytes bounds a payload. 0 means MaxPayloadBytes (Pub/Sub's
 	// limit); larger values are refused by New.
 	MaxPayloadBytes int
+	// EndedCache is how many ended jobs (SUCCEEDED, FAILED, CANCELLED: they
+	// do not change again) GetJob answers from memory, so that callers
+	// polling for results do not each cost a store read. 0 means 50,000; a
+	// negative number turns the cache off. A cached job is answered for at
+	// most a minute after the janitor deleted it.
+	EndedCache int
+	// Now is the clock of the cache. nil means time.Now.
+	Now func() time.Time
 }
 
 // Service implements courier.v1.JobService.
@@ -101,6 +109,7 @@ type Service struct {
 
 	stopOnce sync.Once
 	stopping chan struct{} // closed by StopWatches
+	ended    *ended        // nil when off
 }
 
 var _ backend.Service = (*Service)(nil)
@@ -125,7 +134,13 @@ func New(cfg Config) (*Service, error) {
 	case cfg.MaxPayloadBytes < 0 || cfg.MaxPayloadBytes > MaxPayloadBytes:
 		return nil, fmt.Errorf("jobservice: Config.MaxPayloadBytes is %d; it must be between 1 and Pub/Sub's limit of %d", cfg.MaxPayloadBytes, MaxPayloadBytes)
 	}
-	return &Service{cfg: cfg, stopping: make(chan struct{})}, nil
+	if cfg.EndedCache == 0 {
+		cfg.EndedCache = 50_000
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Service{cfg: cfg, stopping: make(chan struct{}), ended: newEnded(cfg.EndedCache, time.Minute, cfg.Now)}, nil
 }
 
 // StopWatches ends every open WatchJob stream, and any opened later, at once
@@ -222,11 +237,16 @@ func (s *Service) GetJob(ctx context.Context, req *courierv1.GetJobRequest) (*co
 	if err := requireID(req.GetId()); err != nil {
 		return nil, err
 	}
+	if j := s.ended.get(req.GetId()); j != nil {
+		return j, nil
+	}
 	j, err := s.cfg.Store.Get(ctx, req.GetId())
 	if err != nil {
 		return nil, toStatus(err, req.GetId())
 	}
-	return ToProto(j), nil
+	pj := ToProto(j)
+	s.ended.put(pj)
+	return pj, nil
 }
 
 // WatchJob implements courier.v1.JobService: the current state, then each
