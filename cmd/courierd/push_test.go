@@ -303,7 +303,10 @@ func TestPushRequests(t *testing.T) {
 		filepath.Join(t.TempDir(), "jobs.db"), pushEndpoint, pushSA, jwks.URL)
 	node := startCourierdDoc(t, doc, courier.WithPubSubClient(c), courier.WithRegistry(reg))
 	post := "http://" + node.HTTPAddr() + "/pubsub/push"
-	sub := func(typ string) string { _, s, _ := workerSub(t, typ); return "projects/push-requests/subscriptions/" + s }
+	sub := func(typ string) string {
+		_, s, _ := workerSub(t, typ)
+		return "projects/push-requests/subscriptions/" + s
+	}
 
 	envelope := func(id string, msg proto.Message, deliveryAttempt int) []byte {
 		data, err := proto.Marshal(msg)
@@ -398,7 +401,10 @@ func TestPushRequests(t *testing.T) {
 	// Concurrency 1: while one Sleep runs, another is answered 429 at
 	// once; once the slot frees, its redelivery runs as attempt 1.
 	first := make(chan int, 1)
-	go func() { code, _ := send(envelope("slot-holder", &demov1.Sleep{FailAttempts: 1}, 1), good, nil); first <- code }()
+	go func() {
+		code, _ := send(envelope("slot-holder", &demov1.Sleep{FailAttempts: 1}, 1), good, nil)
+		first <- code
+	}()
 	<-started
 	if code, _ := send(envelope("slot-waiter", &demov1.Sleep{}, 1), good, nil); code != http.StatusTooManyRequests {
 		t.Fatalf("over the concurrency limit: answered %d, want 429", code)
