@@ -330,12 +330,20 @@ func (p *parts) buildWorker() error {
 		}
 	}
 	mws := append([]handlers.Middleware{p.obs.metrics.Middleware(), p.obs.tracing.Middleware()}, n.opt.middleware...)
+	var push *ingest.PushConfig // nil: pull
+	if cfg.Worker.Mode == "push" {
+		var err error
+		if push, err = p.pushConfig(); err != nil {
+			return err
+		}
+	}
 	var err error
 	p.worker, err = ingest.New(ingest.Config{
 		Client: p.ps, Store: p.store, Registry: p.reg, Naming: p.naming(),
 		DisableCreate: cfg.PubSub.DisableCreate, MaxOutstandingMessages: cfg.Handlers.MaxOutstandingMessages,
 		AckDeadline: cfg.Handlers.AckDeadline.D(), Logger: n.log, SeenInterval: max(cfg.Jobs.RescueAfter.D()/4, 0),
 		Limiters: limiters, Middleware: mws, DeadLetters: p.obs.metrics.WrapDeadLetters(ingest.NewDeadLetters(p.ps)),
+		Push: push,
 	})
 	return err
 }
@@ -418,6 +426,9 @@ func (p *parts) buildAPI(checks map[string]func(context.Context) error) error {
 			return err
 		}
 		mux.Handle(httpjson.Prefix, api)
+	}
+	if err := p.pushRoute(mux); err != nil {
+		return err
 	}
 	p.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	p.closers = append(p.closers, p.http.Close)

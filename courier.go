@@ -18,6 +18,9 @@
 // workers; "api" leaves the workers out; "worker" leaves the gRPC API,
 // HTTP/JSON and the dashboard out, so enqueue/poll replicas and worker
 // replicas can be scaled apart over one store and one Pub/Sub project.
+// Workers pull by default; with worker.mode push they receive Pub/Sub push
+// requests on the HTTP port instead (each token checked by package
+// pushauth), so a worker service can scale to zero.
 //
 // It is the library form of courier for services and tests that run it. It
 // is not a client: callers of a running courier use package client (or any

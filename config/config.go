@@ -79,6 +79,9 @@ type Config struct {
 	Jobs Jobs `json:"jobs"`
 	// Handlers chooses the handlers this process runs and configures them.
 	Handlers Handlers `json:"handlers"`
+	// Worker chooses how workers receive messages: pull (the default) or
+	// push (see Worker).
+	Worker Worker `json:"worker,omitzero"`
 	// Temporal, when set, connects workflow job types (e.g. the demo's
 	// courier.demo.v1.Bisect) to Temporal and runs a Temporal worker for
 	// them. Unset, workflow job types are refused at enqueue with
@@ -432,6 +435,7 @@ func (c *Config) Validate() error {
 	for _, typ := range sortedKeys(h.Types) {
 		errs = append(errs, h.Types[typ].validate("handlers.types."+typ)...)
 	}
+	errs = append(errs, c.Worker.validate(c)...)
 	return errors.Join(errs...)
 }
 
@@ -513,6 +517,7 @@ func (c Config) WithDefaults() Config {
 	if c.Handlers.MaxOutstandingMessages == 0 {
 		c.Handlers.MaxOutstandingMessages = DefaultMaxOutstandingMessages
 	}
+	c.Worker = c.Worker.withDefaults()
 	if len(c.Handlers.Types) > 0 {
 		types := make(map[string]Handler, len(c.Handlers.Types))
 		for k, h := range c.Handlers.Types {

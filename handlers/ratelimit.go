@@ -20,7 +20,9 @@ func LabelKey(name string) KeyFunc {
 // RateLimit makes each attempt wait for a token from lim (its bucket named
 // by key; nil key means by type) before it runs; the caller, and so the
 // Pub/Sub message, is held while it waits. If ctx ends first the token is
-// given back and ctx's error returned, so the runner nacks. A limiter error
+// given back and ctx's error returned, so the runner nacks. Under a context
+// from WithoutWaiting it does not wait: the token is given back and a
+// *BusyError says when one will be there. A limiter error
 // (no token could be had) is returned as a retryable error. clock nil means
 // the real clock.
 func RateLimit(lim Limiter, key KeyFunc, clock Clock) Middleware {
@@ -36,6 +38,10 @@ func RateLimit(lim Limiter, key KeyFunc, clock Clock) Middleware {
 			d, cancel, err := lim.Reserve(ctx, k)
 			if err != nil {
 				return nil, fmt.Errorf("handlers: rate limit of %s: %w", req.Type, err)
+			}
+			if d > 0 && !waits(ctx) {
+				cancel()
+				return nil, &BusyError{Type: req.Type, Limit: "rate limit", RetryAfter: d}
 			}
 			if d > 0 {
 				select {

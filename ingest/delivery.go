@@ -25,7 +25,7 @@ type delivery struct {
 	w   *Worker
 	sub *typeRun // whose subscription the message came on (dead letters go to its topic)
 	t   *typeRun // the message's type: its handler, limits; set by decode
-	m   *pubsub.Message
+	m   *message
 
 	attrs   wire.Received
 	id      string
@@ -36,6 +36,7 @@ type delivery struct {
 	lease                string          // this delivery's run lease
 	started              bool            // markRunning recorded RUNNING
 	runCtx               context.Context // the handler's context, once started
+	herr                 error           // the chain's error, once settled (a push is answered by it)
 }
 
 // process takes the delivery through its steps.
@@ -84,7 +85,7 @@ func (d *delivery) process() {
 			d.maxAttempts = d.t.entry.Config.MaxAttempts
 		}
 		d.lease = newLease()
-		res, err := d.chain()(d.w.pullCtx, d.request())
+		res, err := d.chain()(d.intake(), d.request())
 		if !d.started && errors.Is(err, jobs.ErrLeased) {
 			continue // the job started elsewhere since it was read: wait for that run
 		}
@@ -113,6 +114,10 @@ func (d *delivery) waitForLease() bool {
 	case <-t.C:
 	case <-d.w.pullCtx.Done():
 		d.debug("ingest: worker stopping while a duplicate waited for a lease; nacked")
+		d.m.Nack()
+		return false
+	case <-d.m.gone:
+		d.debug("ingest: the push request ended while a duplicate waited for a lease; nacked")
 		d.m.Nack()
 		return false
 	}
@@ -167,7 +172,7 @@ func (d *delivery) ensure() bool {
 	return true
 }
 
-func (w *Worker) ensureJob(id string, attrs wire.Received, m *pubsub.Message) (*jobs.Job, error) {
+func (w *Worker) ensureJob(id string, attrs wire.Received, m *message) (*jobs.Job, error) {
 	ctx, cancel := w.storeCtx()
 	defer cancel()
 	job, err := w.cfg.Store.Get(ctx, id)
@@ -192,6 +197,16 @@ func (d *delivery) request() *handlers.Request {
 			return store.Progress(ctx, jobs.ProgressParams{ID: id, Fraction: fraction, Message: message, Lease: lease})
 		},
 	}
+}
+
+// intake is the context the chain's waits for a token or a slot end with:
+// the worker's pull context; a push request's do not wait (it is answered
+// 429 rather than held).
+func (d *delivery) intake() context.Context {
+	if d.m.pushed {
+		return handlers.WithoutWaiting(d.w.pullCtx)
+	}
+	return d.w.pullCtx
 }
 
 // chain composes the middleware this attempt runs behind, in the one order
@@ -248,6 +263,7 @@ func (e *startError) Unwrap() error { return e.err }
 
 // settle decides what the chain's outcome means and carries it out.
 func (d *delivery) settle(res proto.Message, herr error) {
+	d.herr = herr
 	o := outcome{Started: d.started, Err: herr, Attempt: d.attempt, MaxAttempts: d.maxAttempts}
 	if d.started {
 		cause := context.Cause(d.runCtx)
@@ -263,6 +279,8 @@ func (d *delivery) settle(res proto.Message, herr error) {
 		switch {
 		case !d.started && v.Ack:
 			d.debug("ingest: job already ended; acked without running", "err", o.Err)
+		case !d.started && errors.Is(herr, handlers.ErrBusy):
+			d.debug("ingest: over the type's rate or concurrency limit; push answered 429", "err", herr)
 		case !d.started && errors.As(herr, new(*startError)):
 			d.error("ingest: starting job failed; message nacked", "err", o.Err)
 		case !d.started:

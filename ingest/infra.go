@@ -36,25 +36,31 @@ func (w *Worker) wantSubscriptions(t *typeRun) (topic, dlTopic string, subs []*p
 	dlTopic = project + "/topics/" + t.names.DeadLetterTopic
 	c := t.entry.Config
 	ackSecs := int32(w.cfg.AckDeadline / time.Second)
+	worker := &pubsubpb.Subscription{
+		Name: project + "/subscriptions/" + t.names.Subscription, Topic: topic, AckDeadlineSeconds: ackSecs,
+		RetryPolicy: &pubsubpb.RetryPolicy{
+			MinimumBackoff: durationpb.New(c.MinBackoff),
+			MaximumBackoff: durationpb.New(c.MaxBackoff),
+		},
+		// A safety net: the worker itself dead-letters after MaxAttempts;
+		// Pub/Sub requires 5..100 here.
+		DeadLetterPolicy: &pubsubpb.DeadLetterPolicy{DeadLetterTopic: dlTopic, MaxDeliveryAttempts: int32(min(max(5, c.MaxAttempts), 100))},
+	}
+	if w.cfg.Push != nil { // push.go says why the net is wider
+		worker.PushConfig = w.cfg.Push.subscription()
+		worker.DeadLetterPolicy.MaxDeliveryAttempts = maxPushDeliveryAttempts
+	}
 	return topic, dlTopic, []*pubsubpb.Subscription{
 		{Name: project + "/subscriptions/" + t.names.DeadLetterSubscription, Topic: dlTopic, AckDeadlineSeconds: ackSecs},
-		{
-			Name: project + "/subscriptions/" + t.names.Subscription, Topic: topic, AckDeadlineSeconds: ackSecs,
-			RetryPolicy: &pubsubpb.RetryPolicy{
-				MinimumBackoff: durationpb.New(c.MinBackoff),
-				MaximumBackoff: durationpb.New(c.MaxBackoff),
-			},
-			// A safety net: the worker itself dead-letters after MaxAttempts;
-			// Pub/Sub requires 5..100 here.
-			DeadLetterPolicy: &pubsubpb.DeadLetterPolicy{DeadLetterTopic: dlTopic, MaxDeliveryAttempts: int32(min(max(5, c.MaxAttempts), 100))},
-		},
+		worker,
 	}
 }
 
 // ensure creates the topic, dead-letter topic, dead-letter subscription and
 // worker subscription of t, each only if missing; a worker subscription that
-// exists with other retry or dead-letter policies, or another ack deadline,
-// is updated to the Config's (config drift), each change logged.
+// exists with other retry or dead-letter policies, another ack deadline, or
+// another delivery (pull, or push elsewhere), is updated to the Config's
+// (config drift), each change logged.
 func (w *Worker) ensure(ctx context.Context, t *typeRun) error {
 	topic, dlTopic, subs := w.wantSubscriptions(t)
 	for _, name := range []string{topic, dlTopic} {
@@ -78,7 +84,8 @@ func (w *Worker) ensure(ctx context.Context, t *typeRun) error {
 }
 
 // align updates the existing subscription want.Name where its ack deadline,
-// retry policy or dead-letter policy differ from want's.
+// retry policy, dead-letter policy or push config (pull when want has none)
+// differ from want's.
 func (w *Worker) align(ctx context.Context, want *pubsubpb.Subscription) error {
 	have, err := w.cfg.Client.SubscriptionAdminClient.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: want.Name})
 	if err != nil {
@@ -101,10 +108,17 @@ func (w *Worker) align(ctx context.Context, want *pubsubpb.Subscription) error {
 			have.GetDeadLetterPolicy().GetMaxDeliveryAttempts(), have.GetDeadLetterPolicy().GetDeadLetterTopic(),
 			want.GetDeadLetterPolicy().GetMaxDeliveryAttempts(), want.GetDeadLetterPolicy().GetDeadLetterTopic()))
 	}
+	if !samePush(have.GetPushConfig(), want.GetPushConfig()) {
+		paths = append(paths, "push_config")
+		changes = append(changes, fmt.Sprintf("delivery %s → %s", describePush(have.GetPushConfig()), describePush(want.GetPushConfig())))
+	}
 	if len(paths) == 0 {
 		return nil
 	}
 	upd := proto.Clone(want).(*pubsubpb.Subscription)
+	if upd.PushConfig == nil {
+		upd.PushConfig = &pubsubpb.PushConfig{} // pull
+	}
 	if _, err := w.cfg.Client.SubscriptionAdminClient.UpdateSubscription(ctx, &pubsubpb.UpdateSubscriptionRequest{
 		Subscription: upd, UpdateMask: &fieldmaskpb.FieldMask{Paths: paths},
 	}); err != nil {

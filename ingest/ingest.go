@@ -9,7 +9,9 @@
 // start it creates the topics, subscriptions, dead-letter topics and retry
 // policies it needs, and brings existing subscriptions' policies in line
 // with the handlers' Config, unless Config.DisableCreate says infrastructure
-// owns them.
+// owns them. With Config.Push it receives by push instead: its
+// subscriptions push to an endpoint where PushHandler serves, and each
+// request is a delivery answered by its ack or nack (push.go).
 //
 // It is for courier's Node and tests that run workers. It is not a
 // publisher (see package publisher), knows nothing of gRPC and never
@@ -133,6 +135,11 @@ type Config struct {
 	// Clock is the rate limiters' time source. nil means the real clock.
 	Clock handlers.Clock
 
+	// Push, when set, makes the worker receive by Pub/Sub push instead of
+	// pulling: Run creates (or aligns) push subscriptions to Push.Endpoint
+	// and PushHandler serves their requests. nil means pull.
+	Push *PushConfig
+
 	// Logger receives what the worker cannot return: store failures,
 	// dead letters, panics. nil means slog.Default().
 	Logger *slog.Logger
@@ -156,6 +163,7 @@ type Worker struct {
 	stopRun   context.CancelCauseFunc
 	mu        sync.Mutex
 	started   bool
+	pushOpen  bool // push requests are admitted (push.go)
 	ready     chan struct{}
 	done      chan struct{} // closed when Run returns
 	closeOnce sync.Once
@@ -189,6 +197,9 @@ func New(cfg Config) (*Worker, error) {
 	case cfg.MaxOutstandingMessages < 0, cfg.MaxOutstandingBytes < 0, cfg.NumStreams < 0, cfg.StoreTimeout < 0, cfg.CancelPollInterval < 0, cfg.SeenInterval < 0:
 		return nil, fmt.Errorf("ingest: Config.MaxOutstandingMessages (%d), MaxOutstandingBytes (%d), NumStreams (%d), StoreTimeout (%v), CancelPollInterval (%v) and SeenInterval (%v) must not be negative",
 			cfg.MaxOutstandingMessages, cfg.MaxOutstandingBytes, cfg.NumStreams, cfg.StoreTimeout, cfg.CancelPollInterval, cfg.SeenInterval)
+	}
+	if err := cfg.Push.validate(); err != nil {
+		return nil, err
 	}
 	if cfg.SubscriptionSuffix == "" {
 		cfg.SubscriptionSuffix = "-worker"
@@ -323,6 +334,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	go func() { defer func() { watchDone <- struct{}{} }(); w.runs.seen(watchCtx) }()
 	defer func() { stopWatch(); <-watchDone; <-watchDone; <-watchDone }()
 	defer w.stopRun(errStopping)
+	if w.cfg.Push != nil {
+		return w.pushRun()
+	}
 
 	recvCtx, cancelRecv := context.WithCancel(w.pullCtx)
 	defer cancelRecv()
@@ -340,7 +354,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			err := sub.Receive(recvCtx, func(_ context.Context, m *pubsub.Message) {
 				w.inflight.Add(1)
 				defer w.inflight.Done()
-				d := delivery{w: w, sub: t, m: m}
+				d := delivery{w: w, sub: t, m: pulled(m)}
 				d.process()
 			})
 			if err != nil {
