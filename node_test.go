@@ -25,18 +25,30 @@ import (
 
 // countingRegistry registers an Echo handler that counts its runs per job.
 func countingRegistry(t *testing.T) (*handlers.Registry, func(id string) int) {
+	reg, runs, _ := watchedRegistry(t)
+	return reg, runs
+}
+
+// watchedRegistry is countingRegistry that also sends the ID of each job
+// whose handler ran (dropped when nobody listens).
+func watchedRegistry(t *testing.T) (*handlers.Registry, func(id string) int, <-chan string) {
 	var mu sync.Mutex
 	runs := map[string]int{}
+	ran := make(chan string, 100)
 	reg := handlers.NewRegistry()
 	if err := handlers.Register(reg, func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) {
 		mu.Lock()
 		runs[job.ID]++
 		mu.Unlock()
+		select {
+		case ran <- job.ID:
+		default:
+		}
 		return &demov1.EchoResult{Message: job.Payload.GetMessage()}, nil
 	}, handlers.Config{}); err != nil {
 		t.Fatal(err)
 	}
-	return reg, func(id string) int { mu.Lock(); defer mu.Unlock(); return runs[id] }
+	return reg, func(id string) int { mu.Lock(); defer mu.Unlock(); return runs[id] }, ran
 }
 
 // inMemoryEmulator starts courier's emulator in the test process with no

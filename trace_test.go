@@ -121,7 +121,7 @@ func TestTraceFromThePubSubClient(t *testing.T) {
 	}
 	t.Cleanup(func() { c.Close() })
 	exp := newSpans()
-	reg, runs := countingRegistry(t)
+	reg, runs, ran := watchedRegistry(t)
 	n := couriertest.Start(t, reg, courier.WithPubSubClient(c), courier.WithSpanExporter(exp))
 
 	// The other service: the client's tracing reads the global provider.
@@ -144,6 +144,13 @@ func TestTraceFromThePubSubClient(t *testing.T) {
 	p.Stop()
 	root.End()
 
+	// Published fire-and-forget: the job is recorded only once a worker
+	// received it, so wait for its handler before asking for the job.
+	select {
+	case <-ran:
+	case <-time.After(couriertest.Timeout):
+		t.Fatal("the handler of the published job never ran")
+	}
 	n.RequireSucceeded(t, "interop-1", nil)
 	if got := runs("interop-1"); got != 1 {
 		t.Fatalf("the job ran %d times, want once", got)

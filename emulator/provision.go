@@ -47,7 +47,10 @@ type Resources struct {
 	Subscriptions []*pubsubpb.Subscription
 }
 
-var protoPos = regexp.MustCompile(`proto: (\(line \d+:\d+\): )?`)
+// protoPos matches protojson's "proto: (line L:C): " prefix; protobuf-go
+// writes its spaces as either a space or a non-breaking space, at random,
+// so that nobody depends on its error text.
+var protoPos = regexp.MustCompile(`proto:[ \x{00a0}]+(\(line \d+:\d+\):[ \x{00a0}]+)?`)
 
 // ErrConfig is wrapped by every error of ParseResources.
 var ErrConfig = errors.New("emulator: invalid resources config")
