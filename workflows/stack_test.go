@@ -64,7 +64,7 @@ type stack struct {
 }
 
 // countStarts is a job store decorator that counts the deliveries that
-// asked to start each job, started or refused (a live lease).
+// asked to start each job, started or refused.
 type countStarts struct {
 	jobs.Store
 	d *deliveryCounter
@@ -76,7 +76,33 @@ func (c *countStarts) Start(ctx context.Context, p jobs.StartParams) (*jobs.Job,
 	return j, err
 }
 
-// deliveryCounter counts deliveries per job ID (countStarts).
+// heldDuplicates is a log handler that counts, as deliveries, the
+// duplicates that ingest holds without asking to start the job because
+// another run holds its lease: ingest logs each one, with the job's ID.
+type heldDuplicates struct {
+	slog.Handler
+	d *deliveryCounter
+}
+
+func (h heldDuplicates) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h heldDuplicates) Handle(ctx context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, "under another worker's lease") {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "job_id" {
+				h.d.deliver(a.Value.String())
+				return false
+			}
+			return true
+		})
+	}
+	return nil
+}
+
+func (h heldDuplicates) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h heldDuplicates) WithGroup(string) slog.Handler      { return h }
+
+// deliveryCounter counts deliveries per job ID (countStarts, heldDuplicates).
 type deliveryCounter struct {
 	mu      sync.Mutex
 	n       map[string]int
@@ -135,7 +161,7 @@ func newStack(t *testing.T, onTest hook) *stack {
 	cfg := couriertest.Config(t.TempDir())
 	cfg.Temporal = &workflows.WorkerConfig{TaskQueue: tmp.cfg.TaskQueue}
 	n := couriertest.StartConfig(t, cfg, courier.WithRegistry(reg), courier.WithTemporalClient(tmp.handlerClient),
-		courier.WithStore(&countStarts{Store: store, d: deliveries}),
+		courier.WithStore(&countStarts{Store: store, d: deliveries}), courier.WithLogger(slog.New(heldDuplicates{d: deliveries})),
 		courier.WithWorkflows(func(r worker.Registry) { demo.RegisterWorker(r, tmp.cfg) }))
 	return &stack{ctx: ctx, node: n, store: n.Store(), jobs: n.Jobs.Service(), pub: n.Publisher(), temporal: tmp.client, starts: tmp.starts, deliveries: deliveries}
 }
