@@ -6,6 +6,7 @@
 //	POST /v1/jobs/{id}:cancel      CancelJob
 //	GET  /v1/jobs                  ListJobs (?type=&state=&pageSize=&pageToken=&labels[K]=V)
 //	GET  /v1/jobs/{id}:watch       WatchJob, as server-sent events
+//	GET  /v1/jobs:count            CountJobs (?type=)
 //	GET  /v1/hello?name=NAME       hello.v1.Hello/SayHello
 //
 // Bodies are protojson (lowerCamelCase field names, every field present).

@@ -27,6 +27,7 @@ const (
 	JobService_WatchJob_FullMethodName   = "/courier.v1.JobService/WatchJob"
 	JobService_CancelJob_FullMethodName  = "/courier.v1.JobService/CancelJob"
 	JobService_ListJobs_FullMethodName   = "/courier.v1.JobService/ListJobs"
+	JobService_CountJobs_FullMethodName  = "/courier.v1.JobService/CountJobs"
 )
 
 // JobServiceClient is the client API for JobService service.
@@ -61,6 +62,12 @@ type JobServiceClient interface {
 	// Over HTTP the filters are query parameters: type, state (a name such as
 	// QUEUED), pageSize, pageToken, and labels[KEY]=VALUE for each label.
 	ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
+	// CountJobs counts the jobs of each type in each state, across the whole
+	// store (every replica's jobs), with each type's oldest queued job. It
+	// reads counters the store keeps as jobs change state, so it costs the
+	// same on a store of a million jobs as on an empty one. Over HTTP the
+	// type filter is a query parameter.
+	CountJobs(ctx context.Context, in *CountJobsRequest, opts ...grpc.CallOption) (*CountJobsResponse, error)
 }
 
 type jobServiceClient struct {
@@ -130,6 +137,16 @@ func (c *jobServiceClient) ListJobs(ctx context.Context, in *ListJobsRequest, op
 	return out, nil
 }
 
+func (c *jobServiceClient) CountJobs(ctx context.Context, in *CountJobsRequest, opts ...grpc.CallOption) (*CountJobsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CountJobsResponse)
+	err := c.cc.Invoke(ctx, JobService_CountJobs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // JobServiceServer is the server API for JobService service.
 // All implementations must embed UnimplementedJobServiceServer
 // for forward compatibility.
@@ -162,6 +179,12 @@ type JobServiceServer interface {
 	// Over HTTP the filters are query parameters: type, state (a name such as
 	// QUEUED), pageSize, pageToken, and labels[KEY]=VALUE for each label.
 	ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
+	// CountJobs counts the jobs of each type in each state, across the whole
+	// store (every replica's jobs), with each type's oldest queued job. It
+	// reads counters the store keeps as jobs change state, so it costs the
+	// same on a store of a million jobs as on an empty one. Over HTTP the
+	// type filter is a query parameter.
+	CountJobs(context.Context, *CountJobsRequest) (*CountJobsResponse, error)
 	mustEmbedUnimplementedJobServiceServer()
 }
 
@@ -186,6 +209,9 @@ func (UnimplementedJobServiceServer) CancelJob(context.Context, *CancelJobReques
 }
 func (UnimplementedJobServiceServer) ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListJobs not implemented")
+}
+func (UnimplementedJobServiceServer) CountJobs(context.Context, *CountJobsRequest) (*CountJobsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CountJobs not implemented")
 }
 func (UnimplementedJobServiceServer) mustEmbedUnimplementedJobServiceServer() {}
 func (UnimplementedJobServiceServer) testEmbeddedByValue()                    {}
@@ -291,6 +317,24 @@ func _JobService_ListJobs_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JobService_CountJobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CountJobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).CountJobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_CountJobs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).CountJobs(ctx, req.(*CountJobsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // JobService_ServiceDesc is the grpc.ServiceDesc for JobService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -313,6 +357,10 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListJobs",
 			Handler:    _JobService_ListJobs_Handler,
+		},
+		{
+			MethodName: "CountJobs",
+			Handler:    _JobService_CountJobs_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
