@@ -224,6 +224,9 @@ func storeRun(b *testing.B, newStore func(phase string) benchStore, n, callers i
 //
 //	go test -run '^$' -bench System -benchtime 1x ./cmd/courierd
 //
+// COURIER_BENCH_SQLITE_ONLY=1 leaves the PostgreSQL stack out (to compare
+// the embedded stack with an older build in less time).
+//
 // The metric names (e2e-jobs/s, burndown-jobs/s, getjob/s for the embedded
 // stack; pg-e2e-jobs/s, pg-burndown-jobs/s for PostgreSQL) are read by
 // outside checks: keep them.
@@ -245,7 +248,10 @@ func BenchmarkSystem(b *testing.B) {
 	for run := range 3 {
 		dir := b.TempDir()
 		r := storeRun(b, func(phase string) benchStore { return sqliteBench(filepath.Join(dir, phase+".db")) }, n, callers)
-		p := storeRun(b, func(string) benchStore { return postgresBench(b) }, n, callers)
+		var p benchRun
+		if os.Getenv("COURIER_BENCH_SQLITE_ONLY") == "" {
+			p = storeRun(b, func(string) benchStore { return postgresBench(b) }, n, callers)
+		}
 		// Raw client: publish, receive and ack n messages, no store.
 		raw := rawClient(b, emu.Addr, fmt.Sprintf("raw-%d", run), n)
 		lite, pg, raws = append(lite, r), append(pg, p), append(raws, raw)
