@@ -354,7 +354,7 @@ func (p *parts) buildAPI(checks map[string]func(context.Context) error) error {
 	n, cfg := p.n, p.cfg
 	types := jobservice.TypeMap{}
 	for _, e := range p.reg.Entries() {
-		types[e.Type] = jobservice.TypeInfo{MaxAttempts: e.Config.MaxAttempts, Check: checks[e.Type]}
+		types[e.Type] = jobservice.TypeInfo{MaxAttempts: e.Config.MaxAttempts, Timeout: e.Config.Timeout, Check: checks[e.Type]}
 	}
 	for name, check := range checks {
 		if _, ok := types[name]; !ok {

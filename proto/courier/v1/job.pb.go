@@ -179,8 +179,12 @@ type Job struct {
 	RunAfter *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=run_after,json=runAfter,proto3" json:"run_after,omitempty"`
 	// The idempotency key given at enqueue, if any.
 	IdempotencyKey string `protobuf:"bytes,16,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The Pub/Sub ordering key given at enqueue, if any.
+	OrderingKey string `protobuf:"bytes,17,opt,name=ordering_key,json=orderingKey,proto3" json:"ordering_key,omitempty"`
+	// The per-attempt timeout given at enqueue; unset when the type's applies.
+	Timeout       *durationpb.Duration `protobuf:"bytes,18,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -323,6 +327,20 @@ func (x *Job) GetIdempotencyKey() string {
 		return x.IdempotencyKey
 	}
 	return ""
+}
+
+func (x *Job) GetOrderingKey() string {
+	if x != nil {
+		return x.OrderingKey
+	}
+	return ""
+}
+
+func (x *Job) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
 }
 
 type EnqueueJobRequest struct {
@@ -1319,7 +1337,7 @@ const file_courier_v1_job_proto_rawDesc = "" +
 	"courier.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"@\n" +
 	"\bProgress\x12\x1a\n" +
 	"\bfraction\x18\x01 \x01(\x01R\bfraction\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\x87\x06\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xdf\x06\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12'\n" +
@@ -1340,7 +1358,9 @@ const file_courier_v1_job_proto_rawDesc = "" +
 	"\vupdate_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x127\n" +
 	"\trun_after\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\brunAfter\x12'\n" +
-	"\x0fidempotency_key\x18\x10 \x01(\tR\x0eidempotencyKey\x1a9\n" +
+	"\x0fidempotency_key\x18\x10 \x01(\tR\x0eidempotencyKey\x12!\n" +
+	"\fordering_key\x18\x11 \x01(\tR\vorderingKey\x123\n" +
+	"\atimeout\x18\x12 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x88\x04\n" +
@@ -1504,45 +1524,46 @@ var file_courier_v1_job_proto_depIdxs = []int32{
 	26, // 8: courier.v1.Job.end_time:type_name -> google.protobuf.Timestamp
 	26, // 9: courier.v1.Job.update_time:type_name -> google.protobuf.Timestamp
 	26, // 10: courier.v1.Job.run_after:type_name -> google.protobuf.Timestamp
-	24, // 11: courier.v1.EnqueueJobRequest.payload:type_name -> google.protobuf.Any
-	26, // 12: courier.v1.EnqueueJobRequest.run_after:type_name -> google.protobuf.Timestamp
-	20, // 13: courier.v1.EnqueueJobRequest.labels:type_name -> courier.v1.EnqueueJobRequest.LabelsEntry
-	27, // 14: courier.v1.EnqueueJobRequest.unique_for:type_name -> google.protobuf.Duration
-	27, // 15: courier.v1.EnqueueJobRequest.timeout:type_name -> google.protobuf.Duration
-	3,  // 16: courier.v1.EnqueueJobsRequest.jobs:type_name -> courier.v1.EnqueueJobRequest
-	6,  // 17: courier.v1.EnqueueJobsResponse.jobs:type_name -> courier.v1.EnqueueJobResponse
-	0,  // 18: courier.v1.ListJobsRequest.state:type_name -> courier.v1.State
-	21, // 19: courier.v1.ListJobsRequest.labels:type_name -> courier.v1.ListJobsRequest.LabelsEntry
-	2,  // 20: courier.v1.ListJobsResponse.jobs:type_name -> courier.v1.Job
-	26, // 21: courier.v1.DeadLetter.publish_time:type_name -> google.protobuf.Timestamp
-	24, // 22: courier.v1.DeadLetter.payload:type_name -> google.protobuf.Any
-	22, // 23: courier.v1.DeadLetter.labels:type_name -> courier.v1.DeadLetter.LabelsEntry
-	23, // 24: courier.v1.DeadLetter.attributes:type_name -> courier.v1.DeadLetter.AttributesEntry
-	12, // 25: courier.v1.ListDeadLettersResponse.dead_letters:type_name -> courier.v1.DeadLetter
-	15, // 26: courier.v1.ReplayDeadLettersRequest.dead_letters:type_name -> courier.v1.DeadLetterRef
-	25, // 27: courier.v1.DeadLetterReplay.error:type_name -> google.rpc.Status
-	17, // 28: courier.v1.ReplayDeadLettersResponse.results:type_name -> courier.v1.DeadLetterReplay
-	3,  // 29: courier.v1.JobService.EnqueueJob:input_type -> courier.v1.EnqueueJobRequest
-	4,  // 30: courier.v1.JobService.EnqueueJobs:input_type -> courier.v1.EnqueueJobsRequest
-	7,  // 31: courier.v1.JobService.GetJob:input_type -> courier.v1.GetJobRequest
-	8,  // 32: courier.v1.JobService.WatchJob:input_type -> courier.v1.WatchJobRequest
-	9,  // 33: courier.v1.JobService.CancelJob:input_type -> courier.v1.CancelJobRequest
-	10, // 34: courier.v1.JobService.ListJobs:input_type -> courier.v1.ListJobsRequest
-	13, // 35: courier.v1.JobService.ListDeadLetters:input_type -> courier.v1.ListDeadLettersRequest
-	16, // 36: courier.v1.JobService.ReplayDeadLetters:input_type -> courier.v1.ReplayDeadLettersRequest
-	6,  // 37: courier.v1.JobService.EnqueueJob:output_type -> courier.v1.EnqueueJobResponse
-	5,  // 38: courier.v1.JobService.EnqueueJobs:output_type -> courier.v1.EnqueueJobsResponse
-	2,  // 39: courier.v1.JobService.GetJob:output_type -> courier.v1.Job
-	2,  // 40: courier.v1.JobService.WatchJob:output_type -> courier.v1.Job
-	2,  // 41: courier.v1.JobService.CancelJob:output_type -> courier.v1.Job
-	11, // 42: courier.v1.JobService.ListJobs:output_type -> courier.v1.ListJobsResponse
-	14, // 43: courier.v1.JobService.ListDeadLetters:output_type -> courier.v1.ListDeadLettersResponse
-	18, // 44: courier.v1.JobService.ReplayDeadLetters:output_type -> courier.v1.ReplayDeadLettersResponse
-	37, // [37:45] is the sub-list for method output_type
-	29, // [29:37] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	27, // 11: courier.v1.Job.timeout:type_name -> google.protobuf.Duration
+	24, // 12: courier.v1.EnqueueJobRequest.payload:type_name -> google.protobuf.Any
+	26, // 13: courier.v1.EnqueueJobRequest.run_after:type_name -> google.protobuf.Timestamp
+	20, // 14: courier.v1.EnqueueJobRequest.labels:type_name -> courier.v1.EnqueueJobRequest.LabelsEntry
+	27, // 15: courier.v1.EnqueueJobRequest.unique_for:type_name -> google.protobuf.Duration
+	27, // 16: courier.v1.EnqueueJobRequest.timeout:type_name -> google.protobuf.Duration
+	3,  // 17: courier.v1.EnqueueJobsRequest.jobs:type_name -> courier.v1.EnqueueJobRequest
+	6,  // 18: courier.v1.EnqueueJobsResponse.jobs:type_name -> courier.v1.EnqueueJobResponse
+	0,  // 19: courier.v1.ListJobsRequest.state:type_name -> courier.v1.State
+	21, // 20: courier.v1.ListJobsRequest.labels:type_name -> courier.v1.ListJobsRequest.LabelsEntry
+	2,  // 21: courier.v1.ListJobsResponse.jobs:type_name -> courier.v1.Job
+	26, // 22: courier.v1.DeadLetter.publish_time:type_name -> google.protobuf.Timestamp
+	24, // 23: courier.v1.DeadLetter.payload:type_name -> google.protobuf.Any
+	22, // 24: courier.v1.DeadLetter.labels:type_name -> courier.v1.DeadLetter.LabelsEntry
+	23, // 25: courier.v1.DeadLetter.attributes:type_name -> courier.v1.DeadLetter.AttributesEntry
+	12, // 26: courier.v1.ListDeadLettersResponse.dead_letters:type_name -> courier.v1.DeadLetter
+	15, // 27: courier.v1.ReplayDeadLettersRequest.dead_letters:type_name -> courier.v1.DeadLetterRef
+	25, // 28: courier.v1.DeadLetterReplay.error:type_name -> google.rpc.Status
+	17, // 29: courier.v1.ReplayDeadLettersResponse.results:type_name -> courier.v1.DeadLetterReplay
+	3,  // 30: courier.v1.JobService.EnqueueJob:input_type -> courier.v1.EnqueueJobRequest
+	4,  // 31: courier.v1.JobService.EnqueueJobs:input_type -> courier.v1.EnqueueJobsRequest
+	7,  // 32: courier.v1.JobService.GetJob:input_type -> courier.v1.GetJobRequest
+	8,  // 33: courier.v1.JobService.WatchJob:input_type -> courier.v1.WatchJobRequest
+	9,  // 34: courier.v1.JobService.CancelJob:input_type -> courier.v1.CancelJobRequest
+	10, // 35: courier.v1.JobService.ListJobs:input_type -> courier.v1.ListJobsRequest
+	13, // 36: courier.v1.JobService.ListDeadLetters:input_type -> courier.v1.ListDeadLettersRequest
+	16, // 37: courier.v1.JobService.ReplayDeadLetters:input_type -> courier.v1.ReplayDeadLettersRequest
+	6,  // 38: courier.v1.JobService.EnqueueJob:output_type -> courier.v1.EnqueueJobResponse
+	5,  // 39: courier.v1.JobService.EnqueueJobs:output_type -> courier.v1.EnqueueJobsResponse
+	2,  // 40: courier.v1.JobService.GetJob:output_type -> courier.v1.Job
+	2,  // 41: courier.v1.JobService.WatchJob:output_type -> courier.v1.Job
+	2,  // 42: courier.v1.JobService.CancelJob:output_type -> courier.v1.Job
+	11, // 43: courier.v1.JobService.ListJobs:output_type -> courier.v1.ListJobsResponse
+	14, // 44: courier.v1.JobService.ListDeadLetters:output_type -> courier.v1.ListDeadLettersResponse
+	18, // 45: courier.v1.JobService.ReplayDeadLetters:output_type -> courier.v1.ReplayDeadLettersResponse
+	38, // [38:46] is the sub-list for method output_type
+	30, // [30:38] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_courier_v1_job_proto_init() }
