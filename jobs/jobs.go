@@ -13,6 +13,7 @@ package jobs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -211,6 +212,9 @@ var (
 	// Attempt < 1, Fraction outside 0..1, a page token the store did not
 	// return, ...); the message says which and what to pass instead.
 	ErrInvalidArgument = errors.New("jobs: invalid argument")
+	// ErrUnsupported: the store does not have an optional capability
+	// (BatchEnqueuer, UniqueScopes).
+	ErrUnsupported = errors.New("jobs: not supported by this store")
 )
 
 // EnqueueParams are the arguments of Store.Enqueue.
@@ -235,11 +239,30 @@ type EnqueueParams struct {
 
 // UniqueScopes is implemented by stores that honour
 // EnqueueParams.UniqueFor and UniqueWhileActive. (A store that does not
-// would hold every key for as long as its job is kept.)
+// would hold every key for as long as its job is kept.) Decorators of a
+// Store implement it by asking the store they wrap.
 type UniqueScopes interface {
 	Store
-	// UniqueScopes is a marker; it does nothing.
-	UniqueScopes()
+	// SupportsUniqueScopes reports whether the store honours them.
+	SupportsUniqueScopes() bool
+}
+
+// SupportsUniqueScopes reports whether s honours EnqueueParams.UniqueFor
+// and UniqueWhileActive.
+func SupportsUniqueScopes(s Store) bool {
+	u, ok := s.(UniqueScopes)
+	return ok && u.SupportsUniqueScopes()
+}
+
+// EnqueueBatch calls s.EnqueueBatch when s is a BatchEnqueuer, and
+// otherwise returns an error wrapping ErrUnsupported. Decorators of a Store
+// implement BatchEnqueuer with it.
+func EnqueueBatch(ctx context.Context, s Store, ps []EnqueueParams) ([]EnqueueResult, error) {
+	b, ok := s.(BatchEnqueuer)
+	if !ok {
+		return nil, fmt.Errorf("jobs: EnqueueBatch: %T: %w", s, ErrUnsupported)
+	}
+	return b.EnqueueBatch(ctx, ps)
 }
 
 // MaxEnqueueBatch bounds the jobs of one EnqueueBatch.
@@ -254,8 +277,9 @@ type EnqueueResult struct {
 
 // BatchEnqueuer is a Store that records several jobs in one transaction.
 // It is optional: courier.v1.JobService/EnqueueJobs answers Unimplemented
-// on a store without it (a fallback of one Enqueue per job would not be
-// all-or-nothing).
+// on a store without it, or whose EnqueueBatch returns ErrUnsupported (a
+// decorator of a store without it); a fallback of one Enqueue per job would
+// not be all-or-nothing.
 type BatchEnqueuer interface {
 	Store
 	// EnqueueBatch records each job of ps as Enqueue would (its outbox

@@ -204,10 +204,6 @@ func (s *Service) EnqueueJobs(ctx context.Context, req *courierv1.EnqueueJobsReq
 	case n > MaxEnqueueJobs:
 		return nil, status.Errorf(codes.InvalidArgument, "jobservice: jobs has %d entries, over the limit of %d: split the batch", n, MaxEnqueueJobs)
 	}
-	b, ok := s.cfg.Store.(jobs.BatchEnqueuer)
-	if !ok {
-		return nil, status.Errorf(codes.Unimplemented, "jobservice: EnqueueJobs: this server's job store (%T) cannot record a batch in one transaction; call EnqueueJob for each job, or run on the SQLite or PostgreSQL store", s.cfg.Store)
-	}
 	ps := make([]jobs.EnqueueParams, len(req.GetJobs()))
 	checked := map[string]bool{}
 	for i, r := range req.GetJobs() {
@@ -223,7 +219,10 @@ func (s *Service) EnqueueJobs(ctx context.Context, req *courierv1.EnqueueJobsReq
 		}
 		ps[i] = p
 	}
-	res, err := b.EnqueueBatch(ctx, ps)
+	res, err := jobs.EnqueueBatch(ctx, s.cfg.Store, ps)
+	if errors.Is(err, jobs.ErrUnsupported) {
+		return nil, status.Errorf(codes.Unimplemented, "jobservice: EnqueueJobs: this server's job store cannot record a batch in one transaction (%v); call EnqueueJob for each job, or run on the SQLite or PostgreSQL store", err)
+	}
 	if err != nil {
 		return nil, toStatus(err, "")
 	}
@@ -341,7 +340,7 @@ func (s *Service) prepare(req *courierv1.EnqueueJobRequest) (jobs.EnqueueParams,
 		return jobs.EnqueueParams{}, none, status.Error(codes.InvalidArgument, "jobservice: unique_for or unique_while_active is set but idempotency_key is empty: they say how long a key is held, so set one")
 	}
 	if p.UniqueFor > 0 || p.UniqueWhileActive {
-		if _, ok := s.cfg.Store.(jobs.UniqueScopes); !ok {
+		if !jobs.SupportsUniqueScopes(s.cfg.Store) {
 			return jobs.EnqueueParams{}, none, status.Errorf(codes.Unimplemented, "jobservice: this server's job store (%T) does not support unique_for or unique_while_active; leave them unset (the key is then held while the job is kept), or run on the SQLite or PostgreSQL store", s.cfg.Store)
 		}
 	}

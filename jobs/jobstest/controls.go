@@ -110,7 +110,7 @@ func testEnqueueBatch(ctx context.Context, t *testing.T, s jobs.Store) {
 
 func scopes(t *testing.T, s jobs.Store) {
 	t.Helper()
-	if _, ok := s.(jobs.UniqueScopes); !ok {
+	if !jobs.SupportsUniqueScopes(s) {
 		t.Skipf("%T does not implement jobs.UniqueScopes", s)
 	}
 }

@@ -224,8 +224,8 @@ const keyHolder = `id = (SELECT k.job_id FROM job_keys k WHERE k.type = $1 AND k
 	AND (k.held_until IS NULL OR k.held_until > $3)
 	AND (NOT k.while_active OR EXISTS (SELECT 1 FROM jobs a WHERE a.id = k.job_id AND a.state IN ('QUEUED', 'RUNNING'))))`
 
-// UniqueScopes implements jobs.UniqueScopes.
-func (s *Store) UniqueScopes() {}
+// SupportsUniqueScopes implements jobs.UniqueScopes: true.
+func (s *Store) SupportsUniqueScopes() bool { return true }
 
 var (
 	_ jobs.UniqueScopes  = (*Store)(nil)

@@ -87,8 +87,8 @@ func (s *Store) enqueue(w *wtx, method string, p jobs.EnqueueParams, outbox bool
 	return got, false, nil
 }
 
-// UniqueScopes implements jobs.UniqueScopes.
-func (s *Store) UniqueScopes() {}
+// SupportsUniqueScopes implements jobs.UniqueScopes: true.
+func (s *Store) SupportsUniqueScopes() bool { return true }
 
 var (
 	_ jobs.UniqueScopes  = (*Store)(nil)

@@ -1,0 +1,193 @@
+package courier_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+
+	"github.com/courierq/courier"
+	"github.com/courierq/courier/client"
+	"github.com/courierq/courier/config"
+	"github.com/courierq/courier/couriertest"
+	"github.com/courierq/courier/emulator"
+	"github.com/courierq/courier/handlers"
+	"github.com/courierq/courier/internal/testenv"
+	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
+	courierv1 "github.com/courierq/courier/proto/courier/v1"
+)
+
+// orderLog records the runs of Echo jobs whose message is "KEY/INDEX/MODE"
+// (MODE: ok, fail-once: a retryable error on attempt 1, fail: a permanent
+// error), and any two runs of one key that overlapped.
+type orderLog struct {
+	mu       sync.Mutex
+	runs     map[string][]string // key → "INDEX#ATTEMPT", in start order
+	inflight map[string]int
+	overlaps []string
+}
+
+func (l *orderLog) registry(t *testing.T) *handlers.Registry {
+	reg := handlers.NewRegistry()
+	err := handlers.Register(reg, func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) {
+		parts := strings.Split(job.Payload.GetMessage(), "/")
+		key, idx, mode := parts[0], parts[1], parts[2]
+		l.mu.Lock()
+		l.runs[key] = append(l.runs[key], idx+"#"+strconv.Itoa(job.Attempt))
+		if l.inflight[key]++; l.inflight[key] > 1 {
+			l.overlaps = append(l.overlaps, key+"/"+idx)
+		}
+		l.mu.Unlock()
+		// Some work, so that runs of one key would overlap if they could.
+		time.Sleep(5 * time.Millisecond)
+		l.mu.Lock()
+		l.inflight[key]--
+		l.mu.Unlock()
+		switch {
+		case mode == "fail-once" && job.Attempt == 1:
+			return nil, errors.New("transient failure")
+		case mode == "fail":
+			return nil, handlers.Permanent(errors.New("permanent failure"))
+		}
+		return &demov1.EchoResult{Message: job.Payload.GetMessage()}, nil
+	}, handlers.Config{MaxAttempts: 3, MinBackoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+// controlNodes starts the Nodes of a store kind on one in-process
+// emulator: one on SQLite (which one process owns), two replicas sharing a
+// PostgreSQL schema.
+func controlNodes(t *testing.T, kind testenv.StoreKind, reg *handlers.Registry) []*couriertest.Node {
+	t.Helper()
+	emu, err := emulator.Start(context.Background(), emulator.Config{InProcess: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { emu.Close() })
+	cfg := couriertest.Config(t.TempDir())
+	cfg.PubSub = config.PubSub{Project: "controls"}
+	replicas := 1
+	if kind == testenv.Postgres {
+		url, schema := testenv.PostgresSchema(t)
+		cfg.Store = config.Store{Driver: "postgres", URL: url, Schema: schema}
+		replicas = 2
+	} else {
+		cfg.Store.Path = filepath.Join(t.TempDir(), "jobs.db")
+	}
+	var nodes []*couriertest.Node
+	for range replicas {
+		c, err := pubsub.NewClient(context.Background(), "controls", emu.ClientOptions()...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		nodes = append(nodes, couriertest.StartConfig(t, cfg, courier.WithRegistry(reg), courier.WithPubSubClient(c)))
+	}
+	return nodes
+}
+
+// TestOrderingKeys: jobs of one ordering key, enqueued through every
+// replica in turn, run one at a time in enqueue order across the replicas.
+// A job that fails and is retried holds the rest of its key until its
+// retry has run (Pub/Sub redelivers it before anything after it); a job
+// that fails for good (dead-lettered and acked) lets the rest go on.
+func TestOrderingKeys(t *testing.T) {
+	for _, kind := range testenv.StoreKinds() {
+		t.Run(string(kind), func(t *testing.T) {
+			l := &orderLog{runs: map[string][]string{}, inflight: map[string]int{}}
+			nodes := controlNodes(t, kind, l.registry(t))
+			ctx, cancel := context.WithTimeout(context.Background(), couriertest.Timeout)
+			defer cancel()
+			const perKey = 8
+			modes := map[string]string{"a/3": "fail-once", "b/2": "fail"}
+			type enq struct{ key, id string }
+			var ids []enq
+			for i := range perKey {
+				for _, key := range []string{"a", "b", "c"} {
+					msg := fmt.Sprintf("%s/%d", key, i)
+					mode := modes[msg]
+					if mode == "" {
+						mode = "ok"
+					}
+					n := nodes[len(ids)%len(nodes)]
+					id, err := n.Jobs.Enqueue(ctx, &demov1.Echo{Message: msg + "/" + mode}, client.EnqueueOptions{OrderingKey: key})
+					if err != nil {
+						t.Fatal(err)
+					}
+					ids = append(ids, enq{key, id})
+				}
+			}
+			for _, e := range ids {
+				j, err := nodes[0].Jobs.Wait(ctx, e.id, nil)
+				var je *client.JobError
+				if err != nil && !errors.As(err, &je) {
+					t.Fatalf("waiting for %s: %v", e.id, err)
+				}
+				if j.OrderingKey != e.key {
+					t.Fatalf("job %s: ordering key %q, want %q", e.id, j.OrderingKey, e.key)
+				}
+			}
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if len(l.overlaps) > 0 {
+				t.Errorf("runs of one key overlapped: %v", l.overlaps)
+			}
+			want := map[string][]string{}
+			for _, key := range []string{"a", "b", "c"} {
+				for i := range perKey {
+					want[key] = append(want[key], fmt.Sprintf("%d#1", i))
+					if key == "a" && i == 3 {
+						want[key] = append(want[key], "3#2")
+					}
+				}
+			}
+			for key, w := range want {
+				if !slices.Equal(l.runs[key], w) {
+					t.Errorf("key %s ran %v, want %v", key, l.runs[key], w)
+				}
+			}
+			j, err := nodes[0].Jobs.Get(ctx, ids[2*3+1].id) // b/2
+			if err != nil || j.State != courierv1.State_FAILED {
+				t.Fatalf("b/2: %v %v", j, err)
+			}
+		})
+	}
+}
+
+// TestEnqueueJobsRun: a batch enqueued through EnqueueJobs runs, on each
+// store.
+func TestEnqueueJobsRun(t *testing.T) {
+	for _, kind := range testenv.StoreKinds() {
+		t.Run(string(kind), func(t *testing.T) {
+			l := &orderLog{runs: map[string][]string{}, inflight: map[string]int{}}
+			nodes := controlNodes(t, kind, l.registry(t))
+			ctx, cancel := context.WithTimeout(context.Background(), couriertest.Timeout)
+			defer cancel()
+			var batch []client.BatchJob
+			for i := range 50 {
+				batch = append(batch, client.BatchJob{Payload: &demov1.Echo{Message: fmt.Sprintf("k%d/%d/ok", i%5, i)}})
+			}
+			ids, err := nodes[len(nodes)-1].Jobs.EnqueueBatch(ctx, batch)
+			if err != nil || len(ids) != len(batch) {
+				t.Fatalf("EnqueueBatch: %d IDs, %v", len(ids), err)
+			}
+			for i, id := range ids {
+				var res demov1.EchoResult
+				if _, err := nodes[0].Jobs.Wait(ctx, id, &res); err != nil || res.Message != batch[i].Payload.(*demov1.Echo).Message {
+					t.Fatalf("job %d (%s): %v %v", i, id, &res, err)
+				}
+			}
+		})
+	}
+}
