@@ -26,8 +26,9 @@ import (
 )
 
 // orderLog records the runs of Echo jobs whose message is "KEY/INDEX/MODE"
-// (MODE: ok, fail-once: a retryable error on attempt 1, fail: a permanent
-// error), and any two runs of one key that overlapped.
+// (MODE: ok, fail-once: a retryable error on attempt 1, fail-always: a
+// retryable error, fail: a permanent error, block: until its context
+// ends), and any two runs of one key that overlapped.
 type orderLog struct {
 	mu       sync.Mutex
 	runs     map[string][]string // key → "INDEX#ATTEMPT", in start order
@@ -52,6 +53,11 @@ func (l *orderLog) registry(t *testing.T) *handlers.Registry {
 		l.inflight[key]--
 		l.mu.Unlock()
 		switch {
+		case mode == "block":
+			<-ctx.Done()
+			return nil, ctx.Err()
+		case mode == "fail-always":
+			return nil, errors.New("transient failure")
 		case mode == "fail-once" && job.Attempt == 1:
 			return nil, errors.New("transient failure")
 		case mode == "fail":
@@ -187,6 +193,45 @@ func TestEnqueueJobsRun(t *testing.T) {
 				if _, err := nodes[0].Jobs.Wait(ctx, id, &res); err != nil || res.Message != batch[i].Payload.(*demov1.Echo).Message {
 					t.Fatalf("job %d (%s): %v %v", i, id, &res, err)
 				}
+			}
+		})
+	}
+}
+
+// TestPerJobOverridesRun: a job's own max_attempts and timeout are the
+// ones its runs get, below the type's (3 attempts, an hour).
+func TestPerJobOverridesRun(t *testing.T) {
+	for _, kind := range testenv.StoreKinds() {
+		t.Run(string(kind), func(t *testing.T) {
+			l := &orderLog{runs: map[string][]string{}, inflight: map[string]int{}}
+			reg := l.registry(t)
+			if err := reg.Configure("courier.demo.v1.Echo", handlers.Config{Timeout: time.Hour}); err != nil {
+				t.Fatal(err)
+			}
+			nodes := controlNodes(t, kind, reg)
+			ctx, cancel := context.WithTimeout(context.Background(), couriertest.Timeout)
+			defer cancel()
+			jc := nodes[0].Jobs
+			blocked, err := jc.Enqueue(ctx, &demov1.Echo{Message: "t/0/block"}, client.EnqueueOptions{MaxAttempts: 1, Timeout: 50 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			retried, err := jc.Enqueue(ctx, &demov1.Echo{Message: "r/0/fail-always"}, client.EnqueueOptions{MaxAttempts: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			j, err := jc.Wait(ctx, blocked, nil)
+			if j.GetState() != courierv1.State_FAILED || j.GetAttempt() != 1 || !strings.Contains(j.GetError().GetMessage(), "timed out after 50ms") {
+				t.Fatalf("blocked job with a 50ms timeout and 1 attempt: %v (%v)", j, err)
+			}
+			j, err = jc.Wait(ctx, retried, nil)
+			if j.GetState() != courierv1.State_FAILED || j.GetAttempt() != 2 || j.GetMaxAttempts() != 2 {
+				t.Fatalf("failing job with 2 attempts: %v (%v)", j, err)
+			}
+			// Above the type's: refused, naming the field.
+			_, err = jc.Enqueue(ctx, &demov1.Echo{Message: "x/0/ok"}, client.EnqueueOptions{Timeout: 2 * time.Hour})
+			if err == nil || !strings.Contains(err.Error(), "timeout is 2h0m0s") {
+				t.Fatalf("timeout above the type's: %v", err)
 			}
 		})
 	}
