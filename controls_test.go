@@ -13,9 +13,14 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/courierq/courier"
 	"github.com/courierq/courier/client"
+	"github.com/courierq/courier/client/pgtx"
 	"github.com/courierq/courier/config"
 	"github.com/courierq/courier/couriertest"
 	"github.com/courierq/courier/emulator"
@@ -234,5 +239,55 @@ func TestPerJobOverridesRun(t *testing.T) {
 				t.Fatalf("timeout above the type's: %v", err)
 			}
 		})
+	}
+}
+
+// TestEnqueueTxRuns: a job enqueued in the application's own transaction
+// (client/pgtx on jobs/postgres.EnqueueTx) runs once the transaction
+// commits, and does not exist when it rolls back.
+func TestEnqueueTxRuns(t *testing.T) {
+	l := &orderLog{runs: map[string][]string{}, inflight: map[string]int{}}
+	nodes := controlNodes(t, testenv.Postgres, l.registry(t))
+	ctx, cancel := context.WithTimeout(context.Background(), couriertest.Timeout)
+	defer cancel()
+	cfg := nodes[0].Config()
+	pool, err := pgxpool.New(ctx, cfg.Store.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, _, err := pgtx.Enqueue(ctx, tx, cfg.Store.Schema, &demov1.Echo{Message: "tx/0/ok"}, client.EnqueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nodes[0].Jobs.Get(ctx, gone); status.Code(err) != codes.NotFound {
+		t.Fatalf("GetJob of a rolled back job: %v, want NotFound", err)
+	}
+
+	var id string
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var err error
+		id, _, err = pgtx.Enqueue(ctx, tx, cfg.Store.Schema, &demov1.Echo{Message: "tx/1/ok"}, client.EnqueueOptions{IdempotencyKey: "order-1"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res demov1.EchoResult
+	if _, err := nodes[1].Jobs.Wait(ctx, id, &res); err != nil || res.Message != "tx/1/ok" {
+		t.Fatalf("the committed job: %v %v", &res, err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !slices.Equal(l.runs["tx"], []string{"1#1"}) {
+		t.Fatalf("runs: %v, want only the committed job, once", l.runs["tx"])
 	}
 }
