@@ -107,6 +107,9 @@ type Config struct {
 	EndedCache int
 	// Now is the clock of the cache. nil means time.Now.
 	Now func() time.Time
+	// DeadLetters, when set, serves ListDeadLetters and ReplayDeadLetters;
+	// nil makes them answer FailedPrecondition.
+	DeadLetters DeadLetters
 }
 
 // Service implements courier.v1.JobService.
