@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/courierq/courier"
+	"github.com/courierq/courier/backend/jobservice"
 	"github.com/courierq/courier/client"
 	"github.com/courierq/courier/client/pgtx"
 	"github.com/courierq/courier/config"
@@ -36,6 +37,7 @@ import (
 // ends), and any two runs of one key that overlapped.
 type orderLog struct {
 	mu       sync.Mutex
+	healed   bool                // mode fail-until-healed succeeds once set
 	runs     map[string][]string // key → "INDEX#ATTEMPT", in start order
 	inflight map[string]int
 	overlaps []string
@@ -67,6 +69,13 @@ func (l *orderLog) registry(t *testing.T) *handlers.Registry {
 			return nil, errors.New("transient failure")
 		case mode == "fail":
 			return nil, handlers.Permanent(errors.New("permanent failure"))
+		case mode == "fail-until-healed":
+			l.mu.Lock()
+			healed := l.healed
+			l.mu.Unlock()
+			if !healed {
+				return nil, handlers.Permanent(errors.New("broken until healed"))
+			}
 		}
 		return &demov1.EchoResult{Message: job.Payload.GetMessage()}, nil
 	}, handlers.Config{MaxAttempts: 3, MinBackoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
@@ -79,7 +88,7 @@ func (l *orderLog) registry(t *testing.T) *handlers.Registry {
 // controlNodes starts the Nodes of a store kind on one in-process
 // emulator: one on SQLite (which one process owns), two replicas sharing a
 // PostgreSQL schema.
-func controlNodes(t *testing.T, kind testenv.StoreKind, reg *handlers.Registry) []*couriertest.Node {
+func controlNodes(t *testing.T, kind testenv.StoreKind, reg *handlers.Registry, roles ...string) []*couriertest.Node {
 	t.Helper()
 	emu, err := emulator.Start(context.Background(), emulator.Config{InProcess: true})
 	if err != nil {
@@ -97,7 +106,13 @@ func controlNodes(t *testing.T, kind testenv.StoreKind, reg *handlers.Registry) 
 		cfg.Store.Path = filepath.Join(t.TempDir(), "jobs.db")
 	}
 	var nodes []*couriertest.Node
-	for range replicas {
+	if len(roles) > 0 {
+		replicas = len(roles)
+	}
+	for i := range replicas {
+		if len(roles) > 0 {
+			cfg.Role = roles[i]
+		}
 		c, err := pubsub.NewClient(context.Background(), "controls", emu.ClientOptions()...)
 		if err != nil {
 			t.Fatal(err)
@@ -289,5 +304,115 @@ func TestEnqueueTxRuns(t *testing.T) {
 	defer l.mu.Unlock()
 	if !slices.Equal(l.runs["tx"], []string{"1#1"}) {
 		t.Fatalf("runs: %v, want only the committed job, once", l.runs["tx"])
+	}
+}
+
+// TestDeadLetters: dead letters listed and replayed through the gRPC API of
+// a replica that runs no worker (the API role, beside a worker replica on
+// PostgreSQL; one Node on SQLite).
+func TestDeadLetters(t *testing.T) {
+	for _, kind := range testenv.StoreKinds() {
+		t.Run(string(kind), func(t *testing.T) {
+			l := &orderLog{runs: map[string][]string{}, inflight: map[string]int{}}
+			var roles []string
+			if kind == testenv.Postgres {
+				roles = []string{"api", "worker"}
+			}
+			api := controlNodes(t, kind, l.registry(t), roles...)[0]
+			ctx, cancel := context.WithTimeout(context.Background(), couriertest.Timeout)
+			defer cancel()
+			svc := api.Jobs.Service()
+			var dead []string
+			for i := range 2 {
+				id, err := api.Jobs.Enqueue(ctx, &demov1.Echo{Message: fmt.Sprintf("dl/%d/fail-until-healed", i)}, client.EnqueueOptions{Labels: map[string]string{"team": "x"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if j, _ := api.Jobs.Wait(ctx, id, nil); j.GetState() != courierv1.State_FAILED {
+					t.Fatalf("job %s: %v, want FAILED", id, j)
+				}
+				dead = append(dead, id)
+			}
+			// A peek is best effort: ask until both show.
+			var letters []*courierv1.DeadLetter
+			for len(letters) < 2 {
+				resp, err := svc.ListDeadLetters(ctx, &courierv1.ListDeadLettersRequest{Type: "courier.demo.v1.Echo"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				letters = resp.DeadLetters
+				if ctx.Err() != nil {
+					t.Fatalf("ListDeadLetters shows %d dead letters, want 2", len(letters))
+				}
+			}
+			for _, dl := range letters {
+				var echo demov1.Echo
+				if !slices.Contains(dead, dl.JobId) || dl.Type != "courier.demo.v1.Echo" || dl.Reason == "" || dl.Labels["team"] != "x" ||
+					dl.Payload.UnmarshalTo(&echo) != nil || !strings.HasPrefix(echo.Message, "dl/") || dl.Subscription == "" || dl.MessageId == "" {
+					t.Fatalf("dead letter: %v", dl)
+				}
+			}
+			for _, c := range []struct {
+				req  *courierv1.ListDeadLettersRequest
+				want string
+			}{
+				{&courierv1.ListDeadLettersRequest{PageSize: -1}, "page_size is -1"},
+				{&courierv1.ListDeadLettersRequest{PageSize: 1001}, "page_size is 1001"},
+				{&courierv1.ListDeadLettersRequest{Type: "no.such.Type"}, "not a registered job type"},
+			} {
+				if _, err := svc.ListDeadLetters(ctx, c.req); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), c.want) {
+					t.Fatalf("ListDeadLetters(%v): %v, want InvalidArgument naming %q", c.req, err, c.want)
+				}
+			}
+			for _, c := range []struct {
+				req  *courierv1.ReplayDeadLettersRequest
+				want string
+			}{
+				{&courierv1.ReplayDeadLettersRequest{}, "both empty"},
+				{&courierv1.ReplayDeadLettersRequest{Type: "courier.demo.v1.Echo", DeadLetters: []*courierv1.DeadLetterRef{{Subscription: "s", MessageId: "m"}}}, "not both"},
+				{&courierv1.ReplayDeadLettersRequest{DeadLetters: []*courierv1.DeadLetterRef{{Subscription: "s"}}}, "dead_letters[0]"},
+			} {
+				if _, err := svc.ReplayDeadLetters(ctx, c.req); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), c.want) {
+					t.Fatalf("ReplayDeadLetters(%v): %v, want InvalidArgument naming %q", c.req, err, c.want)
+				}
+			}
+
+			l.mu.Lock()
+			l.healed = true
+			l.mu.Unlock()
+			first := &courierv1.DeadLetterRef{Subscription: letters[0].Subscription, MessageId: letters[0].MessageId}
+			resp, err := svc.ReplayDeadLetters(ctx, &courierv1.ReplayDeadLettersRequest{DeadLetters: []*courierv1.DeadLetterRef{first}})
+			if err != nil || len(resp.Results) != 1 || resp.Results[0].JobId == "" || resp.Results[0].Error != nil {
+				t.Fatalf("ReplayDeadLetters: %v %v", resp, err)
+			}
+			replayed := resp.Results[0].JobId
+			j, err := api.Jobs.Wait(ctx, replayed, nil)
+			if err != nil || j.Labels[jobservice.ReenqueueLabel] != letters[0].JobId || j.Labels["team"] != "x" {
+				t.Fatalf("replayed job: %v %v", j, err)
+			}
+			// Gone from the subscription: replaying it again says so.
+			resp, err = svc.ReplayDeadLetters(ctx, &courierv1.ReplayDeadLettersRequest{DeadLetters: []*courierv1.DeadLetterRef{first}})
+			if err != nil || len(resp.Results) != 1 || resp.Results[0].GetError().GetCode() != int32(codes.NotFound) {
+				t.Fatalf("second replay of one dead letter: %v %v", resp, err)
+			}
+			// A replay of the same dead job from elsewhere (the dashboard)
+			// makes no second job.
+			again, err := svc.EnqueueJob(ctx, &courierv1.EnqueueJobRequest{Payload: letters[0].Payload, IdempotencyKey: jobservice.ReenqueueKey(letters[0].JobId)})
+			if err != nil || !again.Duplicate || again.JobId != replayed {
+				t.Fatalf("re-enqueue of a replayed dead job: %v %v", again, err)
+			}
+			// The rest of the type.
+			resp, err = svc.ReplayDeadLetters(ctx, &courierv1.ReplayDeadLettersRequest{Type: "courier.demo.v1.Echo"})
+			if err != nil || len(resp.Results) != 1 || resp.Results[0].MessageId != letters[1].MessageId || resp.Results[0].Error != nil {
+				t.Fatalf("ReplayDeadLetters of the type: %v %v", resp, err)
+			}
+			if _, err := api.Jobs.Wait(ctx, resp.Results[0].JobId, nil); err != nil {
+				t.Fatal(err)
+			}
+			list, err := svc.ListDeadLetters(ctx, &courierv1.ListDeadLettersRequest{})
+			if err != nil || len(list.DeadLetters) != 0 {
+				t.Fatalf("dead letters after replaying all: %v %v", list, err)
+			}
+		})
 	}
 }
