@@ -14,6 +14,7 @@ var subcommands = []func(*globals) *cobra.Command{
 	newWatchCommand,
 	newCancelCommand,
 	newListCommand,
+	newDeadLettersCommand,
 	newVersionCommand,
 }
 
@@ -27,6 +28,7 @@ func newRoot(g *globals) *cobra.Command {
   courier [--addr HOST:PORT] [-o text|json] enqueue TYPE JSON [--key K] [--wait] [--label k=v]
   courier get ID | watch ID | cancel ID
   courier list [--state S] [--type T] [--label k=v] [--limit N]
+  courier dead-letters list [--type T] | show SUB/ID | replay SUB/ID... | replay --type T
   courier version | completion bash|zsh|fish|powershell
 
 Message types come from the server through gRPC server reflection: any type
