@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -17,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/courierq/courier"
 	"github.com/courierq/courier/backend/jobservice"
@@ -414,5 +417,61 @@ func TestDeadLetters(t *testing.T) {
 				t.Fatalf("dead letters after replaying all: %v %v", list, err)
 			}
 		})
+	}
+}
+
+// TestControlsOverHTTP: the new RPCs' HTTP/JSON routes (from their
+// google.api.http options).
+func TestControlsOverHTTP(t *testing.T) {
+	l := &orderLog{runs: map[string][]string{}, inflight: map[string]int{}}
+	n := controlNodes(t, testenv.SQLite, l.registry(t))[0]
+	base := "http://" + n.HTTPAddr()
+	call := func(method, path, body string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	job := func(msg, extra string) string {
+		return `{"payload": {"@type": "type.googleapis.com/courier.demo.v1.Echo", "message": "` + msg + `"}` + extra + `}`
+	}
+	code, body := call("POST", "/v1/jobs:batchEnqueue", `{"jobs": [`+job("h/0/ok", `, "orderingKey": "h"`)+`, `+job("h/1/ok", `, "maxAttempts": 2, "timeout": "30s"`)+`]}`)
+	var resp courierv1.EnqueueJobsResponse
+	if code != http.StatusOK || protojson.Unmarshal([]byte(body), &resp) != nil || len(resp.Jobs) != 2 {
+		t.Fatalf("POST /v1/jobs:batchEnqueue: %d %s", code, body)
+	}
+	code, body = call("POST", "/v1/jobs:batchEnqueue", `{"jobs": [`+job("h/2/ok", "")+`, `+job("h/3/ok", `, "uniqueFor": "-5s", "idempotencyKey": "k"`)+`]}`)
+	if code != http.StatusBadRequest || !strings.Contains(body, "jobs[1]") || !strings.Contains(body, "unique_for") {
+		t.Fatalf("POST /v1/jobs:batchEnqueue with a bad job: %d %s", code, body)
+	}
+	code, body = call("GET", "/v1/deadLetters?type=courier.demo.v1.Echo&pageSize=10", "")
+	if code != http.StatusOK || !strings.Contains(body, `"deadLetters"`) {
+		t.Fatalf("GET /v1/deadLetters: %d %s", code, body)
+	}
+	code, body = call("GET", "/v1/deadLetters?pageSize=-1", "")
+	if code != http.StatusBadRequest || !strings.Contains(body, "page_size") {
+		t.Fatalf("GET /v1/deadLetters?pageSize=-1: %d %s", code, body)
+	}
+	code, body = call("POST", "/v1/deadLetters:replay", `{"type": "courier.demo.v1.Echo"}`)
+	if code != http.StatusOK || !strings.Contains(body, `"results"`) {
+		t.Fatalf("POST /v1/deadLetters:replay: %d %s", code, body)
+	}
+	code, body = call("POST", "/v1/deadLetters:replay", `{}`)
+	if code != http.StatusBadRequest || !strings.Contains(body, "dead_letters") {
+		t.Fatalf("POST /v1/deadLetters:replay {}: %d %s", code, body)
+	}
+	for _, r := range resp.Jobs {
+		if _, err := n.Jobs.Wait(context.Background(), r.JobId, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
