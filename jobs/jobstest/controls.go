@@ -212,3 +212,53 @@ func testUniqueScopes(ctx context.Context, t *testing.T, s jobs.Store, clk *Cloc
 		wantErr(t, fmt.Sprintf("Enqueue with %s", what), err, jobs.ErrInvalidArgument)
 	}
 }
+
+// testConcurrentBatches: batches that share idempotency keys, in opposite
+// orders, all succeed, and each key has one holder.
+func testConcurrentBatches(ctx context.Context, t *testing.T, s jobs.Store) {
+	b := batcher(t, s)
+	const batches, keys = 8, 10
+	results := make([][]jobs.EnqueueResult, batches)
+	errs := make(chan error, batches)
+	for g := range batches {
+		go func() {
+			ps := make([]jobs.EnqueueParams, keys)
+			for i := range ps {
+				k := i
+				if g%2 == 1 {
+					k = keys - 1 - i
+				}
+				ps[i] = jobs.EnqueueParams{Job: jobs.Job{Type: "test.v1.Batch", IdempotencyKey: fmt.Sprint("k", k)}}
+			}
+			res, err := b.EnqueueBatch(ctx, ps)
+			results[g] = res
+			errs <- err
+		}()
+	}
+	for range batches {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent EnqueueBatch: %v", err)
+		}
+	}
+	holders := map[string]string{}
+	for _, res := range results {
+		for _, r := range res {
+			if !r.Duplicate {
+				if h, ok := holders[r.Job.IdempotencyKey]; ok {
+					t.Fatalf("key %s has two holders: %s and %s", r.Job.IdempotencyKey, h, r.Job.ID)
+				}
+				holders[r.Job.IdempotencyKey] = r.Job.ID
+			}
+		}
+	}
+	for _, res := range results {
+		for _, r := range res {
+			if holders[r.Job.IdempotencyKey] != r.Job.ID {
+				t.Fatalf("key %s: a result names job %s, the holder is %s", r.Job.IdempotencyKey, r.Job.ID, holders[r.Job.IdempotencyKey])
+			}
+		}
+	}
+	if len(holders) != keys || queuedCount(ctx, t, s) != keys {
+		t.Fatalf("%d holders, %d jobs; want %d of each", len(holders), queuedCount(ctx, t, s), keys)
+	}
+}

@@ -51,6 +51,7 @@ func Exercise(ctx context.Context, t *testing.T, newStore func(t *testing.T, now
 		{"IdempotencyKey", testIdempotency},
 		{"ConcurrentIdempotentEnqueue", testConcurrentIdempotency},
 		{"EnqueueBatch", testEnqueueBatch},
+		{"ConcurrentEnqueueBatches", testConcurrentBatches},
 		{"Ensure", testEnsure},
 		{"GetNotFound", testGetNotFound},
 		{"Transitions", testTransitions},

@@ -13,6 +13,7 @@ import (
 	"github.com/courierq/courier/jobs"
 	"github.com/courierq/courier/jobs/internal/storekit"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 const cols = `id, type, state, attempt, max_attempts, payload, result_type, result, error_code, error_message,
@@ -291,13 +292,58 @@ func (s *Store) EnqueueBatch(ctx context.Context, ps []jobs.EnqueueParams) ([]jo
 	}
 	ctx, cancel := context.WithTimeout(ctx, batchTimeout)
 	defer cancel()
+	// The statements run in request order (a batch's jobs of one ordering
+	// key go out in that order), so two batches could take the row locks
+	// of the same idempotency keys in opposite orders. Each batch first
+	// takes a transaction advisory lock per key, in one order for every
+	// batch, so batches do not deadlock on each other; a deadlock with the
+	// writers' batches (PostgreSQL aborts one) runs the batch again.
+	for try := 1; ; try++ {
+		err = s.enqueueBatch(ctx, ps, out)
+		var pe *pgconn.PgError
+		if try < 3 && errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001") {
+			continue
+		}
+		break
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: EnqueueBatch: %w", pkg, err)
+	}
+	for _, r := range out {
+		if !r.Duplicate {
+			s.hub.Notify(r.Job.ID)
+		}
+	}
+	return out, nil
+}
+
+// enqueueBatch is one try of EnqueueBatch: it fills out.
+func (s *Store) enqueueBatch(ctx context.Context, ps []jobs.EnqueueParams, out []jobs.EnqueueResult) error {
 	now := s.now()
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	clear(out)
+	var keys []string
+	for _, p := range ps {
+		if p.Job.IdempotencyKey != "" {
+			keys = append(keys, p.Job.Type+"/"+p.Job.IdempotencyKey)
+		}
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
+		for _, k := range keys {
+			b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 7))`, k)
+		}
 		for _, p := range ps {
 			b.Queue(enqueueJob, enqueueArgs(p, now, true)...)
 		}
 		br := tx.SendBatch(ctx, b)
+		for range keys {
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return fmt.Errorf("lock the idempotency keys: %w", err)
+			}
+		}
 		for i := range ps {
 			var j *jobs.Job
 			if err := scanInto(&j)(br.QueryRow()); err != nil {
@@ -340,15 +386,6 @@ func (s *Store) EnqueueBatch(ctx context.Context, ps []jobs.EnqueueParams) ([]jo
 		}
 		return tx.SendBatch(ctx, b).Close()
 	})
-	if err != nil {
-		return nil, fmt.Errorf("%s: EnqueueBatch: %w", pkg, err)
-	}
-	for _, r := range out {
-		if !r.Duplicate {
-			s.hub.Notify(r.Job.ID)
-		}
-	}
-	return out, nil
 }
 
 // Ensure implements jobs.Store.
