@@ -1,7 +1,12 @@
 // Package jobservice implements courier.v1.JobService, the enqueue-and-poll
 // API: EnqueueJob validates the payload and records the job with its outbox
-// entry in one store transaction (the outbox relay publishes it), and
-// GetJob, WatchJob, CancelJob and ListJobs read and change the job store.
+// entry in one store transaction (the outbox relay publishes it),
+// EnqueueJobs does so for up to 1,000 jobs in one transaction (on a store
+// that is a jobs.BatchEnqueuer), and GetJob, WatchJob, CancelJob and
+// ListJobs read and change the job store. ListDeadLetters and
+// ReplayDeadLetters read and replay dead letters through Config.DeadLetters
+// (courier gives it a reader of the dead-letter subscriptions), a replay
+// being an EnqueueJob.
 //
 // It is the gRPC face of the job store and nothing more: it does not publish
 // to Pub/Sub (the relay does), run handlers (ingest does), or know how a job
