@@ -152,12 +152,15 @@ func (w *Worker) checkSubscriptions(ctx context.Context) error {
 	for _, e := range w.cfg.Registry.Entries() {
 		n := w.types[e.Type].names
 		name := "projects/" + w.cfg.Client.Project() + "/subscriptions/" + n.Subscription
-		_, err := w.cfg.Client.SubscriptionAdminClient.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: name})
+		sub, err := w.cfg.Client.SubscriptionAdminClient.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: name})
 		switch {
 		case notFound(err):
 			missing = append(missing, fmt.Sprintf("%s (on topic %s, for %s)", n.Subscription, n.Topic, e.Type))
 		case err != nil:
 			return fmt.Errorf("ingest: checking subscription %s: %w", name, err)
+		case !sub.GetEnableMessageOrdering():
+			w.log.Warn("ingest: subscription has no message ordering, so jobs with an ordering key are not delivered in order; create it with message ordering enabled to order them",
+				"subscription", name)
 		}
 	}
 	if len(missing) > 0 {
