@@ -41,6 +41,7 @@ import (
 type orderLog struct {
 	mu       sync.Mutex
 	healed   bool                // mode fail-until-healed succeeds once set
+	gate     chan struct{}       // mode gate waits for it to close
 	runs     map[string][]string // key → "INDEX#ATTEMPT", in start order
 	inflight map[string]int
 	overlaps []string
@@ -63,6 +64,12 @@ func (l *orderLog) registry(t *testing.T) *handlers.Registry {
 		l.inflight[key]--
 		l.mu.Unlock()
 		switch {
+		case mode == "gate":
+			select {
+			case <-l.gate:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
 		case mode == "block":
 			<-ctx.Done()
 			return nil, ctx.Err()
@@ -473,5 +480,58 @@ func TestControlsOverHTTP(t *testing.T) {
 		if _, err := n.Jobs.Wait(context.Background(), r.JobId, nil); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestOrderingKeyCancel: a job of a key cancelled while it waits behind the
+// key's running job (its message already in Pub/Sub) is skipped, and the
+// key goes on.
+func TestOrderingKeyCancel(t *testing.T) {
+	for _, kind := range testenv.StoreKinds() {
+		t.Run(string(kind), func(t *testing.T) {
+			l := &orderLog{runs: map[string][]string{}, inflight: map[string]int{}, gate: make(chan struct{})}
+			nodes := controlNodes(t, kind, l.registry(t))
+			ctx, cancel := context.WithTimeout(context.Background(), couriertest.Timeout)
+			defer cancel()
+			var ids []string
+			for i, mode := range []string{"gate", "ok", "ok"} {
+				id, err := nodes[i%len(nodes)].Jobs.Enqueue(ctx, &demov1.Echo{Message: fmt.Sprintf("d/%d/%s", i, mode)}, client.EnqueueOptions{OrderingKey: "d"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, id)
+			}
+			// Once the outbox is empty, every message is in Pub/Sub: d/1
+			// and d/2 wait there behind d/0, which holds the gate.
+			for {
+				n, _, err := nodes[0].Store().OutboxStats(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n == 0 {
+					break
+				}
+				select {
+				case <-ctx.Done():
+					t.Fatalf("the outbox still holds %d entries", n)
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			if j, err := nodes[0].Jobs.Cancel(ctx, ids[1]); err != nil || j.State != courierv1.State_CANCELLED {
+				t.Fatalf("cancel d/1: %v %v", j, err)
+			}
+			close(l.gate)
+			for i, want := range []courierv1.State{courierv1.State_SUCCEEDED, courierv1.State_CANCELLED, courierv1.State_SUCCEEDED} {
+				j, _ := nodes[0].Jobs.Wait(ctx, ids[i], nil)
+				if j.GetState() != want {
+					t.Fatalf("d/%d: %v, want %v", i, j, want)
+				}
+			}
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if !slices.Equal(l.runs["d"], []string{"0#1", "2#1"}) {
+				t.Fatalf("key d ran %v, want d/0 then d/2", l.runs["d"])
+			}
+		})
 	}
 }
