@@ -15,6 +15,7 @@ var subcommands = []func(*globals) *cobra.Command{
 	newCancelCommand,
 	newListCommand,
 	newStatsCommand,
+	newDeadLettersCommand,
 	newVersionCommand,
 }
 
@@ -29,6 +30,7 @@ func newRoot(g *globals) *cobra.Command {
   courier get ID | watch ID | cancel ID
   courier list [--state S] [--type T] [--label k=v] [--limit N]
   courier stats [--type T]
+  courier dead-letters list [--type T] | show SUB/ID | replay SUB/ID... | replay --type T
   courier version | completion bash|zsh|fish|powershell
 
 Message types come from the server through gRPC server reflection: any type
