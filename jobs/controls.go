@@ -14,6 +14,10 @@ import (
 // rather than fail later. They are kept out of Store so that a store can be
 // written without them.
 
+// MaxScheduleNameBytes bounds a schedule's name (its jobs' idempotency
+// keys hold it and the tick).
+const MaxScheduleNameBytes = 200
+
 // ErrExists: a create found the name taken (CreateSchedule).
 var ErrExists = errors.New("jobs: already exists")
 
@@ -37,7 +41,7 @@ func (m Missed) Valid() bool { return m == MissedSkip || m == MissedCatchUp }
 // Every, one job of Type with Payload is enqueued, fleet-wide. The store
 // knows nothing of cron: the scheduler computes ticks and stores NextTime.
 type Schedule struct {
-	Name        string // unique; 1..MaxIDBytes
+	Name        string // unique; 1..MaxScheduleNameBytes
 	Type        string // the job type (full protobuf name of Payload)
 	Payload     []byte
 	Labels      map[string]string

@@ -53,12 +53,13 @@ func NewSchedule(pkg, method string, s jobs.Schedule) (jobs.Schedule, error) {
 	}, nil
 }
 
-// CheckName checks a schedule's name: 1..jobs.MaxIDBytes bytes of text.
+// CheckName checks a schedule's name: 1..jobs.MaxScheduleNameBytes bytes
+// of text.
 func CheckName(pkg, method, name string) error {
 	if name == "" {
 		return Invalid(pkg, "%s: the schedule name is empty: pass a name such as nightly-report", method)
 	}
-	return CheckText(pkg, method, "the schedule name", name, jobs.MaxIDBytes)
+	return CheckText(pkg, method, "the schedule name", name, jobs.MaxScheduleNameBytes)
 }
 
 // CheckFire checks the arguments of FireSchedule and returns the job to
