@@ -720,7 +720,7 @@ var File_courier_v1_job_proto protoreflect.FileDescriptor
 const file_courier_v1_job_proto_rawDesc = "" +
 	"\n" +
 	"\x14courier/v1/job.proto\x12\n" +
-	"courier.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"@\n" +
+	"courier.v1\x1a\x19courier/v1/controls.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"@\n" +
 	"\bProgress\x12\x1a\n" +
 	"\bfraction\x18\x01 \x01(\x01R\bfraction\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\x87\x06\n" +
@@ -786,7 +786,8 @@ const file_courier_v1_job_proto_rawDesc = "" +
 	"\tSUCCEEDED\x10\x03\x12\n" +
 	"\n" +
 	"\x06FAILED\x10\x04\x12\r\n" +
-	"\tCANCELLED\x10\x052\xca\x03\n" +
+	"\tCANCELLED\x10\x052\xed\n" +
+	"\n" +
 	"\n" +
 	"JobService\x12`\n" +
 	"\n" +
@@ -795,7 +796,15 @@ const file_courier_v1_job_proto_rawDesc = "" +
 	"\bWatchJob\x12\x1b.courier.v1.WatchJobRequest\x1a\x0f.courier.v1.Job\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/jobs/{id}:watch0\x01\x12[\n" +
 	"\tCancelJob\x12\x1c.courier.v1.CancelJobRequest\x1a\x0f.courier.v1.Job\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/jobs/{id}:cancel\x12W\n" +
 	"\bListJobs\x12\x1b.courier.v1.ListJobsRequest\x1a\x1c.courier.v1.ListJobsResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
-	"\x12\b/v1/jobsB8Z6github.com/courierq/courier/proto/courier/v1;courierv1b\x06proto3"
+	"\x12\b/v1/jobs\x12j\n" +
+	"\x0eCreateSchedule\x12!.courier.v1.CreateScheduleRequest\x1a\x14.courier.v1.Schedule\"\x1f\x82\xd3\xe4\x93\x02\x19:\bschedule\"\r/v1/schedules\x12k\n" +
+	"\rListSchedules\x12 .courier.v1.ListSchedulesRequest\x1a!.courier.v1.ListSchedulesResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/schedules\x12n\n" +
+	"\rPauseSchedule\x12 .courier.v1.PauseScheduleRequest\x1a\x14.courier.v1.Schedule\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/schedules/{name}:pause\x12q\n" +
+	"\x0eResumeSchedule\x12!.courier.v1.ResumeScheduleRequest\x1a\x14.courier.v1.Schedule\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/schedules/{name}:resume\x12u\n" +
+	"\x0eDeleteSchedule\x12!.courier.v1.DeleteScheduleRequest\x1a\".courier.v1.DeleteScheduleResponse\"\x1c\x82\xd3\xe4\x93\x02\x16*\x14/v1/schedules/{name}\x12p\n" +
+	"\fPauseJobType\x12\x1f.courier.v1.PauseJobTypeRequest\x1a\x19.courier.v1.PausedJobType\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/jobTypes/{type}:pause\x12{\n" +
+	"\rResumeJobType\x12 .courier.v1.ResumeJobTypeRequest\x1a!.courier.v1.ResumeJobTypeResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/jobTypes/{type}:resume\x12\x7f\n" +
+	"\x12ListPausedJobTypes\x12%.courier.v1.ListPausedJobTypesRequest\x1a&.courier.v1.ListPausedJobTypesResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/pausedJobTypesB8Z6github.com/courierq/courier/proto/courier/v1;courierv1b\x06proto3"
 
 var (
 	file_courier_v1_job_proto_rawDescOnce sync.Once
@@ -812,22 +821,36 @@ func file_courier_v1_job_proto_rawDescGZIP() []byte {
 var file_courier_v1_job_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_courier_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_courier_v1_job_proto_goTypes = []any{
-	(State)(0),                    // 0: courier.v1.State
-	(*Progress)(nil),              // 1: courier.v1.Progress
-	(*Job)(nil),                   // 2: courier.v1.Job
-	(*EnqueueJobRequest)(nil),     // 3: courier.v1.EnqueueJobRequest
-	(*EnqueueJobResponse)(nil),    // 4: courier.v1.EnqueueJobResponse
-	(*GetJobRequest)(nil),         // 5: courier.v1.GetJobRequest
-	(*WatchJobRequest)(nil),       // 6: courier.v1.WatchJobRequest
-	(*CancelJobRequest)(nil),      // 7: courier.v1.CancelJobRequest
-	(*ListJobsRequest)(nil),       // 8: courier.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 9: courier.v1.ListJobsResponse
-	nil,                           // 10: courier.v1.Job.LabelsEntry
-	nil,                           // 11: courier.v1.EnqueueJobRequest.LabelsEntry
-	nil,                           // 12: courier.v1.ListJobsRequest.LabelsEntry
-	(*anypb.Any)(nil),             // 13: google.protobuf.Any
-	(*status.Status)(nil),         // 14: google.rpc.Status
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(State)(0),                         // 0: courier.v1.State
+	(*Progress)(nil),                   // 1: courier.v1.Progress
+	(*Job)(nil),                        // 2: courier.v1.Job
+	(*EnqueueJobRequest)(nil),          // 3: courier.v1.EnqueueJobRequest
+	(*EnqueueJobResponse)(nil),         // 4: courier.v1.EnqueueJobResponse
+	(*GetJobRequest)(nil),              // 5: courier.v1.GetJobRequest
+	(*WatchJobRequest)(nil),            // 6: courier.v1.WatchJobRequest
+	(*CancelJobRequest)(nil),           // 7: courier.v1.CancelJobRequest
+	(*ListJobsRequest)(nil),            // 8: courier.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),           // 9: courier.v1.ListJobsResponse
+	nil,                                // 10: courier.v1.Job.LabelsEntry
+	nil,                                // 11: courier.v1.EnqueueJobRequest.LabelsEntry
+	nil,                                // 12: courier.v1.ListJobsRequest.LabelsEntry
+	(*anypb.Any)(nil),                  // 13: google.protobuf.Any
+	(*status.Status)(nil),              // 14: google.rpc.Status
+	(*timestamppb.Timestamp)(nil),      // 15: google.protobuf.Timestamp
+	(*CreateScheduleRequest)(nil),      // 16: courier.v1.CreateScheduleRequest
+	(*ListSchedulesRequest)(nil),       // 17: courier.v1.ListSchedulesRequest
+	(*PauseScheduleRequest)(nil),       // 18: courier.v1.PauseScheduleRequest
+	(*ResumeScheduleRequest)(nil),      // 19: courier.v1.ResumeScheduleRequest
+	(*DeleteScheduleRequest)(nil),      // 20: courier.v1.DeleteScheduleRequest
+	(*PauseJobTypeRequest)(nil),        // 21: courier.v1.PauseJobTypeRequest
+	(*ResumeJobTypeRequest)(nil),       // 22: courier.v1.ResumeJobTypeRequest
+	(*ListPausedJobTypesRequest)(nil),  // 23: courier.v1.ListPausedJobTypesRequest
+	(*Schedule)(nil),                   // 24: courier.v1.Schedule
+	(*ListSchedulesResponse)(nil),      // 25: courier.v1.ListSchedulesResponse
+	(*DeleteScheduleResponse)(nil),     // 26: courier.v1.DeleteScheduleResponse
+	(*PausedJobType)(nil),              // 27: courier.v1.PausedJobType
+	(*ResumeJobTypeResponse)(nil),      // 28: courier.v1.ResumeJobTypeResponse
+	(*ListPausedJobTypesResponse)(nil), // 29: courier.v1.ListPausedJobTypesResponse
 }
 var file_courier_v1_job_proto_depIdxs = []int32{
 	0,  // 0: courier.v1.Job.state:type_name -> courier.v1.State
@@ -852,13 +875,29 @@ var file_courier_v1_job_proto_depIdxs = []int32{
 	6,  // 19: courier.v1.JobService.WatchJob:input_type -> courier.v1.WatchJobRequest
 	7,  // 20: courier.v1.JobService.CancelJob:input_type -> courier.v1.CancelJobRequest
 	8,  // 21: courier.v1.JobService.ListJobs:input_type -> courier.v1.ListJobsRequest
-	4,  // 22: courier.v1.JobService.EnqueueJob:output_type -> courier.v1.EnqueueJobResponse
-	2,  // 23: courier.v1.JobService.GetJob:output_type -> courier.v1.Job
-	2,  // 24: courier.v1.JobService.WatchJob:output_type -> courier.v1.Job
-	2,  // 25: courier.v1.JobService.CancelJob:output_type -> courier.v1.Job
-	9,  // 26: courier.v1.JobService.ListJobs:output_type -> courier.v1.ListJobsResponse
-	22, // [22:27] is the sub-list for method output_type
-	17, // [17:22] is the sub-list for method input_type
+	16, // 22: courier.v1.JobService.CreateSchedule:input_type -> courier.v1.CreateScheduleRequest
+	17, // 23: courier.v1.JobService.ListSchedules:input_type -> courier.v1.ListSchedulesRequest
+	18, // 24: courier.v1.JobService.PauseSchedule:input_type -> courier.v1.PauseScheduleRequest
+	19, // 25: courier.v1.JobService.ResumeSchedule:input_type -> courier.v1.ResumeScheduleRequest
+	20, // 26: courier.v1.JobService.DeleteSchedule:input_type -> courier.v1.DeleteScheduleRequest
+	21, // 27: courier.v1.JobService.PauseJobType:input_type -> courier.v1.PauseJobTypeRequest
+	22, // 28: courier.v1.JobService.ResumeJobType:input_type -> courier.v1.ResumeJobTypeRequest
+	23, // 29: courier.v1.JobService.ListPausedJobTypes:input_type -> courier.v1.ListPausedJobTypesRequest
+	4,  // 30: courier.v1.JobService.EnqueueJob:output_type -> courier.v1.EnqueueJobResponse
+	2,  // 31: courier.v1.JobService.GetJob:output_type -> courier.v1.Job
+	2,  // 32: courier.v1.JobService.WatchJob:output_type -> courier.v1.Job
+	2,  // 33: courier.v1.JobService.CancelJob:output_type -> courier.v1.Job
+	9,  // 34: courier.v1.JobService.ListJobs:output_type -> courier.v1.ListJobsResponse
+	24, // 35: courier.v1.JobService.CreateSchedule:output_type -> courier.v1.Schedule
+	25, // 36: courier.v1.JobService.ListSchedules:output_type -> courier.v1.ListSchedulesResponse
+	24, // 37: courier.v1.JobService.PauseSchedule:output_type -> courier.v1.Schedule
+	24, // 38: courier.v1.JobService.ResumeSchedule:output_type -> courier.v1.Schedule
+	26, // 39: courier.v1.JobService.DeleteSchedule:output_type -> courier.v1.DeleteScheduleResponse
+	27, // 40: courier.v1.JobService.PauseJobType:output_type -> courier.v1.PausedJobType
+	28, // 41: courier.v1.JobService.ResumeJobType:output_type -> courier.v1.ResumeJobTypeResponse
+	29, // 42: courier.v1.JobService.ListPausedJobTypes:output_type -> courier.v1.ListPausedJobTypesResponse
+	30, // [30:43] is the sub-list for method output_type
+	17, // [17:30] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
 	17, // [17:17] is the sub-list for extension extendee
 	0,  // [0:17] is the sub-list for field type_name
@@ -869,6 +908,7 @@ func file_courier_v1_job_proto_init() {
 	if File_courier_v1_job_proto != nil {
 		return
 	}
+	file_courier_v1_controls_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
