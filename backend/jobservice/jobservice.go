@@ -98,8 +98,22 @@ type Config struct {
 	// negative number turns the cache off. A cached job is answered for at
 	// most a minute after the janitor deleted it.
 	EndedCache int
-	// Now is the clock of the cache. nil means time.Now.
+	// Now is the clock of the cache and of new schedules' first ticks. nil
+	// means time.Now.
 	Now func() time.Time
+
+	// Schedules, when set, keeps the schedules of CreateSchedule and the
+	// others (the job store, when it implements jobs.Schedules); nil makes
+	// them answer FailedPrecondition. ScheduleCreated, when set, is called
+	// after a create or resume (the scheduler looks at once).
+	Schedules       jobs.Schedules
+	ScheduleCreated func()
+	// TypePauser, when set, keeps the paused job types of PauseJobType and
+	// the others; nil makes them answer FailedPrecondition. TypesChanged,
+	// when set, is called after a pause or resume (this replica's workers
+	// look at once; others within their poll).
+	TypePauser   jobs.TypePauser
+	TypesChanged func()
 }
 
 // Service implements courier.v1.JobService.
