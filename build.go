@@ -37,6 +37,7 @@ import (
 	"github.com/courierq/courier/wire"
 	"github.com/courierq/courier/workflows"
 	wdemo "github.com/courierq/courier/workflows/demo"
+	"github.com/courierq/courier/schedule"
 )
 
 // parts are the components of a running Node, in the order they are built.
@@ -47,6 +48,11 @@ type parts struct {
 	emu      *emulator.Server
 	ps       *pubsub.Client
 	store    jobs.Store // decorated
+	// raw is the store as opened (or given), before decoration: the optional
+	// interfaces of the job controls (jobs.Schedules, ...) are found on it.
+	raw       jobs.Store
+	scheduler *schedule.Scheduler // nil outside the api role, or when the store keeps no schedules
+	paused    *ingest.PausedTypes // nil when the store keeps no paused types
 	reg      *handlers.Registry
 	pub      *publisher.Publisher
 	relay    *outbox.Relay
@@ -89,13 +95,22 @@ func (n *Node) build(ctx context.Context) (_ *parts, err error) {
 	if p.obs, err = newObserve(ctx, p); err != nil {
 		return nil, err
 	}
+	p.raw = p.store
 	p.store = p.obs.wrapStore(p.store)
 	checks, err := p.buildHandlers(ctx)
 	if err != nil {
 		return nil, err
 	}
+	if err := p.buildSchedules(ctx, checks); err != nil {
+		return nil, err
+	}
 	if err := p.buildPublishing(); err != nil {
 		return nil, err
+	}
+	if tp, ok := p.raw.(jobs.TypePauser); ok {
+		if p.paused, err = ingest.NewPausedTypes(tp, cfg.Jobs.TypePausePoll.D(), n.log); err != nil {
+			return nil, err
+		}
 	}
 	if err := p.buildWorker(); err != nil {
 		return nil, err
@@ -337,13 +352,19 @@ func (p *parts) buildWorker() error {
 			return err
 		}
 	}
+	var snoozer jobs.Snoozer
+	if s, ok := p.raw.(jobs.Snoozer); ok {
+		snoozer = s
+	} else {
+		n.log.Warn("courier: the job store keeps no snoozed jobs (it does not implement jobs.Snoozer): handlers.RetryAfter and handlers.Snooze are ordinary retryable errors", "store", fmt.Sprintf("%T", p.raw))
+	}
 	var err error
 	p.worker, err = ingest.New(ingest.Config{
 		Client: p.ps, Store: p.store, Registry: p.reg, Naming: p.naming(),
 		DisableCreate: cfg.PubSub.DisableCreate, MaxOutstandingMessages: cfg.Handlers.MaxOutstandingMessages,
 		AckDeadline: cfg.Handlers.AckDeadline.D(), Logger: n.log, SeenInterval: max(cfg.Jobs.RescueAfter.D()/4, 0),
 		Limiters: limiters, Middleware: mws, DeadLetters: p.obs.metrics.WrapDeadLetters(ingest.NewDeadLetters(p.ps)),
-		Push: push,
+		Push: push, Snoozer: snoozer, Paused: p.paused,
 	})
 	return err
 }
@@ -362,7 +383,20 @@ func (p *parts) buildAPI(checks map[string]func(context.Context) error) error {
 		}
 	}
 	var err error
-	p.jobs, err = jobservice.New(jobservice.Config{Store: p.store, Types: types, Notify: p.relay.Notify})
+	jcfg := jobservice.Config{Store: p.store, Types: types, Notify: p.relay.Notify, Now: n.now()}
+	if sc, ok := p.raw.(jobs.Schedules); ok {
+		jcfg.Schedules = sc
+		if p.scheduler != nil {
+			jcfg.ScheduleCreated = p.scheduler.Wake
+		}
+	}
+	if tp, ok := p.raw.(jobs.TypePauser); ok {
+		jcfg.TypePauser = tp
+		if p.paused != nil {
+			jcfg.TypesChanged = p.paused.Refresh
+		}
+	}
+	p.jobs, err = jobservice.New(jcfg)
 	if err != nil {
 		return err
 	}
@@ -472,6 +506,12 @@ func (p *parts) start(ctx context.Context) <-chan error {
 		p.bg.Go(func() { p.rescuer.Run(bg) })
 	}
 	p.bg.Go(func() { p.obs.ready.Run(bg) })
+	if p.scheduler != nil {
+		p.bg.Go(func() { p.scheduler.Run(bg) })
+	}
+	if p.paused != nil && p.worker != nil {
+		p.bg.Go(func() { p.paused.Run(bg) })
+	}
 	if p.temporal != nil {
 		p.tempCh = make(chan error, 1)
 		go func() { p.tempCh <- p.temporal.Run(bg) }()

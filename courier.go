@@ -36,6 +36,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 
 	"cloud.google.com/go/pubsub/v2"
 
@@ -139,6 +140,14 @@ func (n *Node) HTTPAddr() string {
 		return p.httpLis.Addr().String()
 	}
 	return ""
+}
+
+// now is the Node's clock (WithClock).
+func (n *Node) now() func() time.Time {
+	if n.opt.now != nil {
+		return n.opt.now
+	}
+	return time.Now
 }
 
 // Store is the job store the Node uses (decorated with metrics and
