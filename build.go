@@ -364,7 +364,7 @@ func (p *parts) buildWorker() error {
 		DisableCreate: cfg.PubSub.DisableCreate, MaxOutstandingMessages: cfg.Handlers.MaxOutstandingMessages,
 		AckDeadline: cfg.Handlers.AckDeadline.D(), Logger: n.log, SeenInterval: max(cfg.Jobs.RescueAfter.D()/4, 0),
 		Limiters: limiters, Middleware: mws, DeadLetters: p.obs.metrics.WrapDeadLetters(ingest.NewDeadLetters(p.ps)),
-		Push: push, Snoozer: snoozer, Paused: p.paused,
+		Push: push, Snoozer: snoozer, Paused: p.paused, Now: n.now(),
 	})
 	return err
 }

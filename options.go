@@ -105,8 +105,9 @@ func WithSpanExporter(e sdktrace.SpanExporter) Option {
 	return optionFunc(func(o *options) { o.spanExporter = e })
 }
 
-// WithClock makes now the Node's clock for schedules: when their ticks are
-// due, and the first tick of a new one. Tests pass a clock they move (and
+// WithClock makes now the Node's clock for schedules (when their ticks are
+// due, and the first tick of a new one) and for delays (when a job that
+// returned handlers.RetryAfter or handlers.Snooze is due). Tests pass a clock they move (and
 // give the store the same one, e.g. jobs/sqlite Config.Now, through
 // WithStore). Default: time.Now.
 func WithClock(now func() time.Time) Option {

@@ -56,7 +56,7 @@ func (d *delivery) process() {
 			d.m.Ack()
 			return
 		}
-		if d.job.State == jobs.Queued && d.job.RunAfter.After(time.Now().Add(staleSlack)) {
+		if d.job.State == jobs.Queued && d.job.RunAfter.After(d.w.cfg.Now().Add(staleSlack)) {
 			// A stale copy of the message of a job that waits in the store
 			// (snoozed, or retried after a delay): its outbox entry
 			// publishes it again when due.
@@ -356,7 +356,7 @@ func (d *delivery) settle(res proto.Message, herr error) {
 // because the job moved on (cancelled, taken over), the message is acked
 // too; on a store failure it is nacked (Pub/Sub's backoff retries it).
 func (d *delivery) delay(de *handlers.DelayError) {
-	until := time.Now().Add(de.Delay)
+	until := d.w.cfg.Now().Add(de.Delay)
 	p := jobs.SnoozeParams{ID: d.id, Lease: d.lease, Until: until, CountAttempt: !de.Snooze}
 	if de.Snooze {
 		p.Message = fmt.Sprintf("snoozed until %s", until.UTC().Format(time.RFC3339))

@@ -141,6 +141,9 @@ type Config struct {
 	// ordinary retryable errors (Pub/Sub's backoff spaces the attempts, and
 	// a snooze counts as an attempt).
 	Snoozer jobs.Snoozer
+	// Now is the clock of delays (when a snoozed job is due) and of
+	// run_after checks; it should be the store's. nil means time.Now.
+	Now func() time.Time
 	// Paused, when set, says which job types are paused (PauseJobType): the
 	// worker does not pull their subscriptions (push requests of them are
 	// answered 503) until they are resumed. Run it (PausedTypes.Run).
@@ -242,6 +245,9 @@ func New(cfg Config) (*Worker, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.DeadLetters == nil {
 		cfg.DeadLetters = newClientDeadLetters(cfg.Client)
