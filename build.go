@@ -101,10 +101,11 @@ func (n *Node) build(ctx context.Context) (_ *parts, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := p.buildSchedules(ctx, checks); err != nil {
+
+	if err := p.buildPublishing(); err != nil {
 		return nil, err
 	}
-	if err := p.buildPublishing(); err != nil {
+	if err := p.buildSchedules(ctx, checks); err != nil {
 		return nil, err
 	}
 	if tp, ok := p.raw.(jobs.TypePauser); ok {
@@ -393,7 +394,7 @@ func (p *parts) buildAPI(checks map[string]func(context.Context) error) error {
 	if tp, ok := p.raw.(jobs.TypePauser); ok {
 		jcfg.TypePauser = tp
 		if p.paused != nil {
-			jcfg.TypesChanged = p.paused.Refresh
+			jcfg.TypesChanged = p.paused.Reload
 		}
 	}
 	p.jobs, err = jobservice.New(jcfg)

@@ -20,6 +20,7 @@ type PausedTypes struct {
 	log   *slog.Logger
 
 	refresh chan struct{}
+	loadMu  sync.Mutex // one read at a time, so that an older read never lands last
 	mu      sync.Mutex
 	set     map[string]bool
 	changed chan struct{} // closed and replaced at each change
@@ -73,7 +74,18 @@ func (p *PausedTypes) Refresh() {
 	}
 }
 
+// Reload reads the paused types now (after this replica paused or resumed
+// one), so that this replica's workers take the change in before the call
+// returns.
+func (p *PausedTypes) Reload(ctx context.Context) {
+	if p != nil {
+		p.load(ctx)
+	}
+}
+
 func (p *PausedTypes) load(ctx context.Context) {
+	p.loadMu.Lock()
+	defer p.loadMu.Unlock()
 	list, err := p.store.PausedTypes(ctx)
 	if err != nil {
 		p.once.Do(func() { close(p.loaded) }) // workers start unpaused rather than not at all

@@ -272,7 +272,7 @@ func (s *Service) PauseJobType(ctx context.Context, req *courierv1.PauseJobTypeR
 		return nil, toStatus(err, "")
 	}
 	if s.cfg.TypesChanged != nil {
-		s.cfg.TypesChanged()
+		s.cfg.TypesChanged(ctx)
 	}
 	return &courierv1.PausedJobType{Type: p.Type, PauseTime: ts(p.Since)}, nil
 }
@@ -293,7 +293,7 @@ func (s *Service) ResumeJobType(ctx context.Context, req *courierv1.ResumeJobTyp
 		return nil, toStatus(err, "")
 	}
 	if s.cfg.TypesChanged != nil {
-		s.cfg.TypesChanged()
+		s.cfg.TypesChanged(ctx)
 	}
 	return &courierv1.ResumeJobTypeResponse{Resumed: resumed}, nil
 }

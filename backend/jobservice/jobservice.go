@@ -110,10 +110,10 @@ type Config struct {
 	ScheduleCreated func()
 	// TypePauser, when set, keeps the paused job types of PauseJobType and
 	// the others; nil makes them answer FailedPrecondition. TypesChanged,
-	// when set, is called after a pause or resume (this replica's workers
-	// look at once; others within their poll).
+	// when set, is called after a pause or resume, before the RPC answers
+	// (this replica's workers take it in at once; others within their poll).
 	TypePauser   jobs.TypePauser
-	TypesChanged func()
+	TypesChanged func(context.Context)
 }
 
 // Service implements courier.v1.JobService.
