@@ -14,6 +14,8 @@ var subcommands = []func(*globals) *cobra.Command{
 	newWatchCommand,
 	newCancelCommand,
 	newListCommand,
+	newSchedulesCommand,
+	newTypesCommand,
 	newVersionCommand,
 }
 
@@ -27,6 +29,9 @@ func newRoot(g *globals) *cobra.Command {
   courier [--addr HOST:PORT] [-o text|json] enqueue TYPE JSON [--key K] [--wait] [--label k=v]
   courier get ID | watch ID | cancel ID
   courier list [--state S] [--type T] [--label k=v] [--limit N]
+  courier schedules create NAME TYPE JSON (--cron EXPR [--tz ZONE] | --every D) [--catch-up]
+  courier schedules list | pause NAME | resume NAME | delete NAME
+  courier types pause TYPE | resume TYPE | list
   courier version | completion bash|zsh|fish|powershell
 
 Message types come from the server through gRPC server reflection: any type
