@@ -34,10 +34,10 @@ import (
 	"github.com/courierq/courier/outbox"
 	"github.com/courierq/courier/publisher"
 	"github.com/courierq/courier/readiness"
+	"github.com/courierq/courier/schedule"
 	"github.com/courierq/courier/wire"
 	"github.com/courierq/courier/workflows"
 	wdemo "github.com/courierq/courier/workflows/demo"
-	"github.com/courierq/courier/schedule"
 )
 
 // parts are the components of a running Node, in the order they are built.
@@ -45,26 +45,26 @@ type parts struct {
 	n   *Node
 	cfg config.Config
 
-	emu      *emulator.Server
-	ps       *pubsub.Client
-	store    jobs.Store // decorated
+	emu   *emulator.Server
+	ps    *pubsub.Client
+	store jobs.Store // decorated
 	// raw is the store as opened (or given), before decoration: the optional
 	// interfaces of the job controls (jobs.Schedules, ...) are found on it.
 	raw       jobs.Store
 	scheduler *schedule.Scheduler // nil outside the api role, or when the store keeps no schedules
 	paused    *ingest.PausedTypes // nil when the store keeps no paused types
-	reg      *handlers.Registry
-	pub      *publisher.Publisher
-	relay    *outbox.Relay
-	janitor  *jobs.Janitor
-	rescuer  *jobs.Rescuer     // nil when jobs.rescueAfter turns it off
-	worker   *ingest.Worker    // nil in the api role or without handlers
-	temporal *workflows.Worker // nil without a temporal section (or in the api role)
-	jobs     *jobservice.Service
-	grpc     *backend.Server // nil in the worker role
-	http     *http.Server
-	httpLis  net.Listener
-	obs      *observe
+	reg       *handlers.Registry
+	pub       *publisher.Publisher
+	relay     *outbox.Relay
+	janitor   *jobs.Janitor
+	rescuer   *jobs.Rescuer     // nil when jobs.rescueAfter turns it off
+	worker    *ingest.Worker    // nil in the api role or without handlers
+	temporal  *workflows.Worker // nil without a temporal section (or in the api role)
+	jobs      *jobservice.Service
+	grpc      *backend.Server // nil in the worker role
+	http      *http.Server
+	httpLis   net.Listener
+	obs       *observe
 
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup // relay, janitor, readiness

@@ -40,14 +40,14 @@ schedules:
 
 func TestSchedulesErrorsNameTheField(t *testing.T) {
 	for body, field := range map[string]string{
-		`{type: a.v1.B, cron: "61 * * * *"}`:                    "schedules.s.cron",
+		`{type: a.v1.B, cron: "61 * * * *"}`:                     "schedules.s.cron",
 		`{type: a.v1.B, cron: "* * * * *", timeZone: Mars/Base}`: "schedules.s.timeZone",
-		`{type: a.v1.B}`:                                        "schedules.s.cron",
-		`{type: a.v1.B, every: 1h, cron: "* * * * *"}`:          "schedules.s.every",
-		`{type: a.v1.B, every: 10ms}`:                           "schedules.s.every",
-		`{type: a.v1.B, every: -1h}`:                            "schedules.s.every",
-		`{cron: "* * * * *"}`:                                   "schedules.s.type",
-		`{type: a.v1.B, every: 1h, missed: never}`:              "schedules.s.missed",
+		`{type: a.v1.B}`: "schedules.s.cron",
+		`{type: a.v1.B, every: 1h, cron: "* * * * *"}`: "schedules.s.every",
+		`{type: a.v1.B, every: 10ms}`:                  "schedules.s.every",
+		`{type: a.v1.B, every: -1h}`:                   "schedules.s.every",
+		`{cron: "* * * * *"}`:                          "schedules.s.type",
+		`{type: a.v1.B, every: 1h, missed: never}`:     "schedules.s.missed",
 	} {
 		_, err := config.Parse([]byte("pubsub: {emulator: embedded}\nschedules:\n  s: " + body + "\n"))
 		var ve *config.ValidationError
