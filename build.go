@@ -314,7 +314,7 @@ func (p *parts) buildPublishing() error {
 		return err
 	}
 	p.relay, err = outbox.New(outbox.Config{Store: p.store, Publisher: p.obs.metrics.WrapPublisher(p.obs.tracing.WrapPublisher(p.pub, p.naming())),
-		PollInterval: cfg.Jobs.RelayPollInterval.D(), Logger: n.log})
+		PollInterval: cfg.Jobs.RelayPollInterval.D(), Logger: n.log, Now: n.now()})
 	if err != nil {
 		return err
 	}

@@ -368,7 +368,19 @@ func (d *delivery) delay(de *handlers.DelayError) {
 	}
 	ctx, cancel := d.w.storeCtx()
 	defer cancel()
-	if _, err := d.w.cfg.Snoozer.Snooze(ctx, p); err != nil && !gone(err) {
+	_, err := d.w.cfg.Snoozer.Snooze(ctx, p)
+	// The relay that published this message a moment ago may not have
+	// removed its outbox entry yet: wait for it (its MarkSent, or the end
+	// of its claim) rather than have it remove the new entry.
+	for wait := 10 * time.Millisecond; errors.Is(err, jobs.ErrOutboxBusy); wait = min(2*wait, time.Second) {
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-time.After(wait):
+			_, err = d.w.cfg.Snoozer.Snooze(ctx, p)
+		}
+	}
+	if err != nil && !gone(err) {
 		d.error("ingest: recording the delay failed; message nacked (the handler will run again after Pub/Sub's backoff)", "err", err)
 		d.m.Nack()
 		return

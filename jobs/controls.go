@@ -146,12 +146,20 @@ type SnoozeParams struct {
 	Message string
 }
 
+// ErrOutboxBusy: Snooze found the job's outbox entry claimed by a relay
+// that is publishing it (the message being handled was published a moment
+// ago, and the relay has not yet removed its entry). Nothing changed; try
+// again in a moment (the claim ends with MarkSent, or lapses).
+var ErrOutboxBusy = errors.New("jobs: the job's outbox entry is being published; try again shortly")
+
 // Snoozer puts a running job back to wait in the store: how courier runs a
 // job again after a delay longer than Pub/Sub's retry policy allows.
 type Snoozer interface {
 	// Snooze moves a job Running under p.Lease back to Queued with RunAfter
 	// p.Until and an outbox entry due then, clears the lease and records a
 	// Queued event with p.Message. Without CountAttempt the attempt goes
-	// back by one. ErrConflict when the job is not Running under p.Lease.
+	// back by one. ErrConflict when the job is not Running under p.Lease;
+	// ErrOutboxBusy (changing nothing) while a relay holds a live claim on
+	// the job's outbox entry, since its MarkSent would remove the new one.
 	Snooze(ctx context.Context, p SnoozeParams) (*Job, error)
 }

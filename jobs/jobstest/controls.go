@@ -316,11 +316,18 @@ func testSnooze(ctx context.Context, t *testing.T, s jobs.Store, clk *Clock, _ F
 	}
 	j := enqueue(ctx, t, s, jobs.Job{ID: "snooze-1", Type: "test.v1.Snooze", MaxAttempts: 3})
 	claim(ctx, t, s, "r", 10, time.Minute)
+	start(ctx, t, s, sp(j.ID, 1))
+	until := clk.Now().Add(3 * time.Hour)
+	// While a relay holds the entry it published (before its MarkSent),
+	// Snooze refuses, changing nothing: MarkSent would remove the new entry.
+	_, err := sn.Snooze(ctx, jobs.SnoozeParams{ID: j.ID, Lease: "lease-1", Until: until})
+	wantErr(t, "Snooze while the outbox entry is claimed", err, jobs.ErrOutboxBusy)
+	if g := get(ctx, t, s, j.ID); g.State != jobs.Running || g.Lease != "lease-1" {
+		t.Fatalf("job after a refused Snooze: %+v", g)
+	}
 	if err := s.MarkSent(ctx, []string{j.ID}); err != nil {
 		t.Fatal(err)
 	}
-	start(ctx, t, s, sp(j.ID, 1))
-	until := clk.Now().Add(3 * time.Hour)
 	got, err := sn.Snooze(ctx, jobs.SnoozeParams{ID: j.ID, Lease: "lease-1", Until: until, Message: "snoozed"})
 	if err != nil {
 		t.Fatal(err)

@@ -289,14 +289,20 @@ func (s *Store) Snooze(ctx context.Context, p jobs.SnoozeParams) (*jobs.Job, err
 	}
 	now := s.now()
 	until := storekit.Round(p.Until)
-	return s.update(ctx, "Snooze", p.ID, p.Lease, now, `WITH u AS (
+	j, err := s.update(ctx, "Snooze", p.ID, p.Lease, now, `WITH u AS (
 			UPDATE jobs SET prev_state = state, state = 'QUEUED',
 				attempt = CASE WHEN $2 THEN attempt ELSE greatest(attempt - 1, 0) END, error_code = $3, error_message = $4,
 				run_after = $5, update_time = $6, seen_time = $6, lease = '', lease_expiry = NULL
 			WHERE id = $1 AND state = 'RUNNING' AND lease = $7
+				AND NOT EXISTS (SELECT 1 FROM outbox b WHERE b.job_id = $1 AND b.claim_owner <> '' AND b.claim_until > $6)
 			RETURNING `+colsPrev+`),
 		o AS (INSERT INTO outbox (job_id, due, created, ordering_key)
 			SELECT id, `+keyDue("$5::timestamptz", "u.ordering_key")+`, $6, ordering_key FROM u
 			ON CONFLICT (job_id) DO UPDATE SET due = excluded.due, claim_owner = '', claim_until = NULL)
 		SELECT `+colsPrev+` FROM u`, p.ID, p.CountAttempt, p.Code, storekit.Message(p.Message), until, now, p.Lease)
+	if err != nil && j != nil && j.State == jobs.Running && j.Lease == p.Lease {
+		// Refused while running under the caller's lease: the claim.
+		return nil, fmt.Errorf("%s: Snooze job %s: %w", pkg, p.ID, jobs.ErrOutboxBusy)
+	}
+	return j, err
 }

@@ -298,6 +298,14 @@ func (s *Store) Snooze(ctx context.Context, p jobs.SnoozeParams) (*jobs.Job, err
 	var out *jobs.Job
 	err := s.write(ctx, "Snooze", true, func(w *wtx) error {
 		now := s.now()
+		var busy int
+		if err := w.tx.QueryRowContext(w.ctx, `SELECT count(*) FROM outbox WHERE job_id = ? AND claim_owner <> '' AND claim_until > ?`,
+			p.ID, now.UnixMicro()).Scan(&busy); err != nil {
+			return fmt.Errorf("%s: Snooze job %s: %w", pkg, p.ID, err)
+		}
+		if busy > 0 {
+			return fmt.Errorf("%s: Snooze job %s: %w", pkg, p.ID, jobs.ErrOutboxBusy)
+		}
 		row := w.tx.QueryRowContext(w.ctx, `UPDATE jobs SET prev_state = state, state = 'QUEUED',
 				attempt = CASE WHEN ?1 THEN attempt ELSE max(attempt - 1, 0) END, error_code = ?2, error_message = ?3,
 				run_after = ?4, update_time = ?5, seen_time = ?5, lease = '', lease_expiry = NULL
