@@ -6,6 +6,12 @@
 //	POST /v1/jobs/{id}:cancel      CancelJob
 //	GET  /v1/jobs                  ListJobs (?type=&state=&pageSize=&pageToken=&labels[K]=V)
 //	GET  /v1/jobs/{id}:watch       WatchJob, as server-sent events
+//	POST /v1/schedules             CreateSchedule (body: Schedule)
+//	GET  /v1/schedules             ListSchedules
+//	POST /v1/schedules/{name}:pause, :resume   PauseSchedule, ResumeSchedule
+//	DELETE /v1/schedules/{name}    DeleteSchedule
+//	POST /v1/jobTypes/{type}:pause, :resume    PauseJobType, ResumeJobType
+//	GET  /v1/pausedJobTypes        ListPausedJobTypes
 //	GET  /v1/hello?name=NAME       hello.v1.Hello/SayHello
 //
 // Bodies are protojson (lowerCamelCase field names, every field present).

@@ -2,6 +2,9 @@
 // API: EnqueueJob validates the payload and records the job with its outbox
 // entry in one store transaction (the outbox relay publishes it), and
 // GetJob, WatchJob, CancelJob and ListJobs read and change the job store.
+// The job controls (schedules, paused job types: controls.go) use the
+// store's optional interfaces, given in Config, and answer
+// FailedPrecondition without them.
 //
 // It is the gRPC face of the job store and nothing more: it does not publish
 // to Pub/Sub (the relay does), run handlers (ingest does), or know how a job
