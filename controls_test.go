@@ -292,12 +292,15 @@ func TestPauseJobType(t *testing.T) {
 				}
 				time.Sleep(25 * time.Millisecond)
 			}
-			r, err := api.ResumeJobType(ctx, &courierv1.ResumeJobTypeRequest{Type: "courier.demo.v1.Echo"})
-			if err != nil || !r.GetResumed() {
-				t.Fatalf("ResumeJobType = %v, %v", r, err)
+			// The HTTP/JSON routes: list, and resume (type names hold dots).
+			if code, body := httpDo(t, "GET", "http://"+node.HTTPAddr()+"/v1/pausedJobTypes"); code != 200 || !strings.Contains(body, `"type":"courier.demo.v1.Echo"`) {
+				t.Fatalf("GET /v1/pausedJobTypes = %d %s", code, body)
+			}
+			if code, body := httpDo(t, "POST", "http://"+node.HTTPAddr()+"/v1/jobTypes/courier.demo.v1.Echo:resume"); code != 200 || !strings.Contains(body, `"resumed":true`) {
+				t.Fatalf("POST /v1/jobTypes/courier.demo.v1.Echo:resume = %d %s", code, body)
 			}
 			node.RequireSucceeded(t, id, nil)
-			if r, err = api.ResumeJobType(ctx, &courierv1.ResumeJobTypeRequest{Type: "courier.demo.v1.Echo"}); err != nil || r.GetResumed() {
+			if r, err := api.ResumeJobType(ctx, &courierv1.ResumeJobTypeRequest{Type: "courier.demo.v1.Echo"}); err != nil || r.GetResumed() {
 				t.Fatalf("ResumeJobType again = %v, %v; want resumed false", r, err)
 			}
 		})
@@ -358,4 +361,26 @@ func TestSnoozeAndRetryAfter(t *testing.T) {
 			}
 		})
 	}
+}
+
+// httpDo sends an HTTP request with an empty JSON body (for POST) and
+// returns the status and body.
+func httpDo(t *testing.T, method, url string) (int, string) {
+	t.Helper()
+	var body io.Reader
+	if method == "POST" {
+		body = strings.NewReader("{}")
+	}
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.ReplaceAll(string(b), " ", "")
 }
