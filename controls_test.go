@@ -384,3 +384,46 @@ func httpDo(t *testing.T, method, url string) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, strings.ReplaceAll(string(b), " ", "")
 }
+
+// TestScheduleMissedTicks: after five hourly ticks pass with the clock
+// stopped past them (the fleet was down), a catch-up schedule enqueues a job
+// for each, and a skip schedule none, going on from the next tick; on each
+// store.
+func TestScheduleMissedTicks(t *testing.T) {
+	for _, kind := range testenv.StoreKinds() {
+		t.Run(string(kind), func(t *testing.T) {
+			ctx := context.Background()
+			clk := jobstest.NewClock(time.Now().UTC().Truncate(time.Hour).Add(10 * time.Minute))
+			reg, _ := countingRegistry(t)
+			node := couriertest.StartConfig(t, fastConfig(t), courier.WithRegistry(reg), courier.WithStore(clockedStore(t, kind, "", "", clk.Now)), courier.WithClock(clk.Now))
+			api := courierv1.NewJobServiceClient(node.Conn)
+			for name, missed := range map[string]courierv1.MissedTicks{"catch": courierv1.MissedTicks_MISSED_TICKS_CATCH_UP, "skip": courierv1.MissedTicks_MISSED_TICKS_SKIP} {
+				if _, err := api.CreateSchedule(ctx, &courierv1.CreateScheduleRequest{Schedule: &courierv1.Schedule{
+					Name: name, Payload: echoAny(t, name), Every: durationpb.New(time.Hour), Missed: missed, Labels: map[string]string{"s": name},
+				}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			first := clk.Now().Truncate(time.Hour).Add(time.Hour)
+			clk.Add(5*time.Hour + 10*time.Minute) // ticks first..first+4h are 10 min or more late: missed
+			eventually(t, "both schedules moved past the missed ticks", func() (bool, error) {
+				list, err := api.ListSchedules(ctx, &courierv1.ListSchedulesRequest{})
+				if err != nil {
+					return false, err
+				}
+				for _, s := range list.GetSchedules() {
+					if !s.GetNextTime().AsTime().Equal(first.Add(5 * time.Hour)) {
+						return false, nil
+					}
+				}
+				return true, nil
+			})
+			for name, want := range map[string]int{"catch": 5, "skip": 0} {
+				jl, err := api.ListJobs(ctx, &courierv1.ListJobsRequest{Labels: map[string]string{"s": name}, PageSize: 100})
+				if err != nil || len(jl.GetJobs()) != want {
+					t.Fatalf("schedule %s enqueued %d jobs (%v); want %d", name, len(jl.GetJobs()), err, want)
+				}
+			}
+		})
+	}
+}
