@@ -45,26 +45,28 @@ type parts struct {
 	n   *Node
 	cfg config.Config
 
-	emu   *emulator.Server
-	ps    *pubsub.Client
-	store jobs.Store // decorated
-	// raw is the store as opened (or given), before decoration: the optional
-	// interfaces of the job controls (jobs.Schedules, ...) are found on it.
+	emu      *emulator.Server
+	ps       *pubsub.Client
+	store    jobs.Store // decorated
+	reg      *handlers.Registry
+	pub      *publisher.Publisher
+	relay    *outbox.Relay
+	janitor  *jobs.Janitor
+	rescuer  *jobs.Rescuer     // nil when jobs.rescueAfter turns it off
+	worker   *ingest.Worker    // nil in the api role or without handlers
+	temporal *workflows.Worker // nil without a temporal section (or in the api role)
+	jobs     *jobservice.Service
+	grpc     *backend.Server // nil in the worker role
+	http     *http.Server
+	httpLis  net.Listener
+	obs      *observe
+
+	// raw is the store as opened (or given), before decoration: the
+	// optional interfaces of the job controls (jobs.Schedules, ...) are
+	// found on it.
 	raw       jobs.Store
 	scheduler *schedule.Scheduler // nil outside the api role, or when the store keeps no schedules
 	paused    *ingest.PausedTypes // nil when the store keeps no paused types
-	reg       *handlers.Registry
-	pub       *publisher.Publisher
-	relay     *outbox.Relay
-	janitor   *jobs.Janitor
-	rescuer   *jobs.Rescuer     // nil when jobs.rescueAfter turns it off
-	worker    *ingest.Worker    // nil in the api role or without handlers
-	temporal  *workflows.Worker // nil without a temporal section (or in the api role)
-	jobs      *jobservice.Service
-	grpc      *backend.Server // nil in the worker role
-	http      *http.Server
-	httpLis   net.Listener
-	obs       *observe
 
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup // relay, janitor, readiness
@@ -101,7 +103,6 @@ func (n *Node) build(ctx context.Context) (_ *parts, err error) {
 	if err != nil {
 		return nil, err
 	}
-
 	if err := p.buildPublishing(); err != nil {
 		return nil, err
 	}
