@@ -6,6 +6,7 @@
 //	POST /v1/jobs/{id}:cancel      CancelJob
 //	GET  /v1/jobs                  ListJobs (?type=&state=&pageSize=&pageToken=&labels[K]=V)
 //	GET  /v1/jobs/{id}:watch       WatchJob, as server-sent events
+//	GET  /v1/jobs:count            CountJobs (?type=)
 //	POST /v1/schedules             CreateSchedule (body: Schedule)
 //	GET  /v1/schedules             ListSchedules
 //	POST /v1/schedules/{name}:pause, :resume   PauseSchedule, ResumeSchedule

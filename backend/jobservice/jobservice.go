@@ -1,7 +1,7 @@
 // Package jobservice implements courier.v1.JobService, the enqueue-and-poll
 // API: EnqueueJob validates the payload and records the job with its outbox
 // entry in one store transaction (the outbox relay publishes it), and
-// GetJob, WatchJob, CancelJob and ListJobs read and change the job store.
+// GetJob, WatchJob, CancelJob, ListJobs and CountJobs read and change the job store.
 // The job controls (schedules, paused job types: controls.go) use the
 // store's optional interfaces, given in Config, and answer
 // FailedPrecondition without them.
@@ -323,6 +323,38 @@ func (s *Service) CancelJob(ctx context.Context, req *courierv1.CancelJobRequest
 		return nil, toStatus(err, req.GetId())
 	}
 	return ToProto(j), nil
+}
+
+// CountJobs implements courier.v1.JobService: the store's counters by type
+// and state (Store.Counts), so its cost does not grow with the jobs kept.
+func (s *Service) CountJobs(ctx context.Context, req *courierv1.CountJobsRequest) (*courierv1.CountJobsResponse, error) {
+	if err := tooLong("type", req.GetType(), jobs.MaxTypeBytes); err != nil {
+		return nil, err
+	}
+	counts, err := s.cfg.Store.Counts(ctx)
+	if err != nil {
+		return nil, toStatus(err, "")
+	}
+	resp := &courierv1.CountJobsResponse{}
+	for _, c := range counts {
+		if req.GetType() != "" && c.Type != req.GetType() {
+			continue
+		}
+		tc := &courierv1.JobTypeCounts{
+			Type:      c.Type,
+			Queued:    int64(c.States[jobs.Queued]),
+			Running:   int64(c.States[jobs.Running]),
+			Succeeded: int64(c.States[jobs.Succeeded]),
+			Failed:    int64(c.States[jobs.Failed]),
+			Cancelled: int64(c.States[jobs.Cancelled]),
+		}
+		if !c.OldestQueued.IsZero() {
+			tc.OldestQueuedTime = timestamppb.New(c.OldestQueued)
+		}
+		resp.Types = append(resp.Types, tc)
+	}
+	slices.SortFunc(resp.Types, func(a, b *courierv1.JobTypeCounts) int { return strings.Compare(a.Type, b.Type) })
+	return resp, nil
 }
 
 // ListJobs implements courier.v1.JobService.

@@ -14,6 +14,7 @@ var subcommands = []func(*globals) *cobra.Command{
 	newWatchCommand,
 	newCancelCommand,
 	newListCommand,
+	newStatsCommand,
 	newSchedulesCommand,
 	newTypesCommand,
 	newVersionCommand,
@@ -29,6 +30,7 @@ func newRoot(g *globals) *cobra.Command {
   courier [--addr HOST:PORT] [-o text|json] enqueue TYPE JSON [--key K] [--wait] [--label k=v]
   courier get ID | watch ID | cancel ID
   courier list [--state S] [--type T] [--label k=v] [--limit N]
+  courier stats [--type T]
   courier schedules create NAME TYPE JSON (--cron EXPR [--tz ZONE] | --every D) [--catch-up]
   courier schedules list | pause NAME | resume NAME | delete NAME
   courier types pause TYPE | resume TYPE | list

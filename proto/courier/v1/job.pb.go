@@ -715,6 +715,190 @@ func (x *ListJobsResponse) GetNextPageToken() string {
 	return ""
 }
 
+type CountJobsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this job type (its full protobuf message name); empty for all.
+	Type          string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountJobsRequest) Reset() {
+	*x = CountJobsRequest{}
+	mi := &file_courier_v1_job_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountJobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountJobsRequest) ProtoMessage() {}
+
+func (x *CountJobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_job_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountJobsRequest.ProtoReflect.Descriptor instead.
+func (*CountJobsRequest) Descriptor() ([]byte, []int) {
+	return file_courier_v1_job_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CountJobsRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+type CountJobsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One entry a job type that has jobs, sorted by type.
+	Types         []*JobTypeCounts `protobuf:"bytes,1,rep,name=types,proto3" json:"types,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountJobsResponse) Reset() {
+	*x = CountJobsResponse{}
+	mi := &file_courier_v1_job_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountJobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountJobsResponse) ProtoMessage() {}
+
+func (x *CountJobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_job_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountJobsResponse.ProtoReflect.Descriptor instead.
+func (*CountJobsResponse) Descriptor() ([]byte, []int) {
+	return file_courier_v1_job_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CountJobsResponse) GetTypes() []*JobTypeCounts {
+	if x != nil {
+		return x.Types
+	}
+	return nil
+}
+
+// JobTypeCounts is how many jobs of one type are in each state.
+type JobTypeCounts struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Type      string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Queued    int64                  `protobuf:"varint,2,opt,name=queued,proto3" json:"queued,omitempty"`
+	Running   int64                  `protobuf:"varint,3,opt,name=running,proto3" json:"running,omitempty"`
+	Succeeded int64                  `protobuf:"varint,4,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	Failed    int64                  `protobuf:"varint,5,opt,name=failed,proto3" json:"failed,omitempty"`
+	Cancelled int64                  `protobuf:"varint,6,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	// The creation time of the oldest QUEUED job; unset when none is queued.
+	OldestQueuedTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=oldest_queued_time,json=oldestQueuedTime,proto3" json:"oldest_queued_time,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *JobTypeCounts) Reset() {
+	*x = JobTypeCounts{}
+	mi := &file_courier_v1_job_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobTypeCounts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobTypeCounts) ProtoMessage() {}
+
+func (x *JobTypeCounts) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_job_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobTypeCounts.ProtoReflect.Descriptor instead.
+func (*JobTypeCounts) Descriptor() ([]byte, []int) {
+	return file_courier_v1_job_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *JobTypeCounts) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *JobTypeCounts) GetQueued() int64 {
+	if x != nil {
+		return x.Queued
+	}
+	return 0
+}
+
+func (x *JobTypeCounts) GetRunning() int64 {
+	if x != nil {
+		return x.Running
+	}
+	return 0
+}
+
+func (x *JobTypeCounts) GetSucceeded() int64 {
+	if x != nil {
+		return x.Succeeded
+	}
+	return 0
+}
+
+func (x *JobTypeCounts) GetFailed() int64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *JobTypeCounts) GetCancelled() int64 {
+	if x != nil {
+		return x.Cancelled
+	}
+	return 0
+}
+
+func (x *JobTypeCounts) GetOldestQueuedTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OldestQueuedTime
+	}
+	return nil
+}
+
 var File_courier_v1_job_proto protoreflect.FileDescriptor
 
 const file_courier_v1_job_proto_rawDesc = "" +
@@ -777,7 +961,19 @@ const file_courier_v1_job_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"_\n" +
 	"\x10ListJobsResponse\x12#\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x0f.courier.v1.JobR\x04jobs\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*a\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"&\n" +
+	"\x10CountJobsRequest\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\"D\n" +
+	"\x11CountJobsResponse\x12/\n" +
+	"\x05types\x18\x01 \x03(\v2\x19.courier.v1.JobTypeCountsR\x05types\"\xf3\x01\n" +
+	"\rJobTypeCounts\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
+	"\x06queued\x18\x02 \x01(\x03R\x06queued\x12\x18\n" +
+	"\arunning\x18\x03 \x01(\x03R\arunning\x12\x1c\n" +
+	"\tsucceeded\x18\x04 \x01(\x03R\tsucceeded\x12\x16\n" +
+	"\x06failed\x18\x05 \x01(\x03R\x06failed\x12\x1c\n" +
+	"\tcancelled\x18\x06 \x01(\x03R\tcancelled\x12H\n" +
+	"\x12oldest_queued_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x10oldestQueuedTime*a\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
@@ -786,8 +982,7 @@ const file_courier_v1_job_proto_rawDesc = "" +
 	"\tSUCCEEDED\x10\x03\x12\n" +
 	"\n" +
 	"\x06FAILED\x10\x04\x12\r\n" +
-	"\tCANCELLED\x10\x052\xed\n" +
-	"\n" +
+	"\tCANCELLED\x10\x052\xcf\v\n" +
 	"\n" +
 	"JobService\x12`\n" +
 	"\n" +
@@ -796,7 +991,8 @@ const file_courier_v1_job_proto_rawDesc = "" +
 	"\bWatchJob\x12\x1b.courier.v1.WatchJobRequest\x1a\x0f.courier.v1.Job\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/jobs/{id}:watch0\x01\x12[\n" +
 	"\tCancelJob\x12\x1c.courier.v1.CancelJobRequest\x1a\x0f.courier.v1.Job\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/jobs/{id}:cancel\x12W\n" +
 	"\bListJobs\x12\x1b.courier.v1.ListJobsRequest\x1a\x1c.courier.v1.ListJobsResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
-	"\x12\b/v1/jobs\x12j\n" +
+	"\x12\b/v1/jobs\x12`\n" +
+	"\tCountJobs\x12\x1c.courier.v1.CountJobsRequest\x1a\x1d.courier.v1.CountJobsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/jobs:count\x12j\n" +
 	"\x0eCreateSchedule\x12!.courier.v1.CreateScheduleRequest\x1a\x14.courier.v1.Schedule\"\x1f\x82\xd3\xe4\x93\x02\x19:\bschedule\"\r/v1/schedules\x12k\n" +
 	"\rListSchedules\x12 .courier.v1.ListSchedulesRequest\x1a!.courier.v1.ListSchedulesResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/schedules\x12n\n" +
 	"\rPauseSchedule\x12 .courier.v1.PauseScheduleRequest\x1a\x14.courier.v1.Schedule\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/schedules/{name}:pause\x12q\n" +
@@ -819,7 +1015,7 @@ func file_courier_v1_job_proto_rawDescGZIP() []byte {
 }
 
 var file_courier_v1_job_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_courier_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_courier_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_courier_v1_job_proto_goTypes = []any{
 	(State)(0),                         // 0: courier.v1.State
 	(*Progress)(nil),                   // 1: courier.v1.Progress
@@ -831,76 +1027,83 @@ var file_courier_v1_job_proto_goTypes = []any{
 	(*CancelJobRequest)(nil),           // 7: courier.v1.CancelJobRequest
 	(*ListJobsRequest)(nil),            // 8: courier.v1.ListJobsRequest
 	(*ListJobsResponse)(nil),           // 9: courier.v1.ListJobsResponse
-	nil,                                // 10: courier.v1.Job.LabelsEntry
-	nil,                                // 11: courier.v1.EnqueueJobRequest.LabelsEntry
-	nil,                                // 12: courier.v1.ListJobsRequest.LabelsEntry
-	(*anypb.Any)(nil),                  // 13: google.protobuf.Any
-	(*status.Status)(nil),              // 14: google.rpc.Status
-	(*timestamppb.Timestamp)(nil),      // 15: google.protobuf.Timestamp
-	(*CreateScheduleRequest)(nil),      // 16: courier.v1.CreateScheduleRequest
-	(*ListSchedulesRequest)(nil),       // 17: courier.v1.ListSchedulesRequest
-	(*PauseScheduleRequest)(nil),       // 18: courier.v1.PauseScheduleRequest
-	(*ResumeScheduleRequest)(nil),      // 19: courier.v1.ResumeScheduleRequest
-	(*DeleteScheduleRequest)(nil),      // 20: courier.v1.DeleteScheduleRequest
-	(*PauseJobTypeRequest)(nil),        // 21: courier.v1.PauseJobTypeRequest
-	(*ResumeJobTypeRequest)(nil),       // 22: courier.v1.ResumeJobTypeRequest
-	(*ListPausedJobTypesRequest)(nil),  // 23: courier.v1.ListPausedJobTypesRequest
-	(*Schedule)(nil),                   // 24: courier.v1.Schedule
-	(*ListSchedulesResponse)(nil),      // 25: courier.v1.ListSchedulesResponse
-	(*DeleteScheduleResponse)(nil),     // 26: courier.v1.DeleteScheduleResponse
-	(*PausedJobType)(nil),              // 27: courier.v1.PausedJobType
-	(*ResumeJobTypeResponse)(nil),      // 28: courier.v1.ResumeJobTypeResponse
-	(*ListPausedJobTypesResponse)(nil), // 29: courier.v1.ListPausedJobTypesResponse
+	(*CountJobsRequest)(nil),           // 10: courier.v1.CountJobsRequest
+	(*CountJobsResponse)(nil),          // 11: courier.v1.CountJobsResponse
+	(*JobTypeCounts)(nil),              // 12: courier.v1.JobTypeCounts
+	nil,                                // 13: courier.v1.Job.LabelsEntry
+	nil,                                // 14: courier.v1.EnqueueJobRequest.LabelsEntry
+	nil,                                // 15: courier.v1.ListJobsRequest.LabelsEntry
+	(*anypb.Any)(nil),                  // 16: google.protobuf.Any
+	(*status.Status)(nil),              // 17: google.rpc.Status
+	(*timestamppb.Timestamp)(nil),      // 18: google.protobuf.Timestamp
+	(*CreateScheduleRequest)(nil),      // 19: courier.v1.CreateScheduleRequest
+	(*ListSchedulesRequest)(nil),       // 20: courier.v1.ListSchedulesRequest
+	(*PauseScheduleRequest)(nil),       // 21: courier.v1.PauseScheduleRequest
+	(*ResumeScheduleRequest)(nil),      // 22: courier.v1.ResumeScheduleRequest
+	(*DeleteScheduleRequest)(nil),      // 23: courier.v1.DeleteScheduleRequest
+	(*PauseJobTypeRequest)(nil),        // 24: courier.v1.PauseJobTypeRequest
+	(*ResumeJobTypeRequest)(nil),       // 25: courier.v1.ResumeJobTypeRequest
+	(*ListPausedJobTypesRequest)(nil),  // 26: courier.v1.ListPausedJobTypesRequest
+	(*Schedule)(nil),                   // 27: courier.v1.Schedule
+	(*ListSchedulesResponse)(nil),      // 28: courier.v1.ListSchedulesResponse
+	(*DeleteScheduleResponse)(nil),     // 29: courier.v1.DeleteScheduleResponse
+	(*PausedJobType)(nil),              // 30: courier.v1.PausedJobType
+	(*ResumeJobTypeResponse)(nil),      // 31: courier.v1.ResumeJobTypeResponse
+	(*ListPausedJobTypesResponse)(nil), // 32: courier.v1.ListPausedJobTypesResponse
 }
 var file_courier_v1_job_proto_depIdxs = []int32{
 	0,  // 0: courier.v1.Job.state:type_name -> courier.v1.State
-	13, // 1: courier.v1.Job.payload:type_name -> google.protobuf.Any
-	13, // 2: courier.v1.Job.result:type_name -> google.protobuf.Any
-	14, // 3: courier.v1.Job.error:type_name -> google.rpc.Status
+	16, // 1: courier.v1.Job.payload:type_name -> google.protobuf.Any
+	16, // 2: courier.v1.Job.result:type_name -> google.protobuf.Any
+	17, // 3: courier.v1.Job.error:type_name -> google.rpc.Status
 	1,  // 4: courier.v1.Job.progress:type_name -> courier.v1.Progress
-	10, // 5: courier.v1.Job.labels:type_name -> courier.v1.Job.LabelsEntry
-	15, // 6: courier.v1.Job.create_time:type_name -> google.protobuf.Timestamp
-	15, // 7: courier.v1.Job.start_time:type_name -> google.protobuf.Timestamp
-	15, // 8: courier.v1.Job.end_time:type_name -> google.protobuf.Timestamp
-	15, // 9: courier.v1.Job.update_time:type_name -> google.protobuf.Timestamp
-	15, // 10: courier.v1.Job.run_after:type_name -> google.protobuf.Timestamp
-	13, // 11: courier.v1.EnqueueJobRequest.payload:type_name -> google.protobuf.Any
-	15, // 12: courier.v1.EnqueueJobRequest.run_after:type_name -> google.protobuf.Timestamp
-	11, // 13: courier.v1.EnqueueJobRequest.labels:type_name -> courier.v1.EnqueueJobRequest.LabelsEntry
+	13, // 5: courier.v1.Job.labels:type_name -> courier.v1.Job.LabelsEntry
+	18, // 6: courier.v1.Job.create_time:type_name -> google.protobuf.Timestamp
+	18, // 7: courier.v1.Job.start_time:type_name -> google.protobuf.Timestamp
+	18, // 8: courier.v1.Job.end_time:type_name -> google.protobuf.Timestamp
+	18, // 9: courier.v1.Job.update_time:type_name -> google.protobuf.Timestamp
+	18, // 10: courier.v1.Job.run_after:type_name -> google.protobuf.Timestamp
+	16, // 11: courier.v1.EnqueueJobRequest.payload:type_name -> google.protobuf.Any
+	18, // 12: courier.v1.EnqueueJobRequest.run_after:type_name -> google.protobuf.Timestamp
+	14, // 13: courier.v1.EnqueueJobRequest.labels:type_name -> courier.v1.EnqueueJobRequest.LabelsEntry
 	0,  // 14: courier.v1.ListJobsRequest.state:type_name -> courier.v1.State
-	12, // 15: courier.v1.ListJobsRequest.labels:type_name -> courier.v1.ListJobsRequest.LabelsEntry
+	15, // 15: courier.v1.ListJobsRequest.labels:type_name -> courier.v1.ListJobsRequest.LabelsEntry
 	2,  // 16: courier.v1.ListJobsResponse.jobs:type_name -> courier.v1.Job
-	3,  // 17: courier.v1.JobService.EnqueueJob:input_type -> courier.v1.EnqueueJobRequest
-	5,  // 18: courier.v1.JobService.GetJob:input_type -> courier.v1.GetJobRequest
-	6,  // 19: courier.v1.JobService.WatchJob:input_type -> courier.v1.WatchJobRequest
-	7,  // 20: courier.v1.JobService.CancelJob:input_type -> courier.v1.CancelJobRequest
-	8,  // 21: courier.v1.JobService.ListJobs:input_type -> courier.v1.ListJobsRequest
-	16, // 22: courier.v1.JobService.CreateSchedule:input_type -> courier.v1.CreateScheduleRequest
-	17, // 23: courier.v1.JobService.ListSchedules:input_type -> courier.v1.ListSchedulesRequest
-	18, // 24: courier.v1.JobService.PauseSchedule:input_type -> courier.v1.PauseScheduleRequest
-	19, // 25: courier.v1.JobService.ResumeSchedule:input_type -> courier.v1.ResumeScheduleRequest
-	20, // 26: courier.v1.JobService.DeleteSchedule:input_type -> courier.v1.DeleteScheduleRequest
-	21, // 27: courier.v1.JobService.PauseJobType:input_type -> courier.v1.PauseJobTypeRequest
-	22, // 28: courier.v1.JobService.ResumeJobType:input_type -> courier.v1.ResumeJobTypeRequest
-	23, // 29: courier.v1.JobService.ListPausedJobTypes:input_type -> courier.v1.ListPausedJobTypesRequest
-	4,  // 30: courier.v1.JobService.EnqueueJob:output_type -> courier.v1.EnqueueJobResponse
-	2,  // 31: courier.v1.JobService.GetJob:output_type -> courier.v1.Job
-	2,  // 32: courier.v1.JobService.WatchJob:output_type -> courier.v1.Job
-	2,  // 33: courier.v1.JobService.CancelJob:output_type -> courier.v1.Job
-	9,  // 34: courier.v1.JobService.ListJobs:output_type -> courier.v1.ListJobsResponse
-	24, // 35: courier.v1.JobService.CreateSchedule:output_type -> courier.v1.Schedule
-	25, // 36: courier.v1.JobService.ListSchedules:output_type -> courier.v1.ListSchedulesResponse
-	24, // 37: courier.v1.JobService.PauseSchedule:output_type -> courier.v1.Schedule
-	24, // 38: courier.v1.JobService.ResumeSchedule:output_type -> courier.v1.Schedule
-	26, // 39: courier.v1.JobService.DeleteSchedule:output_type -> courier.v1.DeleteScheduleResponse
-	27, // 40: courier.v1.JobService.PauseJobType:output_type -> courier.v1.PausedJobType
-	28, // 41: courier.v1.JobService.ResumeJobType:output_type -> courier.v1.ResumeJobTypeResponse
-	29, // 42: courier.v1.JobService.ListPausedJobTypes:output_type -> courier.v1.ListPausedJobTypesResponse
-	30, // [30:43] is the sub-list for method output_type
-	17, // [17:30] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	12, // 17: courier.v1.CountJobsResponse.types:type_name -> courier.v1.JobTypeCounts
+	18, // 18: courier.v1.JobTypeCounts.oldest_queued_time:type_name -> google.protobuf.Timestamp
+	3,  // 19: courier.v1.JobService.EnqueueJob:input_type -> courier.v1.EnqueueJobRequest
+	5,  // 20: courier.v1.JobService.GetJob:input_type -> courier.v1.GetJobRequest
+	6,  // 21: courier.v1.JobService.WatchJob:input_type -> courier.v1.WatchJobRequest
+	7,  // 22: courier.v1.JobService.CancelJob:input_type -> courier.v1.CancelJobRequest
+	8,  // 23: courier.v1.JobService.ListJobs:input_type -> courier.v1.ListJobsRequest
+	10, // 24: courier.v1.JobService.CountJobs:input_type -> courier.v1.CountJobsRequest
+	19, // 25: courier.v1.JobService.CreateSchedule:input_type -> courier.v1.CreateScheduleRequest
+	20, // 26: courier.v1.JobService.ListSchedules:input_type -> courier.v1.ListSchedulesRequest
+	21, // 27: courier.v1.JobService.PauseSchedule:input_type -> courier.v1.PauseScheduleRequest
+	22, // 28: courier.v1.JobService.ResumeSchedule:input_type -> courier.v1.ResumeScheduleRequest
+	23, // 29: courier.v1.JobService.DeleteSchedule:input_type -> courier.v1.DeleteScheduleRequest
+	24, // 30: courier.v1.JobService.PauseJobType:input_type -> courier.v1.PauseJobTypeRequest
+	25, // 31: courier.v1.JobService.ResumeJobType:input_type -> courier.v1.ResumeJobTypeRequest
+	26, // 32: courier.v1.JobService.ListPausedJobTypes:input_type -> courier.v1.ListPausedJobTypesRequest
+	4,  // 33: courier.v1.JobService.EnqueueJob:output_type -> courier.v1.EnqueueJobResponse
+	2,  // 34: courier.v1.JobService.GetJob:output_type -> courier.v1.Job
+	2,  // 35: courier.v1.JobService.WatchJob:output_type -> courier.v1.Job
+	2,  // 36: courier.v1.JobService.CancelJob:output_type -> courier.v1.Job
+	9,  // 37: courier.v1.JobService.ListJobs:output_type -> courier.v1.ListJobsResponse
+	11, // 38: courier.v1.JobService.CountJobs:output_type -> courier.v1.CountJobsResponse
+	27, // 39: courier.v1.JobService.CreateSchedule:output_type -> courier.v1.Schedule
+	28, // 40: courier.v1.JobService.ListSchedules:output_type -> courier.v1.ListSchedulesResponse
+	27, // 41: courier.v1.JobService.PauseSchedule:output_type -> courier.v1.Schedule
+	27, // 42: courier.v1.JobService.ResumeSchedule:output_type -> courier.v1.Schedule
+	29, // 43: courier.v1.JobService.DeleteSchedule:output_type -> courier.v1.DeleteScheduleResponse
+	30, // 44: courier.v1.JobService.PauseJobType:output_type -> courier.v1.PausedJobType
+	31, // 45: courier.v1.JobService.ResumeJobType:output_type -> courier.v1.ResumeJobTypeResponse
+	32, // 46: courier.v1.JobService.ListPausedJobTypes:output_type -> courier.v1.ListPausedJobTypesResponse
+	33, // [33:47] is the sub-list for method output_type
+	19, // [19:33] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_courier_v1_job_proto_init() }
@@ -915,7 +1118,7 @@ func file_courier_v1_job_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_courier_v1_job_proto_rawDesc), len(file_courier_v1_job_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

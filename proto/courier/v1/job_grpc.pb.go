@@ -27,6 +27,7 @@ const (
 	JobService_WatchJob_FullMethodName           = "/courier.v1.JobService/WatchJob"
 	JobService_CancelJob_FullMethodName          = "/courier.v1.JobService/CancelJob"
 	JobService_ListJobs_FullMethodName           = "/courier.v1.JobService/ListJobs"
+	JobService_CountJobs_FullMethodName          = "/courier.v1.JobService/CountJobs"
 	JobService_CreateSchedule_FullMethodName     = "/courier.v1.JobService/CreateSchedule"
 	JobService_ListSchedules_FullMethodName      = "/courier.v1.JobService/ListSchedules"
 	JobService_PauseSchedule_FullMethodName      = "/courier.v1.JobService/PauseSchedule"
@@ -69,6 +70,12 @@ type JobServiceClient interface {
 	// Over HTTP the filters are query parameters: type, state (a name such as
 	// QUEUED), pageSize, pageToken, and labels[KEY]=VALUE for each label.
 	ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
+	// CountJobs counts the jobs of each type in each state, across the whole
+	// store (every replica's jobs), with each type's oldest queued job. It
+	// reads counters the store keeps as jobs change state, so it costs the
+	// same on a store of a million jobs as on an empty one. Over HTTP the
+	// type filter is a query parameter.
+	CountJobs(ctx context.Context, in *CountJobsRequest, opts ...grpc.CallOption) (*CountJobsResponse, error)
 	// CreateSchedule records a periodic job: one job of the payload's type at
 	// each tick, once across all replicas. Errors: InvalidArgument naming the
 	// field (cron, time_zone, every, payload, ...); AlreadyExists for a taken
@@ -158,6 +165,16 @@ func (c *jobServiceClient) ListJobs(ctx context.Context, in *ListJobsRequest, op
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListJobsResponse)
 	err := c.cc.Invoke(ctx, JobService_ListJobs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) CountJobs(ctx context.Context, in *CountJobsRequest, opts ...grpc.CallOption) (*CountJobsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CountJobsResponse)
+	err := c.cc.Invoke(ctx, JobService_CountJobs_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -276,6 +293,12 @@ type JobServiceServer interface {
 	// Over HTTP the filters are query parameters: type, state (a name such as
 	// QUEUED), pageSize, pageToken, and labels[KEY]=VALUE for each label.
 	ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
+	// CountJobs counts the jobs of each type in each state, across the whole
+	// store (every replica's jobs), with each type's oldest queued job. It
+	// reads counters the store keeps as jobs change state, so it costs the
+	// same on a store of a million jobs as on an empty one. Over HTTP the
+	// type filter is a query parameter.
+	CountJobs(context.Context, *CountJobsRequest) (*CountJobsResponse, error)
 	// CreateSchedule records a periodic job: one job of the payload's type at
 	// each tick, once across all replicas. Errors: InvalidArgument naming the
 	// field (cron, time_zone, every, payload, ...); AlreadyExists for a taken
@@ -326,6 +349,9 @@ func (UnimplementedJobServiceServer) CancelJob(context.Context, *CancelJobReques
 }
 func (UnimplementedJobServiceServer) ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListJobs not implemented")
+}
+func (UnimplementedJobServiceServer) CountJobs(context.Context, *CountJobsRequest) (*CountJobsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CountJobs not implemented")
 }
 func (UnimplementedJobServiceServer) CreateSchedule(context.Context, *CreateScheduleRequest) (*Schedule, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateSchedule not implemented")
@@ -451,6 +477,24 @@ func _JobService_ListJobs_Handler(srv interface{}, ctx context.Context, dec func
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(JobServiceServer).ListJobs(ctx, req.(*ListJobsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_CountJobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CountJobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).CountJobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_CountJobs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).CountJobs(ctx, req.(*CountJobsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -621,6 +665,10 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListJobs",
 			Handler:    _JobService_ListJobs_Handler,
+		},
+		{
+			MethodName: "CountJobs",
+			Handler:    _JobService_CountJobs_Handler,
 		},
 		{
 			MethodName: "CreateSchedule",
