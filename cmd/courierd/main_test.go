@@ -121,7 +121,9 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		// A misspelt method in a policy would leave EnqueueJob under the
 		// service-wide rule; a policy for a service not hosted does nothing.
 		{"grpc:\n  addr: 127.0.0.1:0\n  policies:\n    courier.v1.JobService:\n      roles: [reader]\n      methods: {EnqueueJobb: {roles: [writer]}}\npubsub: {emulator: embedded}\nstore: {path: " + filepath.Join(t.TempDir(), "jobs.db") + "}\nhttp: {addr: '-'}\n",
-			"config: grpc.policies.courier.v1.JobService.methods: EnqueueJobb: courier.v1.JobService has no such method; its methods are CancelJob, EnqueueJob, GetJob, ListJobs, WatchJob"},
+			// (The list goes on: only its start is checked, so that a new method
+			// does not break this case.)
+			"config: grpc.policies.courier.v1.JobService.methods: EnqueueJobb: courier.v1.JobService has no such method; its methods are CancelJob, "},
 		{"grpc:\n  addr: 127.0.0.1:0\n  policies:\n    courier.v1.JobServce: {roles: [reader]}\npubsub: {emulator: embedded}\nstore: {path: " + filepath.Join(t.TempDir(), "jobs.db") + "}\nhttp: {addr: '-'}\n",
 			"config: grpc.policies: courier.v1.JobServce: no such service is hosted; the services are courier.v1.JobService, hello.v1.Hello"},
 	} {
