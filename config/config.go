@@ -17,7 +17,7 @@
 // grpc.auth.tokensFile is COURIER_GRPC_AUTH_TOKENSFILE. Values are written
 // as in the file: strings and durations as they are, true/false, numbers;
 // a list of strings as "a,b" or "[a, b]"; a map (handlers.types,
-// grpc.policies, pubsub.topics, grpc.auth.mtlsRoles) whole, as YAML or
+// grpc.policies, pubsub.topics, grpc.auth.mtlsRoles, schedules) whole, as YAML or
 // JSON, setting the entries it names: map entries have no variable of
 // their own, because their keys (type and service names) hold dots.
 // Setting a field of an optional section (temporal, grpc.tls, http.tls)

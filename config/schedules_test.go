@@ -58,3 +58,14 @@ func TestSchedulesErrorsNameTheField(t *testing.T) {
 		}
 	}
 }
+
+func TestSchedulesFromEnv(t *testing.T) {
+	var c config.Config
+	unknown, err := c.ApplyEnv([]string{`COURIER_SCHEDULES={nightly: {type: a.v1.B, every: 1h, payload: {x: 1}}}`, "COURIER_JOBS_SCHEDULEGRACE=2m"})
+	if err != nil || len(unknown) != 0 {
+		t.Fatalf("ApplyEnv = %v, %v", unknown, err)
+	}
+	if s := c.Schedules["nightly"]; s.Type != "a.v1.B" || s.Every.D() != time.Hour || string(s.Payload) != `{"x":1}` || c.Jobs.ScheduleGrace.D() != 2*time.Minute {
+		t.Fatalf("from the environment: %+v, grace %v", c.Schedules, c.Jobs.ScheduleGrace)
+	}
+}
