@@ -273,9 +273,9 @@ func TestPauseJobType(t *testing.T) {
 			if err != nil || p.GetType() != "courier.demo.v1.Echo" || p.GetPauseTime() == nil {
 				t.Fatalf("PauseJobType = %v, %v", p, err)
 			}
-			list, err := api.ListPausedJobTypes(ctx, &courierv1.ListPausedJobTypesRequest{})
-			if err != nil || len(list.GetTypes()) != 1 {
-				t.Fatalf("ListPausedJobTypes = %v, %v", list, err)
+			list, err := node.Jobs.PausedTypes(ctx) // the Go client
+			if err != nil || len(list) != 1 || list[0].GetType() != "courier.demo.v1.Echo" {
+				t.Fatalf("PausedTypes = %v, %v", list, err)
 			}
 			id := node.Enqueue(t, &demov1.Echo{Message: "waits"}, client.EnqueueOptions{})
 			// The job is published (its outbox entry goes) and stays
@@ -300,8 +300,8 @@ func TestPauseJobType(t *testing.T) {
 				t.Fatalf("POST /v1/jobTypes/courier.demo.v1.Echo:resume = %d %s", code, body)
 			}
 			node.RequireSucceeded(t, id, nil)
-			if r, err := api.ResumeJobType(ctx, &courierv1.ResumeJobTypeRequest{Type: "courier.demo.v1.Echo"}); err != nil || r.GetResumed() {
-				t.Fatalf("ResumeJobType again = %v, %v; want resumed false", r, err)
+			if resumed, err := node.Jobs.ResumeType(ctx, "courier.demo.v1.Echo"); err != nil || resumed {
+				t.Fatalf("ResumeType again = %v, %v; want resumed false", resumed, err)
 			}
 		})
 	}
@@ -397,10 +397,10 @@ func TestScheduleMissedTicks(t *testing.T) {
 			reg, _ := countingRegistry(t)
 			node := couriertest.StartConfig(t, fastConfig(t), courier.WithRegistry(reg), courier.WithStore(clockedStore(t, kind, "", "", clk.Now)), courier.WithClock(clk.Now))
 			api := courierv1.NewJobServiceClient(node.Conn)
-			for name, missed := range map[string]courierv1.MissedTicks{"catch": courierv1.MissedTicks_MISSED_TICKS_CATCH_UP, "skip": courierv1.MissedTicks_MISSED_TICKS_SKIP} {
-				if _, err := api.CreateSchedule(ctx, &courierv1.CreateScheduleRequest{Schedule: &courierv1.Schedule{
-					Name: name, Payload: echoAny(t, name), Every: durationpb.New(time.Hour), Missed: missed, Labels: map[string]string{"s": name},
-				}}); err != nil {
+			// Through the Go client.
+			for name, catchUp := range map[string]bool{"catch": true, "skip": false} {
+				if _, err := node.Jobs.CreateSchedule(ctx, name, &demov1.Echo{Message: name},
+					client.ScheduleOptions{Every: time.Hour, CatchUp: catchUp, Labels: map[string]string{"s": name}}); err != nil {
 					t.Fatal(err)
 				}
 			}
