@@ -427,3 +427,40 @@ func TestScheduleMissedTicks(t *testing.T) {
 		})
 	}
 }
+
+// TestDashboardControls: the Node's dashboard lists schedules and pauses
+// and resumes a job type through the gRPC API.
+func TestDashboardControls(t *testing.T) {
+	ctx := context.Background()
+	reg, _ := countingRegistry(t)
+	node := couriertest.StartConfig(t, fastConfig(t), courier.WithRegistry(reg))
+	if _, err := node.Jobs.CreateSchedule(ctx, "nightly", &demov1.Echo{Message: "hi"}, client.ScheduleOptions{Cron: "0 2 * * *", TimeZone: "Europe/Paris"}); err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + node.HTTPAddr()
+	if code, body := httpDo(t, "GET", base+"/schedules"); code != 200 || !strings.Contains(body, `data-schedule="nightly"`) || !strings.Contains(body, "02***(Europe/Paris)") { // (httpDo drops spaces)
+		t.Fatalf("GET /schedules = %d %s", code, body)
+	}
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Post(base+"/types/courier.demo.v1.Echo/pause", "application/x-www-form-urlencoded", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("dashboard pause: %d", resp.StatusCode)
+	}
+	if list, err := node.Jobs.PausedTypes(ctx); err != nil || len(list) != 1 {
+		t.Fatalf("paused types after the dashboard's pause: %v, %v", list, err)
+	}
+	if code, body := httpDo(t, "GET", base+"/"); code != 200 || !strings.Contains(body, `action="/types/courier.demo.v1.Echo/resume"`) {
+		t.Fatalf("overview with Echo paused = %d %s", code, body)
+	}
+	if resp, err = noRedirect.Post(base+"/types/courier.demo.v1.Echo/resume", "application/x-www-form-urlencoded", nil); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if list, err := node.Jobs.PausedTypes(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("paused types after the dashboard's resume: %v, %v", list, err)
+	}
+}
