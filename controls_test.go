@@ -464,3 +464,26 @@ func TestDashboardControls(t *testing.T) {
 		t.Fatalf("paused types after the dashboard's resume: %v, %v", list, err)
 	}
 }
+
+// TestScheduleRefusesWhatEnqueueRefuses: a schedule of a workflow type on
+// a Node without Temporal is refused when created (API) or started
+// (config), not at each tick.
+func TestScheduleRefusesWhatEnqueueRefuses(t *testing.T) {
+	ctx := context.Background()
+	cfg := fastConfig(t)
+	cfg.Handlers.Demo = true
+	node := couriertest.StartConfig(t, cfg)
+	_, err := node.Jobs.CreateSchedule(ctx, "bisect", &demov1.Bisect{}, client.ScheduleOptions{Every: time.Hour})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("CreateSchedule of a workflow type without Temporal: %v, want FailedPrecondition", err)
+	}
+	cfg.Schedules = map[string]config.Schedule{"bisect": {Type: "courier.demo.v1.Bisect", Every: config.Duration(time.Hour)}}
+	n, err := courier.New(cfg)
+	if err == nil {
+		err = n.Run(ctx)
+	}
+	var ve *config.ValidationError
+	if !errors.As(err, &ve) || ve.Field != "schedules.bisect.type" {
+		t.Fatalf("a config schedule of a workflow type without Temporal: %v; want a config error of schedules.bisect.type", err)
+	}
+}

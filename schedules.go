@@ -65,8 +65,14 @@ func (p *parts) configSchedule(name string, c config.Schedule, checks map[string
 	if _, err := schedule.Parse(c.Cron, c.TimeZone, c.Every.D()); err != nil {
 		return jobs.Schedule{}, &config.ValidationError{Field: path, Value: c.Cron, Fix: err.Error()}
 	}
-	if _, ok := p.reg.Lookup(c.Type); !ok && checks[c.Type] == nil {
-		return jobs.Schedule{}, &config.ValidationError{Field: path + ".type", Value: c.Type, Fix: "no handler of this type is registered (registered: " + fmt.Sprint(p.reg.Types()) + ")"}
+	if _, ok := p.reg.Lookup(c.Type); !ok {
+		fix := "no handler of this type is registered (registered: " + fmt.Sprint(p.reg.Types()) + ")"
+		if check := checks[c.Type]; check != nil {
+			if err := check(context.Background()); err != nil {
+				fix = "its jobs cannot run here: " + err.Error()
+			}
+		}
+		return jobs.Schedule{}, &config.ValidationError{Field: path + ".type", Value: c.Type, Fix: fix}
 	}
 	mt, err := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName(c.Type))
 	if err != nil {

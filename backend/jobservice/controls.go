@@ -40,6 +40,13 @@ func (s *Service) CreateSchedule(ctx context.Context, req *courierv1.CreateSched
 	if err != nil {
 		return nil, err
 	}
+	// What EnqueueJob would refuse for the type (e.g. a workflow type
+	// without Temporal) is refused now, not at each tick.
+	if info, _ := s.cfg.Types.Lookup(sc.Type); info.Check != nil {
+		if err := info.Check(ctx); err != nil {
+			return nil, err
+		}
+	}
 	out, err := s.cfg.Schedules.CreateSchedule(ctx, sc)
 	if err != nil {
 		return nil, scheduleStatus(err, sc.Name)
