@@ -130,7 +130,7 @@ func TestScheduleFiresOncePerTickAcrossThreeNodes(t *testing.T) {
 	if want := clk.Now().Truncate(time.Minute).Add(time.Minute); !first.Equal(want) {
 		t.Fatalf("next_time = %v, want %v", first, want)
 	}
-	const n = 12
+	const n = 30
 	for i := range n {
 		clk.Add(time.Minute)
 		tick := first.Add(time.Duration(i) * time.Minute)
