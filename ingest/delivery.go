@@ -293,7 +293,7 @@ func (d *delivery) settle(res proto.Message, herr error) {
 	} else if se := (*startError)(nil); errors.As(herr, &se) {
 		o.Err = se.err
 	}
-	if de, ok := handlers.AsDelay(herr); ok && d.started && !o.Cancelled && !o.Stopping && !o.LeaseLost && d.w.cfg.Snoozer != nil {
+	if de, ok := handlers.AsDelay(herr); ok && d.started && !o.Cancelled && !o.Stopping && !o.LeaseLost && !handlers.IsPermanent(herr) && d.w.cfg.Snoozer != nil {
 		// Snooze always waits; RetryAfter waits unless it was the last
 		// attempt (then the job fails like any other error).
 		if de.Snooze || decide(o).Record == recordRetry {
