@@ -153,8 +153,8 @@ func TestScheduleFiresOncePerTickAcrossThreeNodes(t *testing.T) {
 	keys := map[string]bool{}
 	for _, j := range list.GetJobs() {
 		keys[j.GetIdempotencyKey()] = true
-		if j.GetLabels()["from"] != "schedule" {
-			t.Errorf("job %s has labels %v, want the schedule's", j.GetId(), j.GetLabels())
+		if j.GetLabels()["from"] != "schedule" || j.GetMaxAttempts() != handlers.DefaultMaxAttempts {
+			t.Errorf("job %s has labels %v and max attempts %d, want the schedule's labels and the handler's attempts (%d)", j.GetId(), j.GetLabels(), j.GetMaxAttempts(), handlers.DefaultMaxAttempts)
 		}
 		nodes[2].RequireSucceeded(t, j.GetId(), nil)
 	}

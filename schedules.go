@@ -45,7 +45,12 @@ func (p *parts) buildSchedules(ctx context.Context, checks map[string]func(conte
 	}
 	var err error
 	p.scheduler, err = schedule.New(schedule.Config{Store: ss, Now: now, Poll: cfg.Jobs.SchedulePoll.D(), Grace: cfg.Jobs.ScheduleGrace.D(),
-		Notify: p.relay.Notify, Logger: n.log})
+		Notify: p.relay.Notify, Logger: n.log, MaxAttempts: func(typ string) int {
+			if e, ok := p.reg.Lookup(typ); ok {
+				return e.Config.MaxAttempts
+			}
+			return 0
+		}})
 	return err
 }
 

@@ -37,6 +37,10 @@ type Config struct {
 	MaxCatchUp int
 	// NewID makes job IDs. nil means UUIDv7.
 	NewID func() string
+	// MaxAttempts, when set, gives the attempts recorded on the jobs of a
+	// schedule that names none (its MaxAttempts 0), as EnqueueJob records
+	// the type's; nil leaves 0 (the handler's, when it runs).
+	MaxAttempts func(typ string) int
 	// Notify, when set, is called after a pass that enqueued jobs (the
 	// outbox relay publishes them at once).
 	Notify func()
@@ -160,6 +164,9 @@ func (s *Scheduler) fire(ctx context.Context, sc *jobs.Schedule) (int, error) {
 		} else {
 			p.Job = jobs.Job{ID: s.cfg.NewID(), Type: sc.Type, Payload: sc.Payload, Labels: sc.Labels,
 				MaxAttempts: sc.MaxAttempts, IdempotencyKey: IdempotencyKey(sc.Name, tick)}
+			if p.Job.MaxAttempts == 0 && s.cfg.MaxAttempts != nil {
+				p.Job.MaxAttempts = s.cfg.MaxAttempts(sc.Type)
+			}
 		}
 		if p.Next.IsZero() {
 			return n, fmt.Errorf("schedule %s: its spec has no tick after %v", sc.Name, tick)
