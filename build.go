@@ -34,6 +34,7 @@ import (
 	"github.com/courierq/courier/outbox"
 	"github.com/courierq/courier/publisher"
 	"github.com/courierq/courier/readiness"
+	"github.com/courierq/courier/schedule"
 	"github.com/courierq/courier/wire"
 	"github.com/courierq/courier/workflows"
 	wdemo "github.com/courierq/courier/workflows/demo"
@@ -60,6 +61,13 @@ type parts struct {
 	http     *http.Server
 	httpLis  net.Listener
 	obs      *observe
+
+	// raw is the store as opened (or given), before decoration: the
+	// optional interfaces of the job controls (jobs.Schedules, ...) are
+	// found on it.
+	raw       jobs.Store
+	scheduler *schedule.Scheduler // nil outside the api role, or when the store keeps no schedules
+	paused    *ingest.PausedTypes // nil when the store keeps no paused types
 
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup // relay, janitor, readiness
@@ -90,6 +98,7 @@ func (n *Node) build(ctx context.Context) (_ *parts, err error) {
 	if p.obs, err = newObserve(ctx, p); err != nil {
 		return nil, err
 	}
+	p.raw = p.store
 	p.store = p.obs.wrapStore(p.store)
 	checks, err := p.buildHandlers(ctx)
 	if err != nil {
@@ -97,6 +106,14 @@ func (n *Node) build(ctx context.Context) (_ *parts, err error) {
 	}
 	if err := p.buildPublishing(); err != nil {
 		return nil, err
+	}
+	if err := p.buildSchedules(ctx, checks); err != nil {
+		return nil, err
+	}
+	if tp, ok := p.raw.(jobs.TypePauser); ok {
+		if p.paused, err = ingest.NewPausedTypes(tp, cfg.Jobs.TypePausePoll.D(), n.log); err != nil {
+			return nil, err
+		}
 	}
 	if err := p.buildWorker(); err != nil {
 		return nil, err
@@ -299,7 +316,7 @@ func (p *parts) buildPublishing() error {
 		return err
 	}
 	p.relay, err = outbox.New(outbox.Config{Store: p.store, Publisher: p.obs.metrics.WrapPublisher(p.obs.tracing.WrapPublisher(p.pub, p.naming())),
-		PollInterval: cfg.Jobs.RelayPollInterval.D(), Logger: n.log})
+		PollInterval: cfg.Jobs.RelayPollInterval.D(), Logger: n.log, Now: n.now()})
 	if err != nil {
 		return err
 	}
@@ -338,13 +355,19 @@ func (p *parts) buildWorker() error {
 			return err
 		}
 	}
+	var snoozer jobs.Snoozer
+	if s, ok := p.raw.(jobs.Snoozer); ok {
+		snoozer = s
+	} else {
+		n.log.Warn("courier: the job store keeps no snoozed jobs (it does not implement jobs.Snoozer): handlers.RetryAfter and handlers.Snooze are ordinary retryable errors", "store", fmt.Sprintf("%T", p.raw))
+	}
 	var err error
 	p.worker, err = ingest.New(ingest.Config{
 		Client: p.ps, Store: p.store, Registry: p.reg, Naming: p.naming(),
 		DisableCreate: cfg.PubSub.DisableCreate, MaxOutstandingMessages: cfg.Handlers.MaxOutstandingMessages,
 		AckDeadline: cfg.Handlers.AckDeadline.D(), Logger: n.log, SeenInterval: max(cfg.Jobs.RescueAfter.D()/4, 0),
 		Limiters: limiters, Middleware: mws, DeadLetters: p.obs.metrics.WrapDeadLetters(ingest.NewDeadLetters(p.ps)),
-		Push: push,
+		Push: push, Snoozer: snoozer, Paused: p.paused, Now: n.now(),
 	})
 	return err
 }
@@ -363,7 +386,7 @@ func (p *parts) buildAPI(checks map[string]func(context.Context) error) error {
 		}
 	}
 	var err error
-	jcfg := jobservice.Config{Store: p.store, Types: types, Notify: p.relay.Notify}
+	jcfg := jobservice.Config{Store: p.store, Types: types, Notify: p.relay.Notify, Now: n.now()}
 	if len(p.reg.Entries()) > 0 {
 		// Dead letters are read through Pub/Sub, not a worker: any replica
 		// lists and replays them.
@@ -371,6 +394,18 @@ func (p *parts) buildAPI(checks map[string]func(context.Context) error) error {
 			return err
 		}
 		jcfg.DeadLetters = jobDeadLetters{p.dead}
+	}
+	if sc, ok := p.raw.(jobs.Schedules); ok {
+		jcfg.Schedules = sc
+		if p.scheduler != nil {
+			jcfg.ScheduleCreated = p.scheduler.Wake
+		}
+	}
+	if tp, ok := p.raw.(jobs.TypePauser); ok {
+		jcfg.TypePauser = tp
+		if p.paused != nil {
+			jcfg.TypesChanged = p.paused.Reload
+		}
 	}
 	p.jobs, err = jobservice.New(jcfg)
 	if err != nil {
@@ -482,6 +517,12 @@ func (p *parts) start(ctx context.Context) <-chan error {
 		p.bg.Go(func() { p.rescuer.Run(bg) })
 	}
 	p.bg.Go(func() { p.obs.ready.Run(bg) })
+	if p.scheduler != nil {
+		p.bg.Go(func() { p.scheduler.Run(bg) })
+	}
+	if p.paused != nil && p.worker != nil {
+		p.bg.Go(func() { p.paused.Run(bg) })
+	}
 	if p.temporal != nil {
 		p.tempCh = make(chan error, 1)
 		go func() { p.tempCh <- p.temporal.Run(bg) }()

@@ -7,531 +7,483 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"cloud.google.com/go/pubsub/v2"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/courierq/courier"
-	"github.com/courierq/courier/backend/jobservice"
 	"github.com/courierq/courier/client"
-	"github.com/courierq/courier/client/pgtx"
 	"github.com/courierq/courier/config"
 	"github.com/courierq/courier/couriertest"
-	"github.com/courierq/courier/emulator"
 	"github.com/courierq/courier/handlers"
 	"github.com/courierq/courier/internal/testenv"
+	"github.com/courierq/courier/jobs"
+	"github.com/courierq/courier/jobs/jobstest"
+	"github.com/courierq/courier/jobs/postgres"
+	"github.com/courierq/courier/jobs/sqlite"
 	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
 	courierv1 "github.com/courierq/courier/proto/courier/v1"
 )
 
-// orderLog records the runs of Echo jobs whose message is "KEY/INDEX/MODE"
-// (MODE: ok, fail-once: a retryable error on attempt 1, fail-always: a
-// retryable error, fail: a permanent error, block: until its context
-// ends), and any two runs of one key that overlapped.
-type orderLog struct {
-	mu       sync.Mutex
-	healed   bool                // mode fail-until-healed succeeds once set
-	gate     chan struct{}       // mode gate waits for it to close
-	runs     map[string][]string // key → "INDEX#ATTEMPT", in start order
-	inflight map[string]int
-	overlaps []string
-}
+// The job controls through the gRPC API, on each store: schedules, paused
+// job types, snooze and retry later.
 
-func (l *orderLog) registry(t *testing.T) *handlers.Registry {
-	reg := handlers.NewRegistry()
-	err := handlers.Register(reg, func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) {
-		parts := strings.Split(job.Payload.GetMessage(), "/")
-		key, idx, mode := parts[0], parts[1], parts[2]
-		l.mu.Lock()
-		l.runs[key] = append(l.runs[key], idx+"#"+strconv.Itoa(job.Attempt))
-		if l.inflight[key]++; l.inflight[key] > 1 {
-			l.overlaps = append(l.overlaps, key+"/"+idx)
-		}
-		l.mu.Unlock()
-		// Some work, so that runs of one key would overlap if they could.
-		time.Sleep(5 * time.Millisecond)
-		l.mu.Lock()
-		l.inflight[key]--
-		l.mu.Unlock()
-		switch {
-		case mode == "gate":
-			select {
-			case <-l.gate:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		case mode == "block":
-			<-ctx.Done()
-			return nil, ctx.Err()
-		case mode == "fail-always":
-			return nil, errors.New("transient failure")
-		case mode == "fail-once" && job.Attempt == 1:
-			return nil, errors.New("transient failure")
-		case mode == "fail":
-			return nil, handlers.Permanent(errors.New("permanent failure"))
-		case mode == "fail-until-healed":
-			l.mu.Lock()
-			healed := l.healed
-			l.mu.Unlock()
-			if !healed {
-				return nil, handlers.Permanent(errors.New("broken until healed"))
-			}
-		}
-		return &demov1.EchoResult{Message: job.Payload.GetMessage()}, nil
-	}, handlers.Config{MaxAttempts: 3, MinBackoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return reg
-}
-
-// controlNodes starts the Nodes of a store kind on one in-process
-// emulator: one on SQLite (which one process owns), two replicas sharing a
-// PostgreSQL schema.
-func controlNodes(t *testing.T, kind testenv.StoreKind, reg *handlers.Registry, roles ...string) []*couriertest.Node {
+// clockedStore opens a fresh store of kind whose clock is now; for
+// PostgreSQL, in schema (a fresh one when "").
+func clockedStore(t *testing.T, kind testenv.StoreKind, url, schema string, now func() time.Time) jobs.Store {
 	t.Helper()
-	emu, err := emulator.Start(context.Background(), emulator.Config{InProcess: true})
+	ctx := context.Background()
+	var (
+		s   jobs.Store
+		err error
+	)
+	switch kind {
+	case testenv.SQLite:
+		s, err = sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "jobs.db"), Now: now})
+	case testenv.Postgres:
+		if schema == "" {
+			url, schema = testenv.PostgresSchema(t)
+		}
+		s, err = postgres.Open(ctx, postgres.Config{URL: url, Schema: schema, MaxConns: 6, Now: now})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { emu.Close() })
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// fastConfig is couriertest's config with the loops that the tests wait
+// on polling often.
+func fastConfig(t *testing.T) *config.Config {
 	cfg := couriertest.Config(t.TempDir())
-	cfg.PubSub = config.PubSub{Project: "controls"}
-	replicas := 1
-	if kind == testenv.Postgres {
-		url, schema := testenv.PostgresSchema(t)
-		cfg.Store = config.Store{Driver: "postgres", URL: url, Schema: schema}
-		replicas = 2
-	} else {
-		cfg.Store.Path = filepath.Join(t.TempDir(), "jobs.db")
+	cfg.Jobs.SchedulePoll = config.Duration(10 * time.Millisecond)
+	cfg.Jobs.RelayPollInterval = config.Duration(10 * time.Millisecond)
+	return cfg
+}
+
+// eventually polls cond until it holds, failing the test after
+// couriertest.Timeout.
+func eventually(t *testing.T, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(couriertest.Timeout)
+	for {
+		ok, err := cond()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, couriertest.Timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+func wantCode(t *testing.T, what string, err error, c codes.Code, mention string) {
+	t.Helper()
+	if status.Code(err) != c || !strings.Contains(err.Error(), mention) {
+		t.Fatalf("%s: err = %v; want %v mentioning %q", what, err, c, mention)
+	}
+}
+
+func echoAny(t *testing.T, msg string) *anypb.Any {
+	a, err := anypb.New(&demov1.Echo{Message: msg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TestScheduleFiresOncePerTickAcrossThreeNodes: three Nodes share one
+// PostgreSQL store and one clock that the test moves a minute at a time;
+// each of N ticks of a cron schedule enqueues exactly one job, whichever
+// Node's scheduler gets there first, and each job runs.
+func TestScheduleFiresOncePerTickAcrossThreeNodes(t *testing.T) {
+	url, schema := testenv.PostgresSchema(t)
+	ctx := context.Background()
+	// Half past a minute: each step puts the clock 30 s after a tick.
+	clk := jobstest.NewClock(time.Now().UTC().Truncate(time.Minute).Add(30 * time.Second))
+	reg, _ := countingRegistry(t)
 	var nodes []*couriertest.Node
-	if len(roles) > 0 {
-		replicas = len(roles)
+	for range 3 {
+		s := clockedStore(t, testenv.Postgres, url, schema, clk.Now)
+		nodes = append(nodes, couriertest.StartConfig(t, fastConfig(t), courier.WithRegistry(reg), courier.WithStore(s), courier.WithClock(clk.Now)))
 	}
-	for i := range replicas {
-		if len(roles) > 0 {
-			cfg.Role = roles[i]
-		}
-		c, err := pubsub.NewClient(context.Background(), "controls", emu.ClientOptions()...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		nodes = append(nodes, couriertest.StartConfig(t, cfg, courier.WithRegistry(reg), courier.WithPubSubClient(c)))
+	api := courierv1.NewJobServiceClient(nodes[0].Conn)
+	sc, err := api.CreateSchedule(ctx, &courierv1.CreateScheduleRequest{Schedule: &courierv1.Schedule{
+		Name: "every-minute", Payload: echoAny(t, "tick"), Cron: "* * * * *", TimeZone: "America/New_York",
+		Labels: map[string]string{"from": "schedule"},
+	}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return nodes
+	first := sc.GetNextTime().AsTime()
+	if want := clk.Now().Truncate(time.Minute).Add(time.Minute); !first.Equal(want) {
+		t.Fatalf("next_time = %v, want %v", first, want)
+	}
+	const n = 30
+	for i := range n {
+		clk.Add(time.Minute)
+		tick := first.Add(time.Duration(i) * time.Minute)
+		other := courierv1.NewJobServiceClient(nodes[(i+1)%3].Conn)
+		eventually(t, fmt.Sprintf("tick %d fired", i+1), func() (bool, error) {
+			list, err := other.ListSchedules(ctx, &courierv1.ListSchedulesRequest{})
+			if err != nil || len(list.GetSchedules()) != 1 {
+				return false, fmt.Errorf("ListSchedules = %v, %v", list, err)
+			}
+			return list.GetSchedules()[0].GetLastTime().AsTime().Equal(tick), nil
+		})
+	}
+	list, err := api.ListJobs(ctx, &courierv1.ListJobsRequest{Type: "courier.demo.v1.Echo", PageSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.GetJobs()) != n {
+		t.Fatalf("%d ticks enqueued %d jobs, want %d", n, len(list.GetJobs()), n)
+	}
+	keys := map[string]bool{}
+	for _, j := range list.GetJobs() {
+		keys[j.GetIdempotencyKey()] = true
+		if j.GetLabels()["from"] != "schedule" || j.GetMaxAttempts() != handlers.DefaultMaxAttempts {
+			t.Errorf("job %s has labels %v and max attempts %d, want the schedule's labels and the handler's attempts (%d)", j.GetId(), j.GetLabels(), j.GetMaxAttempts(), handlers.DefaultMaxAttempts)
+		}
+		nodes[2].RequireSucceeded(t, j.GetId(), nil)
+	}
+	if len(keys) != n {
+		t.Fatalf("%d jobs have %d distinct idempotency keys, want one per tick", n, len(keys))
+	}
 }
 
-// TestOrderingKeys: jobs of one ordering key, enqueued through every
-// replica in turn, run one at a time in enqueue order across the replicas.
-// A job that fails and is retried holds the rest of its key until its
-// retry has run (Pub/Sub redelivers it before anything after it); a job
-// that fails for good (dead-lettered and acked) lets the rest go on.
-func TestOrderingKeys(t *testing.T) {
+// TestScheduleAPI: CreateSchedule, ListSchedules, PauseSchedule,
+// ResumeSchedule and DeleteSchedule through gRPC (and ListSchedules over
+// HTTP/JSON), with the config's schedules, on each store.
+func TestScheduleAPI(t *testing.T) {
 	for _, kind := range testenv.StoreKinds() {
 		t.Run(string(kind), func(t *testing.T) {
-			l := &orderLog{runs: map[string][]string{}, inflight: map[string]int{}}
-			nodes := controlNodes(t, kind, l.registry(t))
-			ctx, cancel := context.WithTimeout(context.Background(), couriertest.Timeout)
-			defer cancel()
-			const perKey = 8
-			modes := map[string]string{"a/3": "fail-once", "b/2": "fail"}
-			type enq struct{ key, id string }
-			var ids []enq
-			for i := range perKey {
-				for _, key := range []string{"a", "b", "c"} {
-					msg := fmt.Sprintf("%s/%d", key, i)
-					mode := modes[msg]
-					if mode == "" {
-						mode = "ok"
-					}
-					n := nodes[len(ids)%len(nodes)]
-					id, err := n.Jobs.Enqueue(ctx, &demov1.Echo{Message: msg + "/" + mode}, client.EnqueueOptions{OrderingKey: key})
-					if err != nil {
-						t.Fatal(err)
-					}
-					ids = append(ids, enq{key, id})
-				}
+			ctx := context.Background()
+			clk := jobstest.NewClock(time.Now().UTC().Truncate(time.Hour).Add(10 * time.Minute))
+			reg, _ := countingRegistry(t)
+			cfg := fastConfig(t)
+			cfg.Schedules = map[string]config.Schedule{"from-config": {Type: "courier.demo.v1.Echo", Payload: []byte(`{"message":"cfg"}`), Every: config.Duration(24 * time.Hour)}}
+			node := couriertest.StartConfig(t, cfg, courier.WithRegistry(reg), courier.WithStore(clockedStore(t, kind, "", "", clk.Now)), courier.WithClock(clk.Now))
+			api := courierv1.NewJobServiceClient(node.Conn)
+			create := func(s *courierv1.Schedule) (*courierv1.Schedule, error) {
+				return api.CreateSchedule(ctx, &courierv1.CreateScheduleRequest{Schedule: s})
 			}
-			for _, e := range ids {
-				j, err := nodes[0].Jobs.Wait(ctx, e.id, nil)
-				var je *client.JobError
-				if err != nil && !errors.As(err, &je) {
-					t.Fatalf("waiting for %s: %v", e.id, err)
-				}
-				if j.OrderingKey != e.key {
-					t.Fatalf("job %s: ordering key %q, want %q", e.id, j.OrderingKey, e.key)
-				}
+
+			_, err := create(&courierv1.Schedule{Name: "bad", Payload: echoAny(t, "x"), Cron: "61 * * * *"})
+			wantCode(t, "CreateSchedule with a bad cron", err, codes.InvalidArgument, "schedule.cron")
+			_, err = create(&courierv1.Schedule{Name: "bad", Payload: echoAny(t, "x"), Cron: "* * * * *", TimeZone: "Mars/Base"})
+			wantCode(t, "CreateSchedule with a bad zone", err, codes.InvalidArgument, "schedule.time_zone")
+			_, err = create(&courierv1.Schedule{Name: "bad", Payload: echoAny(t, "x"), Every: durationpb.New(-time.Hour)})
+			wantCode(t, "CreateSchedule with a negative interval", err, codes.InvalidArgument, "schedule.every")
+			_, err = create(&courierv1.Schedule{Name: "bad", Payload: &anypb.Any{TypeUrl: "type.googleapis.com/courier.demo.v1.Nope"}, Every: durationpb.New(time.Hour)})
+			wantCode(t, "CreateSchedule of an unknown type", err, codes.InvalidArgument, "schedule.payload")
+			_, err = create(&courierv1.Schedule{Payload: echoAny(t, "x"), Every: durationpb.New(time.Hour)})
+			wantCode(t, "CreateSchedule without a name", err, codes.InvalidArgument, "schedule.name")
+
+			sc, err := create(&courierv1.Schedule{Name: "hourly", Payload: echoAny(t, "hi"), Every: durationpb.New(time.Hour), Missed: courierv1.MissedTicks_MISSED_TICKS_CATCH_UP})
+			if err != nil {
+				t.Fatal(err)
 			}
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			if len(l.overlaps) > 0 {
-				t.Errorf("runs of one key overlapped: %v", l.overlaps)
+			next := clk.Now().Truncate(time.Hour).Add(time.Hour)
+			if !sc.GetNextTime().AsTime().Equal(next) || sc.GetMissed() != courierv1.MissedTicks_MISSED_TICKS_CATCH_UP || sc.GetPaused() || sc.GetFromConfig() {
+				t.Fatalf("CreateSchedule = %v; want next_time %v, catch up", sc, next)
 			}
-			want := map[string][]string{}
-			for _, key := range []string{"a", "b", "c"} {
-				for i := range perKey {
-					want[key] = append(want[key], fmt.Sprintf("%d#1", i))
-					if key == "a" && i == 3 {
-						want[key] = append(want[key], "3#2")
-					}
+			_, err = create(&courierv1.Schedule{Name: "hourly", Payload: echoAny(t, "hi"), Every: durationpb.New(time.Hour)})
+			wantCode(t, "CreateSchedule of a taken name", err, codes.AlreadyExists, "hourly")
+
+			list, err := api.ListSchedules(ctx, &courierv1.ListSchedulesRequest{})
+			if err != nil || len(list.GetSchedules()) != 2 || list.GetSchedules()[0].GetName() != "from-config" || !list.GetSchedules()[0].GetFromConfig() {
+				t.Fatalf("ListSchedules = %v, %v; want from-config (from the config) and hourly", list, err)
+			}
+
+			// Paused over its tick, then resumed: it goes on from the next
+			// tick after now, and the one of the pause is not caught up.
+			if p, err := api.PauseSchedule(ctx, &courierv1.PauseScheduleRequest{Name: "hourly"}); err != nil || !p.GetPaused() {
+				t.Fatalf("PauseSchedule = %v, %v", p, err)
+			}
+			clk.Add(time.Hour)
+			r, err := api.ResumeSchedule(ctx, &courierv1.ResumeScheduleRequest{Name: "hourly"})
+			if err != nil || r.GetPaused() || !r.GetNextTime().AsTime().Equal(next.Add(time.Hour)) {
+				t.Fatalf("ResumeSchedule = %v, %v; want next_time %v", r, err, next.Add(time.Hour))
+			}
+			clk.Add(time.Hour)
+			var jobID string
+			eventually(t, "the resumed schedule fired", func() (bool, error) {
+				list, err := api.ListSchedules(ctx, &courierv1.ListSchedulesRequest{})
+				if err != nil {
+					return false, err
 				}
+				jobID = list.GetSchedules()[1].GetLastJobId()
+				return jobID != "", nil
+			})
+			var res demov1.EchoResult
+			node.RequireSucceeded(t, jobID, &res)
+			if res.GetMessage() != "hi" {
+				t.Fatalf("the scheduled job's result is %q, want hi", res.GetMessage())
 			}
-			for key, w := range want {
-				if !slices.Equal(l.runs[key], w) {
-					t.Errorf("key %s ran %v, want %v", key, l.runs[key], w)
+			jl, err := api.ListJobs(ctx, &courierv1.ListJobsRequest{Type: "courier.demo.v1.Echo"})
+			if err != nil || len(jl.GetJobs()) != 1 {
+				t.Fatalf("ListJobs = %d jobs, %v; want only the tick after the resume", len(jl.GetJobs()), err)
+			}
+
+			resp, err := http.Get("http://" + node.HTTPAddr() + "/v1/schedules")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !strings.Contains(string(body), `"name":"hourly"`) {
+				t.Fatalf("GET /v1/schedules = %d %s", resp.StatusCode, body)
+			}
+
+			if _, err := api.DeleteSchedule(ctx, &courierv1.DeleteScheduleRequest{Name: "hourly"}); err != nil {
+				t.Fatal(err)
+			}
+			_, err = api.DeleteSchedule(ctx, &courierv1.DeleteScheduleRequest{Name: "hourly"})
+			wantCode(t, "DeleteSchedule again", err, codes.NotFound, "hourly")
+			_, err = api.PauseSchedule(ctx, &courierv1.PauseScheduleRequest{Name: "hourly"})
+			wantCode(t, "PauseSchedule of a deleted schedule", err, codes.NotFound, "hourly")
+		})
+	}
+}
+
+// TestPauseJobType: a paused type's queued job waits; resumed, it runs; on
+// each store.
+func TestPauseJobType(t *testing.T) {
+	for _, kind := range testenv.StoreKinds() {
+		t.Run(string(kind), func(t *testing.T) {
+			ctx := context.Background()
+			reg, runs := countingRegistry(t)
+			node := couriertest.StartConfig(t, fastConfig(t), courier.WithRegistry(reg), courier.WithStore(clockedStore(t, kind, "", "", nil)))
+			api := courierv1.NewJobServiceClient(node.Conn)
+			_, err := api.PauseJobType(ctx, &courierv1.PauseJobTypeRequest{Type: "courier.demo.v1.Nope"})
+			wantCode(t, "PauseJobType of an unknown type", err, codes.InvalidArgument, "courier.demo.v1.Nope")
+			p, err := api.PauseJobType(ctx, &courierv1.PauseJobTypeRequest{Type: "courier.demo.v1.Echo"})
+			if err != nil || p.GetType() != "courier.demo.v1.Echo" || p.GetPauseTime() == nil {
+				t.Fatalf("PauseJobType = %v, %v", p, err)
+			}
+			list, err := node.Jobs.PausedTypes(ctx) // the Go client
+			if err != nil || len(list) != 1 || list[0].GetType() != "courier.demo.v1.Echo" {
+				t.Fatalf("PausedTypes = %v, %v", list, err)
+			}
+			id := node.Enqueue(t, &demov1.Echo{Message: "waits"}, client.EnqueueOptions{})
+			// The job is published (its outbox entry goes) and stays
+			// QUEUED: no worker pulls its type. (A bounded observation: the
+			// run would take milliseconds.)
+			eventually(t, "the paused job published", func() (bool, error) {
+				n, _, err := node.Store().OutboxStats(ctx)
+				return n == 0, err
+			})
+			for range 20 {
+				j, err := api.GetJob(ctx, &courierv1.GetJobRequest{Id: id})
+				if err != nil || j.GetState() != courierv1.State_QUEUED || runs(id) != 0 {
+					t.Fatalf("job of a paused type: %v, %v, %d runs; want QUEUED, not run", j.GetState(), err, runs(id))
 				}
+				time.Sleep(25 * time.Millisecond)
 			}
-			j, err := nodes[0].Jobs.Get(ctx, ids[2*3+1].id) // b/2
-			if err != nil || j.State != courierv1.State_FAILED {
-				t.Fatalf("b/2: %v %v", j, err)
+			// The HTTP/JSON routes: list, and resume (type names hold dots).
+			if code, body := httpDo(t, "GET", "http://"+node.HTTPAddr()+"/v1/pausedJobTypes"); code != 200 || !strings.Contains(body, `"type":"courier.demo.v1.Echo"`) {
+				t.Fatalf("GET /v1/pausedJobTypes = %d %s", code, body)
+			}
+			if code, body := httpDo(t, "POST", "http://"+node.HTTPAddr()+"/v1/jobTypes/courier.demo.v1.Echo:resume"); code != 200 || !strings.Contains(body, `"resumed":true`) {
+				t.Fatalf("POST /v1/jobTypes/courier.demo.v1.Echo:resume = %d %s", code, body)
+			}
+			node.RequireSucceeded(t, id, nil)
+			if resumed, err := node.Jobs.ResumeType(ctx, "courier.demo.v1.Echo"); err != nil || resumed {
+				t.Fatalf("ResumeType again = %v, %v; want resumed false", resumed, err)
 			}
 		})
 	}
 }
 
-// TestEnqueueJobsRun: a batch enqueued through EnqueueJobs runs, on each
-// store.
-func TestEnqueueJobsRun(t *testing.T) {
+// TestSnoozeAndRetryAfter: a handler that snoozes for two hours runs again
+// once the (test's) clock has passed them, with the same attempt number; one
+// that asks to retry after two hours runs again as attempt 2. On each store.
+func TestSnoozeAndRetryAfter(t *testing.T) {
 	for _, kind := range testenv.StoreKinds() {
 		t.Run(string(kind), func(t *testing.T) {
-			l := &orderLog{runs: map[string][]string{}, inflight: map[string]int{}}
-			nodes := controlNodes(t, kind, l.registry(t))
-			ctx, cancel := context.WithTimeout(context.Background(), couriertest.Timeout)
-			defer cancel()
-			var batch []client.BatchJob
-			for i := range 50 {
-				batch = append(batch, client.BatchJob{Payload: &demov1.Echo{Message: fmt.Sprintf("k%d/%d/ok", i%5, i)}})
+			ctx := context.Background()
+			clk := jobstest.NewClock(time.Now().UTC())
+			var (
+				mu   sync.Mutex
+				seen = map[string]int{}
+			)
+			reg := handlers.NewRegistry()
+			if err := handlers.Register(reg, func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) {
+				mu.Lock()
+				seen[job.ID]++
+				first := seen[job.ID] == 1
+				mu.Unlock()
+				if first && job.Payload.GetMessage() == "snooze" {
+					return nil, handlers.Snooze(2 * time.Hour)
+				}
+				if first && job.Payload.GetMessage() == "retry" {
+					return nil, &handlers.DelayError{Delay: 2 * time.Hour, Err: errors.New("not yet")}
+				}
+				return &demov1.EchoResult{Message: fmt.Sprint(job.Attempt)}, nil
+			}, handlers.Config{MaxAttempts: 3}); err != nil {
+				t.Fatal(err)
 			}
-			ids, err := nodes[len(nodes)-1].Jobs.EnqueueBatch(ctx, batch)
-			if err != nil || len(ids) != len(batch) {
-				t.Fatalf("EnqueueBatch: %d IDs, %v", len(ids), err)
+			node := couriertest.StartConfig(t, fastConfig(t), courier.WithRegistry(reg), courier.WithStore(clockedStore(t, kind, "", "", clk.Now)), courier.WithClock(clk.Now))
+			api := courierv1.NewJobServiceClient(node.Conn)
+			snoozed := node.Enqueue(t, &demov1.Echo{Message: "snooze"}, client.EnqueueOptions{})
+			retried := node.Enqueue(t, &demov1.Echo{Message: "retry"}, client.EnqueueOptions{})
+			for id, attempt := range map[string]int32{snoozed: 0, retried: 1} {
+				eventually(t, "job "+id+" waits in the store", func() (bool, error) {
+					j, err := api.GetJob(ctx, &courierv1.GetJobRequest{Id: id})
+					if err != nil || j.GetRunAfter() == nil {
+						return false, err
+					}
+					if j.GetState() != courierv1.State_QUEUED || j.GetAttempt() != attempt || !j.GetRunAfter().AsTime().After(clk.Now().Add(time.Hour)) {
+						return false, fmt.Errorf("waiting job is %v; want QUEUED, attempt %d, run_after two hours on", j, attempt)
+					}
+					return true, nil
+				})
 			}
-			for i, id := range ids {
+			clk.Add(2*time.Hour + time.Minute)
+			for id, want := range map[string]string{snoozed: "1", retried: "2"} {
 				var res demov1.EchoResult
-				if _, err := nodes[0].Jobs.Wait(ctx, id, &res); err != nil || res.Message != batch[i].Payload.(*demov1.Echo).Message {
-					t.Fatalf("job %d (%s): %v %v", i, id, &res, err)
+				node.RequireSucceeded(t, id, &res)
+				if res.GetMessage() != want {
+					t.Errorf("job %s succeeded on attempt %s, want %s", id, res.GetMessage(), want)
 				}
 			}
 		})
 	}
 }
 
-// TestPerJobOverridesRun: a job's own max_attempts and timeout are the
-// ones its runs get, below the type's (3 attempts, an hour).
-func TestPerJobOverridesRun(t *testing.T) {
+// httpDo sends an HTTP request with an empty JSON body (for POST) and
+// returns the status and body.
+func httpDo(t *testing.T, method, url string) (int, string) {
+	t.Helper()
+	var body io.Reader
+	if method == "POST" {
+		body = strings.NewReader("{}")
+	}
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.ReplaceAll(string(b), " ", "")
+}
+
+// TestScheduleMissedTicks: after five hourly ticks pass with the clock
+// stopped past them (the fleet was down), a catch-up schedule enqueues a job
+// for each, and a skip schedule none, going on from the next tick; on each
+// store.
+func TestScheduleMissedTicks(t *testing.T) {
 	for _, kind := range testenv.StoreKinds() {
 		t.Run(string(kind), func(t *testing.T) {
-			l := &orderLog{runs: map[string][]string{}, inflight: map[string]int{}}
-			reg := l.registry(t)
-			if err := reg.Configure("courier.demo.v1.Echo", handlers.Config{Timeout: time.Hour}); err != nil {
-				t.Fatal(err)
+			ctx := context.Background()
+			clk := jobstest.NewClock(time.Now().UTC().Truncate(time.Hour).Add(10 * time.Minute))
+			reg, _ := countingRegistry(t)
+			node := couriertest.StartConfig(t, fastConfig(t), courier.WithRegistry(reg), courier.WithStore(clockedStore(t, kind, "", "", clk.Now)), courier.WithClock(clk.Now))
+			api := courierv1.NewJobServiceClient(node.Conn)
+			// Through the Go client.
+			for name, catchUp := range map[string]bool{"catch": true, "skip": false} {
+				if _, err := node.Jobs.CreateSchedule(ctx, name, &demov1.Echo{Message: name},
+					client.ScheduleOptions{Every: time.Hour, CatchUp: catchUp, Labels: map[string]string{"s": name}}); err != nil {
+					t.Fatal(err)
+				}
 			}
-			nodes := controlNodes(t, kind, reg)
-			ctx, cancel := context.WithTimeout(context.Background(), couriertest.Timeout)
-			defer cancel()
-			jc := nodes[0].Jobs
-			blocked, err := jc.Enqueue(ctx, &demov1.Echo{Message: "t/0/block"}, client.EnqueueOptions{MaxAttempts: 1, Timeout: 50 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
-			retried, err := jc.Enqueue(ctx, &demov1.Echo{Message: "r/0/fail-always"}, client.EnqueueOptions{MaxAttempts: 2})
-			if err != nil {
-				t.Fatal(err)
-			}
-			j, err := jc.Wait(ctx, blocked, nil)
-			if j.GetState() != courierv1.State_FAILED || j.GetAttempt() != 1 || !strings.Contains(j.GetError().GetMessage(), "timed out after 50ms") {
-				t.Fatalf("blocked job with a 50ms timeout and 1 attempt: %v (%v)", j, err)
-			}
-			j, err = jc.Wait(ctx, retried, nil)
-			if j.GetState() != courierv1.State_FAILED || j.GetAttempt() != 2 || j.GetMaxAttempts() != 2 {
-				t.Fatalf("failing job with 2 attempts: %v (%v)", j, err)
-			}
-			// Above the type's: refused, naming the field.
-			_, err = jc.Enqueue(ctx, &demov1.Echo{Message: "x/0/ok"}, client.EnqueueOptions{Timeout: 2 * time.Hour})
-			if err == nil || !strings.Contains(err.Error(), "timeout is 2h0m0s") {
-				t.Fatalf("timeout above the type's: %v", err)
+			first := clk.Now().Truncate(time.Hour).Add(time.Hour)
+			clk.Add(5*time.Hour + 10*time.Minute) // ticks first..first+4h are 10 min or more late: missed
+			eventually(t, "both schedules moved past the missed ticks", func() (bool, error) {
+				list, err := api.ListSchedules(ctx, &courierv1.ListSchedulesRequest{})
+				if err != nil {
+					return false, err
+				}
+				for _, s := range list.GetSchedules() {
+					if !s.GetNextTime().AsTime().Equal(first.Add(5 * time.Hour)) {
+						return false, nil
+					}
+				}
+				return true, nil
+			})
+			for name, want := range map[string]int{"catch": 5, "skip": 0} {
+				jl, err := api.ListJobs(ctx, &courierv1.ListJobsRequest{Labels: map[string]string{"s": name}, PageSize: 100})
+				if err != nil || len(jl.GetJobs()) != want {
+					t.Fatalf("schedule %s enqueued %d jobs (%v); want %d", name, len(jl.GetJobs()), err, want)
+				}
 			}
 		})
 	}
 }
 
-// TestEnqueueTxRuns: a job enqueued in the application's own transaction
-// (client/pgtx on jobs/postgres.EnqueueTx) runs once the transaction
-// commits, and does not exist when it rolls back.
-func TestEnqueueTxRuns(t *testing.T) {
-	l := &orderLog{runs: map[string][]string{}, inflight: map[string]int{}}
-	nodes := controlNodes(t, testenv.Postgres, l.registry(t))
-	ctx, cancel := context.WithTimeout(context.Background(), couriertest.Timeout)
-	defer cancel()
-	cfg := nodes[0].Config()
-	pool, err := pgxpool.New(ctx, cfg.Store.URL)
+// TestDashboardControls: the Node's dashboard lists schedules and pauses
+// and resumes a job type through the gRPC API.
+func TestDashboardControls(t *testing.T) {
+	ctx := context.Background()
+	reg, _ := countingRegistry(t)
+	node := couriertest.StartConfig(t, fastConfig(t), courier.WithRegistry(reg))
+	if _, err := node.Jobs.CreateSchedule(ctx, "nightly", &demov1.Echo{Message: "hi"}, client.ScheduleOptions{Cron: "0 2 * * *", TimeZone: "Europe/Paris"}); err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + node.HTTPAddr()
+	if code, body := httpDo(t, "GET", base+"/schedules"); code != 200 || !strings.Contains(body, `data-schedule="nightly"`) || !strings.Contains(body, "02***(Europe/Paris)") { // (httpDo drops spaces)
+		t.Fatalf("GET /schedules = %d %s", code, body)
+	}
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Post(base+"/types/courier.demo.v1.Echo/pause", "application/x-www-form-urlencoded", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pool.Close()
-
-	tx, err := pool.Begin(ctx)
-	if err != nil {
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("dashboard pause: %d", resp.StatusCode)
+	}
+	if list, err := node.Jobs.PausedTypes(ctx); err != nil || len(list) != 1 {
+		t.Fatalf("paused types after the dashboard's pause: %v, %v", list, err)
+	}
+	if code, body := httpDo(t, "GET", base+"/"); code != 200 || !strings.Contains(body, `action="/types/courier.demo.v1.Echo/resume"`) {
+		t.Fatalf("overview with Echo paused = %d %s", code, body)
+	}
+	if resp, err = noRedirect.Post(base+"/types/courier.demo.v1.Echo/resume", "application/x-www-form-urlencoded", nil); err != nil {
 		t.Fatal(err)
 	}
-	gone, _, err := pgtx.Enqueue(ctx, tx, cfg.Store.Schema, &demov1.Echo{Message: "tx/0/ok"}, client.EnqueueOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := nodes[0].Jobs.Get(ctx, gone); status.Code(err) != codes.NotFound {
-		t.Fatalf("GetJob of a rolled back job: %v, want NotFound", err)
-	}
-
-	var id string
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		var err error
-		id, _, err = pgtx.Enqueue(ctx, tx, cfg.Store.Schema, &demov1.Echo{Message: "tx/1/ok"}, client.EnqueueOptions{IdempotencyKey: "order-1"})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res demov1.EchoResult
-	if _, err := nodes[1].Jobs.Wait(ctx, id, &res); err != nil || res.Message != "tx/1/ok" {
-		t.Fatalf("the committed job: %v %v", &res, err)
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !slices.Equal(l.runs["tx"], []string{"1#1"}) {
-		t.Fatalf("runs: %v, want only the committed job, once", l.runs["tx"])
+	resp.Body.Close()
+	if list, err := node.Jobs.PausedTypes(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("paused types after the dashboard's resume: %v, %v", list, err)
 	}
 }
 
-// TestDeadLetters: dead letters listed and replayed through the gRPC API of
-// a replica that runs no worker (the API role, beside a worker replica on
-// PostgreSQL; one Node on SQLite).
-func TestDeadLetters(t *testing.T) {
-	for _, kind := range testenv.StoreKinds() {
-		t.Run(string(kind), func(t *testing.T) {
-			l := &orderLog{runs: map[string][]string{}, inflight: map[string]int{}}
-			var roles []string
-			if kind == testenv.Postgres {
-				roles = []string{"api", "worker"}
-			}
-			api := controlNodes(t, kind, l.registry(t), roles...)[0]
-			ctx, cancel := context.WithTimeout(context.Background(), couriertest.Timeout)
-			defer cancel()
-			svc := api.Jobs.Service()
-			var dead []string
-			for i := range 2 {
-				id, err := api.Jobs.Enqueue(ctx, &demov1.Echo{Message: fmt.Sprintf("dl/%d/fail-until-healed", i)}, client.EnqueueOptions{Labels: map[string]string{"team": "x"}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if j, _ := api.Jobs.Wait(ctx, id, nil); j.GetState() != courierv1.State_FAILED {
-					t.Fatalf("job %s: %v, want FAILED", id, j)
-				}
-				dead = append(dead, id)
-			}
-			// A peek is best effort: ask until both show.
-			var letters []*courierv1.DeadLetter
-			for len(letters) < 2 {
-				resp, err := svc.ListDeadLetters(ctx, &courierv1.ListDeadLettersRequest{Type: "courier.demo.v1.Echo"})
-				if err != nil {
-					t.Fatal(err)
-				}
-				letters = resp.DeadLetters
-				if ctx.Err() != nil {
-					t.Fatalf("ListDeadLetters shows %d dead letters, want 2", len(letters))
-				}
-			}
-			for _, dl := range letters {
-				var echo demov1.Echo
-				if !slices.Contains(dead, dl.JobId) || dl.Type != "courier.demo.v1.Echo" || dl.Reason == "" || dl.Labels["team"] != "x" ||
-					dl.Payload.UnmarshalTo(&echo) != nil || !strings.HasPrefix(echo.Message, "dl/") || dl.Subscription == "" || dl.MessageId == "" {
-					t.Fatalf("dead letter: %v", dl)
-				}
-			}
-			for _, c := range []struct {
-				req  *courierv1.ListDeadLettersRequest
-				want string
-			}{
-				{&courierv1.ListDeadLettersRequest{PageSize: -1}, "page_size is -1"},
-				{&courierv1.ListDeadLettersRequest{PageSize: 1001}, "page_size is 1001"},
-				{&courierv1.ListDeadLettersRequest{Type: "no.such.Type"}, "not a registered job type"},
-			} {
-				if _, err := svc.ListDeadLetters(ctx, c.req); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), c.want) {
-					t.Fatalf("ListDeadLetters(%v): %v, want InvalidArgument naming %q", c.req, err, c.want)
-				}
-			}
-			for _, c := range []struct {
-				req  *courierv1.ReplayDeadLettersRequest
-				want string
-			}{
-				{&courierv1.ReplayDeadLettersRequest{}, "both empty"},
-				{&courierv1.ReplayDeadLettersRequest{Type: "courier.demo.v1.Echo", DeadLetters: []*courierv1.DeadLetterRef{{Subscription: "s", MessageId: "m"}}}, "not both"},
-				{&courierv1.ReplayDeadLettersRequest{DeadLetters: []*courierv1.DeadLetterRef{{Subscription: "s"}}}, "dead_letters[0]"},
-			} {
-				if _, err := svc.ReplayDeadLetters(ctx, c.req); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), c.want) {
-					t.Fatalf("ReplayDeadLetters(%v): %v, want InvalidArgument naming %q", c.req, err, c.want)
-				}
-			}
-
-			l.mu.Lock()
-			l.healed = true
-			l.mu.Unlock()
-			first := &courierv1.DeadLetterRef{Subscription: letters[0].Subscription, MessageId: letters[0].MessageId}
-			resp, err := svc.ReplayDeadLetters(ctx, &courierv1.ReplayDeadLettersRequest{DeadLetters: []*courierv1.DeadLetterRef{first}})
-			if err != nil || len(resp.Results) != 1 || resp.Results[0].JobId == "" || resp.Results[0].Error != nil {
-				t.Fatalf("ReplayDeadLetters: %v %v", resp, err)
-			}
-			replayed := resp.Results[0].JobId
-			j, err := api.Jobs.Wait(ctx, replayed, nil)
-			if err != nil || j.Labels[jobservice.ReenqueueLabel] != letters[0].JobId || j.Labels["team"] != "x" {
-				t.Fatalf("replayed job: %v %v", j, err)
-			}
-			// Gone from the subscription: replaying it again says so.
-			resp, err = svc.ReplayDeadLetters(ctx, &courierv1.ReplayDeadLettersRequest{DeadLetters: []*courierv1.DeadLetterRef{first}})
-			if err != nil || len(resp.Results) != 1 || resp.Results[0].GetError().GetCode() != int32(codes.NotFound) {
-				t.Fatalf("second replay of one dead letter: %v %v", resp, err)
-			}
-			// A replay of the same dead job from elsewhere (the dashboard)
-			// makes no second job.
-			again, err := svc.EnqueueJob(ctx, &courierv1.EnqueueJobRequest{Payload: letters[0].Payload, IdempotencyKey: jobservice.ReenqueueKey(letters[0].JobId)})
-			if err != nil || !again.Duplicate || again.JobId != replayed {
-				t.Fatalf("re-enqueue of a replayed dead job: %v %v", again, err)
-			}
-			// The rest of the type.
-			resp, err = svc.ReplayDeadLetters(ctx, &courierv1.ReplayDeadLettersRequest{Type: "courier.demo.v1.Echo"})
-			if err != nil || len(resp.Results) != 1 || resp.Results[0].MessageId != letters[1].MessageId || resp.Results[0].Error != nil {
-				t.Fatalf("ReplayDeadLetters of the type: %v %v", resp, err)
-			}
-			if _, err := api.Jobs.Wait(ctx, resp.Results[0].JobId, nil); err != nil {
-				t.Fatal(err)
-			}
-			list, err := svc.ListDeadLetters(ctx, &courierv1.ListDeadLettersRequest{})
-			if err != nil || len(list.DeadLetters) != 0 {
-				t.Fatalf("dead letters after replaying all: %v %v", list, err)
-			}
-		})
+// TestScheduleRefusesWhatEnqueueRefuses: a schedule of a workflow type on
+// a Node without Temporal is refused when created (API) or started
+// (config), not at each tick.
+func TestScheduleRefusesWhatEnqueueRefuses(t *testing.T) {
+	ctx := context.Background()
+	cfg := fastConfig(t)
+	cfg.Handlers.Demo = true
+	node := couriertest.StartConfig(t, cfg)
+	_, err := node.Jobs.CreateSchedule(ctx, "bisect", &demov1.Bisect{}, client.ScheduleOptions{Every: time.Hour})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("CreateSchedule of a workflow type without Temporal: %v, want FailedPrecondition", err)
 	}
-}
-
-// TestControlsOverHTTP: the new RPCs' HTTP/JSON routes (from their
-// google.api.http options).
-func TestControlsOverHTTP(t *testing.T) {
-	l := &orderLog{runs: map[string][]string{}, inflight: map[string]int{}}
-	n := controlNodes(t, testenv.SQLite, l.registry(t))[0]
-	base := "http://" + n.HTTPAddr()
-	call := func(method, path, body string) (int, string) {
-		t.Helper()
-		req, err := http.NewRequest(method, base+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+	cfg.Schedules = map[string]config.Schedule{"bisect": {Type: "courier.demo.v1.Bisect", Every: config.Duration(time.Hour)}}
+	n, err := courier.New(cfg)
+	if err == nil {
+		err = n.Run(ctx)
 	}
-	job := func(msg, extra string) string {
-		return `{"payload": {"@type": "type.googleapis.com/courier.demo.v1.Echo", "message": "` + msg + `"}` + extra + `}`
-	}
-	code, body := call("POST", "/v1/jobs:batchEnqueue", `{"jobs": [`+job("h/0/ok", `, "orderingKey": "h"`)+`, `+job("h/1/ok", `, "maxAttempts": 2, "timeout": "30s"`)+`]}`)
-	var resp courierv1.EnqueueJobsResponse
-	if code != http.StatusOK || protojson.Unmarshal([]byte(body), &resp) != nil || len(resp.Jobs) != 2 {
-		t.Fatalf("POST /v1/jobs:batchEnqueue: %d %s", code, body)
-	}
-	code, body = call("POST", "/v1/jobs:batchEnqueue", `{"jobs": [`+job("h/2/ok", "")+`, `+job("h/3/ok", `, "uniqueFor": "-5s", "idempotencyKey": "k"`)+`]}`)
-	if code != http.StatusBadRequest || !strings.Contains(body, "jobs[1]") || !strings.Contains(body, "unique_for") {
-		t.Fatalf("POST /v1/jobs:batchEnqueue with a bad job: %d %s", code, body)
-	}
-	code, body = call("GET", "/v1/deadLetters?type=courier.demo.v1.Echo&pageSize=10", "")
-	if code != http.StatusOK || !strings.Contains(body, `"deadLetters"`) {
-		t.Fatalf("GET /v1/deadLetters: %d %s", code, body)
-	}
-	code, body = call("GET", "/v1/deadLetters?pageSize=-1", "")
-	if code != http.StatusBadRequest || !strings.Contains(body, "page_size") {
-		t.Fatalf("GET /v1/deadLetters?pageSize=-1: %d %s", code, body)
-	}
-	code, body = call("POST", "/v1/deadLetters:replay", `{"type": "courier.demo.v1.Echo"}`)
-	if code != http.StatusOK || !strings.Contains(body, `"results"`) {
-		t.Fatalf("POST /v1/deadLetters:replay: %d %s", code, body)
-	}
-	code, body = call("POST", "/v1/deadLetters:replay", `{}`)
-	if code != http.StatusBadRequest || !strings.Contains(body, "dead_letters") {
-		t.Fatalf("POST /v1/deadLetters:replay {}: %d %s", code, body)
-	}
-	for _, r := range resp.Jobs {
-		if _, err := n.Jobs.Wait(context.Background(), r.JobId, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// TestOrderingKeyCancel: a job of a key cancelled while it waits behind the
-// key's running job (its message already in Pub/Sub) is skipped, and the
-// key goes on.
-func TestOrderingKeyCancel(t *testing.T) {
-	for _, kind := range testenv.StoreKinds() {
-		t.Run(string(kind), func(t *testing.T) {
-			l := &orderLog{runs: map[string][]string{}, inflight: map[string]int{}, gate: make(chan struct{})}
-			nodes := controlNodes(t, kind, l.registry(t))
-			ctx, cancel := context.WithTimeout(context.Background(), couriertest.Timeout)
-			defer cancel()
-			var ids []string
-			for i, mode := range []string{"gate", "ok", "ok"} {
-				id, err := nodes[i%len(nodes)].Jobs.Enqueue(ctx, &demov1.Echo{Message: fmt.Sprintf("d/%d/%s", i, mode)}, client.EnqueueOptions{OrderingKey: "d"})
-				if err != nil {
-					t.Fatal(err)
-				}
-				ids = append(ids, id)
-			}
-			// Once the outbox is empty, every message is in Pub/Sub: d/1
-			// and d/2 wait there behind d/0, which holds the gate.
-			for {
-				n, _, err := nodes[0].Store().OutboxStats(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if n == 0 {
-					break
-				}
-				select {
-				case <-ctx.Done():
-					t.Fatalf("the outbox still holds %d entries", n)
-				case <-time.After(10 * time.Millisecond):
-				}
-			}
-			if j, err := nodes[0].Jobs.Cancel(ctx, ids[1]); err != nil || j.State != courierv1.State_CANCELLED {
-				t.Fatalf("cancel d/1: %v %v", j, err)
-			}
-			close(l.gate)
-			for i, want := range []courierv1.State{courierv1.State_SUCCEEDED, courierv1.State_CANCELLED, courierv1.State_SUCCEEDED} {
-				j, _ := nodes[0].Jobs.Wait(ctx, ids[i], nil)
-				if j.GetState() != want {
-					t.Fatalf("d/%d: %v, want %v", i, j, want)
-				}
-			}
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			if !slices.Equal(l.runs["d"], []string{"0#1", "2#1"}) {
-				t.Fatalf("key d ran %v, want d/0 then d/2", l.runs["d"])
-			}
-		})
+	var ve *config.ValidationError
+	if !errors.As(err, &ve) || ve.Field != "schedules.bisect.type" {
+		t.Fatalf("a config schedule of a workflow type without Temporal: %v; want a config error of schedules.bisect.type", err)
 	}
 }

@@ -20,7 +20,10 @@
 // replicas can be scaled apart over one store and one Pub/Sub project.
 // Workers pull by default; with worker.mode push they receive Pub/Sub push
 // requests on the HTTP port instead (each token checked by package
-// pushauth), so a worker service can scale to zero.
+// pushauth), so a worker service can scale to zero. The scheduler of
+// periodic jobs (package schedule) runs with the API ("all" and "api"),
+// the replicas that are always up; the store makes each tick fire once
+// however many run it. Paused job types are followed by the workers.
 //
 // It is the library form of courier for services and tests that run it. It
 // is not a client: callers of a running courier use package client (or any
@@ -36,6 +39,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 
 	"cloud.google.com/go/pubsub/v2"
 
@@ -139,6 +143,14 @@ func (n *Node) HTTPAddr() string {
 		return p.httpLis.Addr().String()
 	}
 	return ""
+}
+
+// now is the Node's clock (WithClock).
+func (n *Node) now() func() time.Time {
+	if n.opt.now != nil {
+		return n.opt.now
+	}
+	return time.Now
 }
 
 // Store is the job store the Node uses (decorated with metrics and

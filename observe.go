@@ -156,6 +156,19 @@ func (o *observe) routes(mux *http.ServeMux) error {
 			}
 			return resp.JobId, nil
 		}
+		if _, ok := o.p.raw.(jobs.TypePauser); ok {
+			dcfg.PauseType = func(ctx context.Context, r *http.Request, typ string, pause bool) error {
+				if a := r.Header.Get("Authorization"); a != "" {
+					ctx = metadata.AppendToOutgoingContext(ctx, "authorization", a)
+				}
+				if pause {
+					_, err := jc.PauseJobType(ctx, &courierv1.PauseJobTypeRequest{Type: typ})
+					return err
+				}
+				_, err := jc.ResumeJobType(ctx, &courierv1.ResumeJobTypeRequest{Type: typ})
+				return err
+			}
+		}
 		if o.cfg.GRPC.DevMode {
 			dcfg.ActionsNote = "Dev mode: actions are not authenticated."
 		} else {
@@ -165,6 +178,8 @@ func (o *observe) routes(mux *http.ServeMux) error {
 	if o.p.dead != nil {
 		dcfg.DeadLetters = deadLetters{o.p.dead}
 	}
+	dcfg.Schedules, _ = o.p.raw.(jobs.Schedules)
+	dcfg.Paused, _ = o.p.raw.(jobs.TypePauser)
 	if o.cfg.GRPC.DevMode {
 		// Unauthenticated, on loopback: answer only to loopback names, so
 		// that no web page can reach it by DNS rebinding.

@@ -2,6 +2,7 @@ package courier
 
 import (
 	"log/slog"
+	"time"
 
 	"cloud.google.com/go/pubsub/v2"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -30,6 +31,7 @@ type options struct {
 	workflows    []func(worker.Registry)
 	middleware   []handlers.Middleware
 	spanExporter sdktrace.SpanExporter
+	now          func() time.Time
 }
 
 type optionFunc func(*options)
@@ -101,4 +103,13 @@ func WithMiddleware(mw ...handlers.Middleware) Option {
 // tracing section says; tests pass an in-memory exporter.
 func WithSpanExporter(e sdktrace.SpanExporter) Option {
 	return optionFunc(func(o *options) { o.spanExporter = e })
+}
+
+// WithClock makes now the Node's clock for schedules (when their ticks are
+// due, and the first tick of a new one) and for delays (when a job that
+// returned handlers.RetryAfter or handlers.Snooze is due). Tests pass a clock they move (and
+// give the store the same one, e.g. jobs/sqlite Config.Now, through
+// WithStore). Default: time.Now.
+func WithClock(now func() time.Time) Option {
+	return optionFunc(func(o *options) { o.now = now })
 }

@@ -17,7 +17,7 @@
 // grpc.auth.tokensFile is COURIER_GRPC_AUTH_TOKENSFILE. Values are written
 // as in the file: strings and durations as they are, true/false, numbers;
 // a list of strings as "a,b" or "[a, b]"; a map (handlers.types,
-// grpc.policies, pubsub.topics, grpc.auth.mtlsRoles) whole, as YAML or
+// grpc.policies, pubsub.topics, grpc.auth.mtlsRoles, schedules) whole, as YAML or
 // JSON, setting the entries it names: map entries have no variable of
 // their own, because their keys (type and service names) hold dots.
 // Setting a field of an optional section (temporal, grpc.tls, http.tls)
@@ -79,6 +79,10 @@ type Config struct {
 	Jobs Jobs `json:"jobs"`
 	// Handlers chooses the handlers this process runs and configures them.
 	Handlers Handlers `json:"handlers"`
+	// Schedules are periodic jobs, by name (see Schedule). The replicas of
+	// the api role (and of "all") run the scheduler, whether or not any
+	// schedule is configured: schedules also come from the API.
+	Schedules map[string]Schedule `json:"schedules,omitempty"`
 	// Worker chooses how workers receive messages: pull (the default) or
 	// push (see Worker).
 	Worker Worker `json:"worker,omitzero"`
@@ -167,6 +171,17 @@ type Jobs struct {
 	// delivered twice. 0 means 1h; a negative duration ("-1s") turns the
 	// rescuer off.
 	RescueAfter Duration `json:"rescueAfter,omitempty"`
+	// SchedulePoll is how often the scheduler looks for due ticks: a tick
+	// fires at most this late. 0 means 1s.
+	SchedulePoll Duration `json:"schedulePoll,omitempty"`
+	// ScheduleGrace is how late a tick may fire and still count as on time;
+	// a later one (the fleet was down) is missed, and its schedule's
+	// missed policy applies. At least schedulePoll. 0 means 1m.
+	ScheduleGrace Duration `json:"scheduleGrace,omitempty"`
+	// TypePausePoll is how often workers read which job types are paused
+	// (PauseJobType): a pause takes effect on other replicas within it. 0
+	// means 5s.
+	TypePausePoll Duration `json:"typePausePoll,omitempty"`
 }
 
 // Handlers chooses and configures handlers.
@@ -436,6 +451,18 @@ func (c *Config) Validate() error {
 		errs = append(errs, h.Types[typ].validate("handlers.types."+typ)...)
 	}
 	errs = append(errs, c.Worker.validate(c)...)
+	if c.Jobs.SchedulePoll < 0 {
+		bad("jobs.schedulePoll", c.Jobs.SchedulePoll, "use a positive duration such as 1s, or 0 for 1s")
+	}
+	if c.Jobs.ScheduleGrace < 0 || (c.Jobs.ScheduleGrace > 0 && c.Jobs.ScheduleGrace < max(c.Jobs.SchedulePoll, Duration(time.Second))) {
+		bad("jobs.scheduleGrace", c.Jobs.ScheduleGrace, "use a duration of at least jobs.schedulePoll (and 1s), or 0 for 1m")
+	}
+	if c.Jobs.TypePausePoll < 0 {
+		bad("jobs.typePausePoll", c.Jobs.TypePausePoll, "use a positive duration such as 5s, or 0 for 5s")
+	}
+	for _, name := range sortedKeys(c.Schedules) {
+		errs = append(errs, c.Schedules[name].validate("schedules."+name, name)...)
+	}
 	return errors.Join(errs...)
 }
 
@@ -510,6 +537,25 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Jobs.RescueAfter == 0 {
 		c.Jobs.RescueAfter = Duration(DefaultRescueAfter)
+	}
+	if c.Jobs.SchedulePoll == 0 {
+		c.Jobs.SchedulePoll = Duration(DefaultSchedulePoll)
+	}
+	if c.Jobs.ScheduleGrace == 0 {
+		c.Jobs.ScheduleGrace = Duration(max(DefaultScheduleGrace, c.Jobs.SchedulePoll.D()))
+	}
+	if c.Jobs.TypePausePoll == 0 {
+		c.Jobs.TypePausePoll = Duration(DefaultTypePausePoll)
+	}
+	if len(c.Schedules) > 0 {
+		scheds := make(map[string]Schedule, len(c.Schedules))
+		for k, s := range c.Schedules {
+			if s.Missed == "" {
+				s.Missed = "skip"
+			}
+			scheds[k] = s
+		}
+		c.Schedules = scheds
 	}
 	if c.Handlers.AckDeadline == 0 {
 		c.Handlers.AckDeadline = Duration(DefaultAckDeadline)

@@ -117,6 +117,16 @@ type Config struct {
 	// list, inspect, and re-enqueue (through Reenqueue, then acked) one or
 	// all of a type. nil: no such page.
 	DeadLetters DeadLetters
+	// Schedules, when set, adds the schedules page (/schedules, read-only:
+	// the store's schedules, their spec, next tick and last job).
+	Schedules jobs.Schedules
+	// Paused, when set, shows on the overview which job types are paused
+	// (read from the store).
+	Paused jobs.TypePauser
+	// PauseType pauses (pause true) or resumes a job type on behalf of r
+	// (whose credentials it must check). nil: no pause buttons, and the
+	// POSTs answer 403.
+	PauseType func(ctx context.Context, r *http.Request, typ string, pause bool) error
 	// RateLimitWaiting, when set, says how many messages of typ wait for a
 	// rate-limit token now (metrics.Metrics.WaitingNow); nil hides the
 	// column.
@@ -176,6 +186,8 @@ func New(cfg Config) (*Dashboard, error) {
 		"filter":      filterURL,
 		"refresh":     func() int { return int(d.cfg.RefreshInterval.Milliseconds()) },
 		"deadLetters": func() bool { return d.cfg.DeadLetters != nil },
+		"schedules":   func() bool { return d.cfg.Schedules != nil },
+		"when":        scheduleWhen,
 	}).ParseFS(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: templates: %w", err)
@@ -200,6 +212,11 @@ func New(cfg Config) (*Dashboard, error) {
 	d.mux.HandleFunc("POST /jobs/{id}/cancel", d.cancel)
 	d.mux.HandleFunc("POST /jobs/{id}/reenqueue", d.reenqueue)
 	d.mux.HandleFunc("POST /types/{type}/reenqueue-failed", d.reenqueueFailed)
+	d.mux.HandleFunc("POST /types/{type}/pause", d.pauseType(true))
+	d.mux.HandleFunc("POST /types/{type}/resume", d.pauseType(false))
+	if cfg.Schedules != nil {
+		d.mux.HandleFunc("GET /schedules", d.schedules)
+	}
 	if cfg.DeadLetters != nil {
 		d.mux.HandleFunc("GET /dead-letters", d.deadLetters)
 		d.mux.HandleFunc("GET /dead-letters/{sub}/{id}", d.deadLetter)
@@ -266,7 +283,11 @@ func staticFiles(fsys fs.FS) http.Handler {
 
 // Routes adds the dashboard's routes to mux.
 func (d *Dashboard) Routes(mux *http.ServeMux) {
-	ps := []string{"GET /static/", "GET /{$}", "GET /jobs", "GET /jobs/{id}", "POST /jobs/{id}/cancel", "POST /jobs/{id}/reenqueue", "POST /types/{type}/reenqueue-failed"}
+	ps := []string{"GET /static/", "GET /{$}", "GET /jobs", "GET /jobs/{id}", "POST /jobs/{id}/cancel", "POST /jobs/{id}/reenqueue", "POST /types/{type}/reenqueue-failed",
+		"POST /types/{type}/pause", "POST /types/{type}/resume"}
+	if d.cfg.Schedules != nil {
+		ps = append(ps, "GET /schedules")
+	}
 	if d.cfg.DeadLetters != nil {
 		ps = append(ps, "GET /dead-letters", "GET /dead-letters/{sub}/{id}", "POST /dead-letters/{sub}/{id}/reenqueue", "POST /dead-letters/types/{type}/reenqueue")
 	}
@@ -331,6 +352,8 @@ type TypeSummary struct {
 	OldestQueued time.Time
 	DeadLettered int
 	Waiting      int // waiting for a rate-limit token now
+	Paused       bool
+	PausedSince  time.Time
 	Chart        *Chart
 }
 
@@ -420,6 +443,17 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
 		e[0][i] += p.Succeeded
 		e[1][i] += p.Failed
 	}
+	if d.cfg.Paused != nil {
+		paused, err := d.cfg.Paused.PausedTypes(ctx)
+		if err != nil {
+			d.unavailable(w, "reading paused job types", err)
+			return
+		}
+		for _, p := range paused {
+			s := row(p.Type)
+			s.Paused, s.PausedSince = true, p.Since
+		}
+	}
 	var out []TypeSummary
 	for _, s := range rows {
 		// Every FAILED job's last message went to the dead-letter topic.
@@ -436,7 +470,8 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Type < out[j].Type })
 	d.render(w, r, "overview", map[string]any{"Title": "Overview", "Rows": out, "States": jobs.States(),
-		"CanReenqueue": d.cfg.Reenqueue != nil, "ShowWaiting": d.cfg.RateLimitWaiting != nil, "Flash": r.URL.Query().Get("flash")})
+		"CanReenqueue": d.cfg.Reenqueue != nil, "ShowWaiting": d.cfg.RateLimitWaiting != nil, "Flash": r.URL.Query().Get("flash"),
+		"ShowPaused": d.cfg.Paused != nil, "CanPause": d.cfg.PauseType != nil})
 }
 
 func (d *Dashboard) list(w http.ResponseWriter, r *http.Request) {

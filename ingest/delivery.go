@@ -56,6 +56,21 @@ func (d *delivery) process() {
 			d.m.Ack()
 			return
 		}
+		if d.job.State == jobs.Queued && d.job.RunAfter.After(d.w.cfg.Now().Add(staleSlack)) {
+			// A stale copy of the message of a job that waits in the store
+			// (snoozed, or retried after a delay): its outbox entry
+			// publishes it again when due.
+			d.debug("ingest: job waits until its run_after; acked without running", "run_after", d.job.RunAfter)
+			d.m.Ack()
+			return
+		}
+		if d.w.pauses.paused(d.attrs.Type) {
+			// Its type was paused since the message was pulled: leave it
+			// for when it is resumed.
+			d.debug("ingest: job type paused; nacked")
+			d.m.Nack()
+			return
+		}
 		if d.w.pullCtx.Err() != nil { // stopping: do not start new work
 			d.debug("ingest: worker stopping before the job started; nacked")
 			d.m.Nack()
@@ -93,6 +108,11 @@ func (d *delivery) process() {
 		return
 	}
 }
+
+// staleSlack is how far in the future a QUEUED job's run_after must be for
+// a delivery of it to count as a stale copy (clocks of replicas differ a
+// little; the outbox publishes at run_after by its own).
+const staleSlack = 30 * time.Second
 
 // waitForLease waits, holding the message, until the job changes (through
 // any replica, for shared stores) or its run's lease lapses, whichever comes
@@ -277,6 +297,14 @@ func (d *delivery) settle(res proto.Message, herr error) {
 	} else if se := (*startError)(nil); errors.As(herr, &se) {
 		o.Err = se.err
 	}
+	if de, ok := handlers.AsDelay(herr); ok && d.started && !o.Cancelled && !o.Stopping && !o.LeaseLost && !handlers.IsPermanent(herr) && d.w.cfg.Snoozer != nil {
+		// Snooze always waits; RetryAfter waits unless it was the last
+		// attempt (then the job fails like any other error).
+		if de.Snooze || decide(o).Record == recordRetry {
+			d.delay(de)
+			return
+		}
+	}
 	v := decide(o)
 	switch v.Record {
 	case recordNothing:
@@ -324,6 +352,45 @@ func (d *delivery) settle(res proto.Message, herr error) {
 		}
 		d.m.Ack()
 	}
+}
+
+// delay puts the job back to wait in the store until the DelayError's
+// delay has passed (its outbox entry publishes it again then), and acks
+// the message. A snooze gives the attempt back. If the store refuses
+// because the job moved on (cancelled, taken over), the message is acked
+// too; on a store failure it is nacked (Pub/Sub's backoff retries it).
+func (d *delivery) delay(de *handlers.DelayError) {
+	until := d.w.cfg.Now().Add(de.Delay)
+	p := jobs.SnoozeParams{ID: d.id, Lease: d.lease, Until: until, CountAttempt: !de.Snooze}
+	if de.Snooze {
+		p.Message = fmt.Sprintf("snoozed until %s", until.UTC().Format(time.RFC3339))
+		if de.Err != nil {
+			p.Message += ": " + de.Err.Error()
+		}
+	} else {
+		p.Code, p.Message = int32(errorCode(de)), d.herr.Error()
+	}
+	ctx, cancel := d.w.storeCtx()
+	defer cancel()
+	_, err := d.w.cfg.Snoozer.Snooze(ctx, p)
+	// The relay that published this message a moment ago may not have
+	// removed its outbox entry yet: wait for it (its MarkSent, or the end
+	// of its claim) rather than have it remove the new entry.
+	for wait := 10 * time.Millisecond; errors.Is(err, jobs.ErrOutboxBusy); wait = min(2*wait, time.Second) {
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-time.After(wait):
+			_, err = d.w.cfg.Snoozer.Snooze(ctx, p)
+		}
+	}
+	if err != nil && !gone(err) {
+		d.error("ingest: recording the delay failed; message nacked (the handler will run again after Pub/Sub's backoff)", "err", err)
+		d.m.Nack()
+		return
+	}
+	d.debug("ingest: job waits in the store", "until", until, "snooze", de.Snooze)
+	d.m.Ack()
 }
 
 func (d *delivery) ackIf(ack bool) {

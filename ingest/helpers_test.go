@@ -60,6 +60,7 @@ func startStack(t testing.TB, kind testenv.StoreKind, reg *handlers.Registry, cf
 	t.Cleanup(func() { pub.Close(context.Background()) })
 	logs := newLogWatch(t)
 	cfg.Client, cfg.Store, cfg.Registry, cfg.Logger = c, store, reg, slog.New(logs)
+	cfg.Snoozer, _ = store.(jobs.Snoozer) // as courier's Node does
 	if d, ok := cfg.DeadLetters.(*countDeadLetters); ok {
 		d.DeadLetterPublisher = ingest.NewDeadLetters(c)
 	}

@@ -135,6 +135,20 @@ type Config struct {
 	// Clock is the rate limiters' time source. nil means the real clock.
 	Clock handlers.Clock
 
+	// Snoozer, when set, keeps the jobs whose handlers return
+	// handlers.RetryAfter or handlers.Snooze waiting in the store until due
+	// (the job store, when it implements jobs.Snoozer). nil: such errors are
+	// ordinary retryable errors (Pub/Sub's backoff spaces the attempts, and
+	// a snooze counts as an attempt).
+	Snoozer jobs.Snoozer
+	// Now is the clock of delays (when a snoozed job is due) and of
+	// run_after checks; it should be the store's. nil means time.Now.
+	Now func() time.Time
+	// Paused, when set, says which job types are paused (PauseJobType): the
+	// worker does not pull their subscriptions (push requests of them are
+	// answered 503) until they are resumed. Run it (PausedTypes.Run).
+	Paused *PausedTypes
+
 	// Push, when set, makes the worker receive by Pub/Sub push instead of
 	// pulling: Run creates (or aligns) push subscriptions to Push.Endpoint
 	// and PushHandler serves their requests. nil means pull.
@@ -151,6 +165,7 @@ type Worker struct {
 	log     *slog.Logger
 	types   map[string]*typeRun
 	runs    *runs
+	pauses  *PausedTypes // nil: nothing is paused
 	recover handlers.Middleware
 	// inflight counts deliveries being processed: Receive may return (its
 	// shutdown timeout) before they all end, and Run waits for them.
@@ -231,10 +246,13 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if cfg.DeadLetters == nil {
 		cfg.DeadLetters = newClientDeadLetters(cfg.Client)
 	}
-	w := &Worker{cfg: cfg, log: cfg.Logger, types: map[string]*typeRun{}, ready: make(chan struct{}), done: make(chan struct{})}
+	w := &Worker{cfg: cfg, log: cfg.Logger, types: map[string]*typeRun{}, pauses: cfg.Paused, ready: make(chan struct{}), done: make(chan struct{})}
 	for typ := range cfg.Limiters {
 		if _, ok := cfg.Registry.Lookup(typ); !ok {
 			return nil, fmt.Errorf("ingest: Config.Limiters has %s, which has no handler (registered: %v)", typ, cfg.Registry.Types())
@@ -343,21 +361,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	errs := make(chan error, len(w.types))
 	var wg sync.WaitGroup
 	for _, t := range w.types {
-		sub := w.cfg.Client.Subscriber(t.names.Subscription)
-		sub.ReceiveSettings.MaxOutstandingMessages = w.cfg.MaxOutstandingMessages
-		sub.ReceiveSettings.MaxOutstandingBytes = w.cfg.MaxOutstandingBytes
-		sub.ReceiveSettings.NumGoroutines = w.cfg.NumStreams
-		// Receive waits for its acks to be sent before it returns; bound that
-		// wait, so that a Pub/Sub that has gone away cannot hold shutdown.
-		sub.ReceiveSettings.ShutdownOptions = &pubsub.ShutdownOptions{Behavior: pubsub.ShutdownBehaviorWaitForProcessing, Timeout: 10 * time.Second}
 		wg.Go(func() {
-			err := sub.Receive(recvCtx, func(_ context.Context, m *pubsub.Message) {
-				w.inflight.Add(1)
-				defer w.inflight.Done()
-				d := delivery{w: w, sub: t, m: pulled(m)}
-				d.process()
-			})
-			if err != nil {
+			if err := w.receive(recvCtx, t); err != nil {
 				errs <- fmt.Errorf("ingest: receiving on subscription %s: %w", t.names.Subscription, err)
 				cancelRecv()
 			}
@@ -374,6 +379,59 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.inflight.Wait()
 	return err
+}
+
+// receive pulls t's subscription until ctx ends, except while its type is
+// paused: a pause stops its Receive (the messages it holds are processed,
+// or nacked if their type is still paused when they would start), a resume
+// starts a new one.
+func (w *Worker) receive(ctx context.Context, t *typeRun) error {
+	w.pauses.wait(ctx)
+	for {
+		paused, changed := w.pauses.state(t.entry.Type)
+		if paused {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-changed:
+				continue
+			}
+		}
+		rctx, stop := context.WithCancel(ctx)
+		if changed != nil {
+			go func() {
+				for ch := changed; ; {
+					select {
+					case <-ch:
+						var paused bool
+						if paused, ch = w.pauses.state(t.entry.Type); paused {
+							stop()
+							return
+						}
+					case <-rctx.Done():
+						return
+					}
+				}
+			}()
+		}
+		sub := w.cfg.Client.Subscriber(t.names.Subscription)
+		sub.ReceiveSettings.MaxOutstandingMessages = w.cfg.MaxOutstandingMessages
+		sub.ReceiveSettings.MaxOutstandingBytes = w.cfg.MaxOutstandingBytes
+		sub.ReceiveSettings.NumGoroutines = w.cfg.NumStreams
+		// Receive waits for its acks to be sent before it returns; bound that
+		// wait, so that a Pub/Sub that has gone away cannot hold shutdown.
+		sub.ReceiveSettings.ShutdownOptions = &pubsub.ShutdownOptions{Behavior: pubsub.ShutdownBehaviorWaitForProcessing, Timeout: 10 * time.Second}
+		err := sub.Receive(rctx, func(_ context.Context, m *pubsub.Message) {
+			w.inflight.Add(1)
+			defer w.inflight.Done()
+			d := delivery{w: w, sub: t, m: pulled(m)}
+			d.process()
+		})
+		stop()
+		if err != nil || ctx.Err() != nil {
+			return err
+		}
+	}
 }
 
 // Shutdown stops pulling, lets the handlers in flight finish until ctx ends,

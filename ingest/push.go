@@ -275,6 +275,8 @@ func (d *delivery) pushAnswer(a *pushAck) (status int, text string, retryAfter t
 		return http.StatusTooManyRequests, fmt.Sprintf("ingest: job %s: %v; Pub/Sub redelivers after its backoff", d.id, busy), max(busy.RetryAfter, time.Second)
 	case d.w.pullCtx.Err() != nil:
 		return http.StatusServiceUnavailable, fmt.Sprintf("ingest: job %s: the worker is stopping; Pub/Sub redelivers", d.id), 0
+	case !d.started && d.w.pauses.paused(d.attrs.Type):
+		return http.StatusServiceUnavailable, fmt.Sprintf("ingest: job %s: its type %s is paused (PauseJobType); Pub/Sub redelivers", d.id, d.attrs.Type), 0
 	case d.started && d.herr != nil:
 		return http.StatusInternalServerError, fmt.Sprintf("ingest: job %s: attempt %d of %d failed; Pub/Sub redelivers after the retry backoff", d.id, d.attempt, d.maxAttempts), 0
 	default:

@@ -10,6 +10,12 @@
 //	GET  /v1/jobs:count            CountJobs (?type=)
 //	GET  /v1/deadLetters           ListDeadLetters (?type=&pageSize=)
 //	POST /v1/deadLetters:replay    ReplayDeadLetters (body: ReplayDeadLettersRequest)
+//	POST /v1/schedules             CreateSchedule (body: Schedule)
+//	GET  /v1/schedules             ListSchedules
+//	POST /v1/schedules/{name}:pause, :resume   PauseSchedule, ResumeSchedule
+//	DELETE /v1/schedules/{name}    DeleteSchedule
+//	POST /v1/jobTypes/{type}:pause, :resume    PauseJobType, ResumeJobType
+//	GET  /v1/pausedJobTypes        ListPausedJobTypes
 //	GET  /v1/hello?name=NAME       hello.v1.Hello/SayHello
 //
 // Bodies are protojson (lowerCamelCase field names, every field present).

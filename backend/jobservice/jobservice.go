@@ -7,6 +7,9 @@
 // ReplayDeadLetters read and replay dead letters through Config.DeadLetters
 // (courier gives it a reader of the dead-letter subscriptions), a replay
 // being an EnqueueJob.
+// The job controls (schedules, paused job types: controls.go) use the
+// store's optional interfaces, given in Config, and answer
+// FailedPrecondition without them.
 //
 // It is the gRPC face of the job store and nothing more: it does not publish
 // to Pub/Sub (the relay does), run handlers (ingest does), or know how a job
@@ -110,11 +113,25 @@ type Config struct {
 	// negative number turns the cache off. A cached job is answered for at
 	// most a minute after the janitor deleted it.
 	EndedCache int
-	// Now is the clock of the cache. nil means time.Now.
+	// Now is the clock of the cache and of new schedules' first ticks. nil
+	// means time.Now.
 	Now func() time.Time
 	// DeadLetters, when set, serves ListDeadLetters and ReplayDeadLetters;
 	// nil makes them answer FailedPrecondition.
 	DeadLetters DeadLetters
+
+	// Schedules, when set, keeps the schedules of CreateSchedule and the
+	// others (the job store, when it implements jobs.Schedules); nil makes
+	// them answer FailedPrecondition. ScheduleCreated, when set, is called
+	// after a create or resume (the scheduler looks at once).
+	Schedules       jobs.Schedules
+	ScheduleCreated func()
+	// TypePauser, when set, keeps the paused job types of PauseJobType and
+	// the others; nil makes them answer FailedPrecondition. TypesChanged,
+	// when set, is called after a pause or resume, before the RPC answers
+	// (this replica's workers take it in at once; others within their poll).
+	TypePauser   jobs.TypePauser
+	TypesChanged func(context.Context)
 }
 
 // Service implements courier.v1.JobService.

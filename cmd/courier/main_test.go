@@ -202,3 +202,40 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestSchedulesAndTypes: courier schedules and courier types against a
+// JobService on a real store.
+func TestSchedulesAndTypes(t *testing.T) {
+	addr, _ := server(t)
+	steps := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"schedules", "create", "nightly", "courier.demo.v1.Echo", `{"message":"hi"}`, "--cron", "0 2 * * *", "--tz", "Europe/Paris"}, "nightly next"},
+		{[]string{"schedules", "create", "often", "courier.demo.v1.Echo", `{}`, "--every", "90s", "--catch-up"}, "often next"},
+		{[]string{"schedules", "list"}, `"0 2 * * *" Europe/Paris`},
+		{[]string{"schedules", "list"}, "every 1m30s"},
+		{[]string{"schedules", "pause", "nightly"}, "nightly paused"},
+		{[]string{"schedules", "list"}, "paused"},
+		{[]string{"schedules", "resume", "nightly"}, "nightly resumed"},
+		{[]string{"schedules", "delete", "often"}, "often deleted"},
+		{[]string{"types", "pause", "courier.demo.v1.Echo"}, "courier.demo.v1.Echo paused since"},
+		{[]string{"types", "list"}, "courier.demo.v1.Echo"},
+		{[]string{"types", "resume", "courier.demo.v1.Echo"}, "courier.demo.v1.Echo resumed"},
+		{[]string{"types", "list"}, "no job type is paused"},
+	}
+	for _, s := range steps {
+		out, err := cli(t, append([]string{"--addr", addr}, s.args...)...)
+		if err != nil || !strings.Contains(out, s.want) {
+			t.Fatalf("courier %s: %q %v; want %q", strings.Join(s.args, " "), out, err, s.want)
+		}
+	}
+	out, err := cli(t, "--addr", addr, "schedules", "create", "bad", "courier.demo.v1.Echo", `{}`, "--cron", "61 * * * *")
+	if err == nil || !strings.Contains(err.Error(), "schedule.cron") {
+		t.Fatalf("schedules create with a bad cron: %q %v; want an error naming schedule.cron", out, err)
+	}
+	out, err = cli(t, "--addr", addr, "-o", "json", "schedules", "list")
+	if err != nil || strings.Contains(out, "often") || !strings.Contains(out, `"name": "nightly"`) {
+		t.Fatalf("schedules list -o json: %q %v", out, err)
+	}
+}

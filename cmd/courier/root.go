@@ -16,6 +16,8 @@ var subcommands = []func(*globals) *cobra.Command{
 	newListCommand,
 	newStatsCommand,
 	newDeadLettersCommand,
+	newSchedulesCommand,
+	newTypesCommand,
 	newVersionCommand,
 }
 
@@ -31,6 +33,9 @@ func newRoot(g *globals) *cobra.Command {
   courier list [--state S] [--type T] [--label k=v] [--limit N]
   courier stats [--type T]
   courier dead-letters list [--type T] | show SUB/ID | replay SUB/ID... | replay --type T
+  courier schedules create NAME TYPE JSON (--cron EXPR [--tz ZONE] | --every D) [--catch-up]
+  courier schedules list | pause NAME | resume NAME | delete NAME
+  courier types pause TYPE | resume TYPE | list
   courier version | completion bash|zsh|fish|powershell
 
 Message types come from the server through gRPC server reflection: any type

@@ -17,7 +17,10 @@ import (
 // client of it. t.Cleanup stops both.
 func JobService(t testing.TB, store jobs.Store, types jobservice.TypeMap) (string, courierv1.JobServiceClient) {
 	t.Helper()
-	svc, err := jobservice.New(jobservice.Config{Store: store, Types: types})
+	cfg := jobservice.Config{Store: store, Types: types}
+	cfg.Schedules, _ = store.(jobs.Schedules)
+	cfg.TypePauser, _ = store.(jobs.TypePauser)
+	svc, err := jobservice.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

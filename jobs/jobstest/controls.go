@@ -3,262 +3,364 @@ package jobstest
 import (
 	"context"
 	"fmt"
-	"strings"
+	"maps"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/courierq/courier/jobs"
 )
 
-// Tests of the optional store interfaces behind the job controls:
-// jobs.BatchEnqueuer and jobs.UniqueScopes. A store without one skips its
-// tests, saying so.
+// The tests of the job controls: jobs.Schedules, jobs.TypePauser and
+// jobs.Snoozer. A store that lacks one skips its tests, saying so.
 
-func batcher(t *testing.T, s jobs.Store) jobs.BatchEnqueuer {
+func exerciseControls(ctx context.Context, t *testing.T, newStore func(t *testing.T, now func() time.Time) jobs.Store, f Features) {
+	tests := []struct {
+		name string
+		fn   func(ctx context.Context, t *testing.T, s jobs.Store, clk *Clock, f Features)
+	}{
+		{"Schedules", testSchedules},
+		{"SchedulesRejectBadInput", testSchedulesBadInput},
+		{"FireSchedule", testFireSchedule},
+		{"FireScheduleConcurrently", testFireConcurrently},
+		{"PausedTypes", testPausedTypes},
+		{"Snooze", testSnooze},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			clk := NewClock(time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC))
+			tt.fn(ctx, t, newStore(t, clk.Now), clk, f)
+		})
+	}
+}
+
+func schedulesOf(t *testing.T, s jobs.Store) jobs.Schedules {
 	t.Helper()
-	b, ok := s.(jobs.BatchEnqueuer)
+	sc, ok := s.(jobs.Schedules)
 	if !ok {
-		t.Skipf("%T does not implement jobs.BatchEnqueuer", s)
+		t.Skipf("%T does not implement jobs.Schedules", s)
 	}
-	return b
+	return sc
 }
 
-func queuedCount(ctx context.Context, t *testing.T, s jobs.Store) int {
+func sched(name string, next time.Time) jobs.Schedule {
+	return jobs.Schedule{Name: name, Type: "test.v1.Tick", Payload: []byte("tick"), Labels: map[string]string{"k": "v"},
+		MaxAttempts: 2, Cron: "*/5 * * * *", TimeZone: "Europe/Paris", Missed: jobs.MissedCatchUp, NextTime: next}
+}
+
+func sameSchedule(t *testing.T, what string, got, want *jobs.Schedule) {
 	t.Helper()
-	list, _, err := s.List(ctx, jobs.ListParams{PageSize: 1000})
-	if err != nil {
-		t.Fatalf("List: %v", err)
+	g, w := *got, *want
+	if !maps.Equal(g.Labels, w.Labels) {
+		t.Fatalf("%s: labels %v, want %v", what, g.Labels, w.Labels)
 	}
-	return len(list)
-}
-
-func testEnqueueBatch(ctx context.Context, t *testing.T, s jobs.Store) {
-	b := batcher(t, s)
-	before := enqueue(ctx, t, s, jobs.Job{Type: "test.v1.Batch", IdempotencyKey: "old"})
-	res, err := b.EnqueueBatch(ctx, []jobs.EnqueueParams{
-		{Job: jobs.Job{Type: "test.v1.Batch", IdempotencyKey: "k", Payload: []byte("a"), Labels: map[string]string{"n": "0"}}},
-		{Job: jobs.Job{Type: "test.v1.Batch", Payload: []byte("b"), OrderingKey: "ok"}},
-		{Job: jobs.Job{Type: "test.v1.Batch", IdempotencyKey: "k", Payload: []byte("c")}},
-		{Job: jobs.Job{Type: "test.v1.Batch", IdempotencyKey: "old"}},
-		{Job: jobs.Job{Type: "test.v1.Other", IdempotencyKey: "k", MaxAttempts: 2, Timeout: time.Second}},
-	})
-	if err != nil {
-		t.Fatalf("EnqueueBatch: %v", err)
-	}
-	if len(res) != 5 {
-		t.Fatalf("EnqueueBatch gave %d results for 5 jobs", len(res))
-	}
-	for i, want := range []bool{false, false, true, true, false} {
-		if res[i].Job == nil || res[i].Duplicate != want {
-			t.Fatalf("result %d = %+v, want duplicate %v", i, res[i], want)
-		}
-	}
-	if string(res[0].Job.Payload) != "a" || res[0].Job.Labels["n"] != "0" || string(res[1].Job.Payload) != "b" || res[1].Job.OrderingKey != "ok" {
-		t.Fatalf("results out of order or incomplete: %+v %+v", res[0].Job, res[1].Job)
-	}
-	sameJob(t, "in-batch duplicate", res[2].Job, res[0].Job)
-	sameJob(t, "duplicate of an earlier job", res[3].Job, before)
-	if j := res[4].Job; j.MaxAttempts != 2 || j.Timeout != time.Second || j.State != jobs.Queued {
-		t.Fatalf("jobs[4] = %+v", j)
-	}
-	for _, r := range res {
-		sameJob(t, "Get of a batch job", get(ctx, t, s, r.Job.ID), r.Job)
-	}
-	if n, _, err := s.OutboxStats(ctx); err != nil || n != 4 {
-		t.Fatalf("OutboxStats = %d, %v; want 4 (one per new job)", n, err)
-	}
-	counts, err := s.Counts(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range counts {
-		if want := map[string]int{"test.v1.Batch": 3, "test.v1.Other": 1}[c.Type]; c.States[jobs.Queued] != want {
-			t.Fatalf("Counts of %s: %d queued, want %d", c.Type, c.States[jobs.Queued], want)
-		}
-	}
-
-	// All or nothing: an invalid job, a taken ID, too many jobs.
-	n := queuedCount(ctx, t, s)
-	_, err = b.EnqueueBatch(ctx, []jobs.EnqueueParams{{Job: jobs.Job{Type: "test.v1.Batch"}}, {Job: jobs.Job{}}})
-	wantErr(t, "EnqueueBatch with an invalid job", err, jobs.ErrInvalidArgument)
-	if !strings.Contains(err.Error(), "jobs[1]") {
-		t.Fatalf("EnqueueBatch error %q does not name jobs[1]", err)
-	}
-	_, err = b.EnqueueBatch(ctx, []jobs.EnqueueParams{{Job: jobs.Job{Type: "test.v1.Batch", IdempotencyKey: "fresh"}}, {Job: jobs.Job{ID: before.ID, Type: "test.v1.Batch"}}})
-	wantErr(t, "EnqueueBatch with a taken ID", err, jobs.ErrConflict)
-	_, err = b.EnqueueBatch(ctx, []jobs.EnqueueParams{{Job: jobs.Job{ID: "same", Type: "test.v1.Batch"}}, {Job: jobs.Job{ID: "same", Type: "test.v1.Batch"}}})
-	wantErr(t, "EnqueueBatch with one ID twice", err, jobs.ErrInvalidArgument)
-	big := make([]jobs.EnqueueParams, jobs.MaxEnqueueBatch+1)
-	for i := range big {
-		big[i] = jobs.EnqueueParams{Job: job("test.v1.Batch")}
-	}
-	_, err = b.EnqueueBatch(ctx, big)
-	wantErr(t, "EnqueueBatch over the limit", err, jobs.ErrInvalidArgument)
-	if got := queuedCount(ctx, t, s); got != n {
-		t.Fatalf("failed batches recorded jobs: %d jobs, want %d", got, n)
-	}
-	// The key the failed batch would have taken is still free.
-	enqueue(ctx, t, s, jobs.Job{Type: "test.v1.Batch", IdempotencyKey: "fresh"})
-
-	// The largest batch goes in one call.
-	full := big[:jobs.MaxEnqueueBatch]
-	res, err = b.EnqueueBatch(ctx, full)
-	if err != nil || len(res) != len(full) {
-		t.Fatalf("EnqueueBatch of %d jobs: %d results, %v", len(full), len(res), err)
+	g.Labels, w.Labels = nil, nil
+	if fmt.Sprint(g) != fmt.Sprint(w) {
+		t.Fatalf("%s:\n got %+v\nwant %+v", what, g, w)
 	}
 }
 
-func scopes(t *testing.T, s jobs.Store) {
-	t.Helper()
-	if !jobs.SupportsUniqueScopes(s) {
-		t.Skipf("%T does not implement jobs.UniqueScopes", s)
+func testSchedules(ctx context.Context, t *testing.T, s jobs.Store, clk *Clock, _ Features) {
+	ss := schedulesOf(t, s)
+	now := clk.Now()
+	next := now.Add(5 * time.Minute).Truncate(time.Minute)
+	in := sched("b-report", next)
+	got, err := ss.CreateSchedule(ctx, in)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if got.Name != in.Name || got.Type != in.Type || string(got.Payload) != "tick" || got.Cron != in.Cron || got.TimeZone != in.TimeZone ||
+		got.Every != 0 || got.Missed != jobs.MissedCatchUp || got.MaxAttempts != 2 || got.Paused || got.FromConfig ||
+		!got.NextTime.Equal(next) || !got.LastTime.IsZero() || got.LastJobID != "" || !got.CreateTime.Equal(now) || !got.UpdateTime.Equal(now) {
+		t.Fatalf("CreateSchedule returned %+v for %+v", got, in)
+	}
+	g, err := ss.GetSchedule(ctx, in.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameSchedule(t, "GetSchedule", g, got)
+	_, err = ss.CreateSchedule(ctx, in)
+	wantErr(t, "CreateSchedule of a taken name", err, jobs.ErrExists)
+
+	// PutSchedule: new, then the same spec (NextTime kept), then a new spec.
+	every := jobs.Schedule{Name: "a-every", Type: "test.v1.Tick", Every: 90 * time.Second, NextTime: next}
+	p, err := ss.PutSchedule(ctx, every)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.FromConfig || p.Every != 90*time.Second || p.Missed != jobs.MissedSkip || !p.NextTime.Equal(next) {
+		t.Fatalf("PutSchedule returned %+v", p)
+	}
+	clk.Add(time.Minute)
+	every.Payload, every.NextTime = []byte("new"), next.Add(time.Hour)
+	if p, err = ss.PutSchedule(ctx, every); err != nil {
+		t.Fatal(err)
+	}
+	if string(p.Payload) != "new" || !p.NextTime.Equal(next) || !p.CreateTime.Equal(now) || !p.UpdateTime.Equal(clk.Now()) {
+		t.Fatalf("PutSchedule of the same spec returned %+v: want the new payload and NextTime kept (%v)", p, next)
+	}
+	every.Every = time.Minute
+	if p, err = ss.PutSchedule(ctx, every); err != nil {
+		t.Fatal(err)
+	}
+	if !p.NextTime.Equal(every.NextTime) || p.Every != time.Minute {
+		t.Fatalf("PutSchedule of a new spec returned %+v: want NextTime %v", p, every.NextTime)
+	}
+
+	list, err := ss.ListSchedules(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || list[0].Name != "a-every" || list[1].Name != "b-report" {
+		t.Fatalf("ListSchedules = %+v, want a-every, b-report", list)
+	}
+
+	// Pause keeps NextTime; resume with a new one sets it.
+	ps, err := ss.PauseSchedule(ctx, in.Name, true, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ps.Paused || !ps.NextTime.Equal(next) {
+		t.Fatalf("PauseSchedule returned %+v", ps)
+	}
+	later := next.Add(24 * time.Hour)
+	if ps, err = ss.PauseSchedule(ctx, in.Name, false, later); err != nil {
+		t.Fatal(err)
+	}
+	if ps.Paused || !ps.NextTime.Equal(later) {
+		t.Fatalf("resumed schedule is %+v, want NextTime %v", ps, later)
+	}
+	_, err = ss.PauseSchedule(ctx, "nope", true, time.Time{})
+	wantErr(t, "PauseSchedule of a missing schedule", err, jobs.ErrNotFound)
+
+	if err := ss.DeleteSchedule(ctx, in.Name); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ss.GetSchedule(ctx, in.Name)
+	wantErr(t, "GetSchedule after DeleteSchedule", err, jobs.ErrNotFound)
+	wantErr(t, "DeleteSchedule again", ss.DeleteSchedule(ctx, in.Name), jobs.ErrNotFound)
 }
 
-// testUniqueScopes: how long an idempotency key is held.
-func testUniqueScopes(ctx context.Context, t *testing.T, s jobs.Store, clk *Clock) {
-	scopes(t, s)
-	enq := func(key string, uniqueFor time.Duration, whileActive bool) (*jobs.Job, bool) {
-		t.Helper()
-		j, dup, err := s.Enqueue(ctx, jobs.EnqueueParams{Job: jobs.Job{Type: "test.v1.Unique", IdempotencyKey: key}, UniqueFor: uniqueFor, UniqueWhileActive: whileActive})
-		if err != nil {
-			t.Fatalf("Enqueue key %s: %v", key, err)
-		}
-		return j, dup
-	}
-	mustDup := func(what string, got *jobs.Job, dup bool, want *jobs.Job) {
-		t.Helper()
-		if !dup || got.ID != want.ID {
-			t.Fatalf("%s: got job %s (duplicate %v), want the holder %s", what, got.ID, dup, want.ID)
-		}
-	}
-	mustNew := func(what string, got *jobs.Job, dup bool, old *jobs.Job) {
-		t.Helper()
-		if dup || got.ID == old.ID {
-			t.Fatalf("%s: got job %s (duplicate %v), want a new job", what, got.ID, dup)
-		}
-	}
-
-	// A window: held for UniqueFor after the enqueue, whatever the state.
-	a, _ := enq("window", time.Minute, false)
-	clk.Add(59 * time.Second)
-	j, dup := enq("window", time.Minute, false)
-	mustDup("within the window", j, dup, a)
-	clk.Add(time.Second)
-	b, dup := enq("window", time.Minute, false)
-	mustNew("once the window ended", b, dup, a)
-	j, dup = enq("window", 0, false)
-	mustDup("the new holder", j, dup, b)
-	if got := get(ctx, t, s, a.ID); got.State != jobs.Queued || got.IdempotencyKey != "window" {
-		t.Fatalf("the first holder changed: %+v", got)
-	}
-
-	// While active: held while Queued or Running.
-	c, _ := enq("active", 0, true)
-	if _, err := s.Start(ctx, sp(c.ID, 1)); err != nil {
-		t.Fatal(err)
-	}
-	j, dup = enq("active", 0, true)
-	mustDup("while running", j, dup, c)
-	if _, err := s.Succeed(ctx, jobs.SucceedParams{ID: c.ID}); err != nil {
-		t.Fatal(err)
-	}
-	d, dup := enq("active", 0, true)
-	mustNew("once it ended", d, dup, c)
-	if _, err := s.Cancel(ctx, d.ID); err != nil {
-		t.Fatal(err)
-	}
-	e, dup := enq("active", 0, false)
-	mustNew("once the next one was cancelled", e, dup, d)
-
-	// The default: held for as long as the job is kept, ended or not; the
-	// holder's scope decides, not the caller's.
-	if _, err := s.Cancel(ctx, e.ID); err != nil {
-		t.Fatal(err)
-	}
-	clk.Add(24 * time.Hour)
-	j, dup = enq("active", time.Second, true)
-	mustDup("default scope, ended job", j, dup, e)
-	clk.Add(time.Hour)
-	if _, err := s.DeleteFinished(ctx, clk.Now()); err != nil {
-		t.Fatal(err)
-	}
-	f, dup := enq("active", 0, false)
-	mustNew("once the holder was deleted", f, dup, e)
-
-	// Both: the first to end releases the key.
-	g, _ := enq("both", time.Hour, true)
-	if _, err := s.Cancel(ctx, g.ID); err != nil {
-		t.Fatal(err)
-	}
-	h, dup := enq("both", time.Hour, true)
-	mustNew("ended within the window", h, dup, g)
-	clk.Add(time.Hour)
-	i, dup := enq("both", time.Hour, true)
-	mustNew("active past the window", i, dup, h)
-
-	// Ensure sees the holder too.
-	got, err := s.Ensure(ctx, jobs.EnsureParams{Job: jobs.Job{ID: "ensured", Type: "test.v1.Unique", IdempotencyKey: "both"}})
-	if err != nil || got.ID != i.ID {
-		t.Fatalf("Ensure with a held key = %v, %v; want the holder %s", got, err, i.ID)
-	}
-
-	for what, p := range map[string]jobs.EnqueueParams{
-		"negative UniqueFor":        {Job: jobs.Job{Type: "test.v1.Unique", IdempotencyKey: "x"}, UniqueFor: -time.Second},
-		"UniqueFor without a key":   {Job: jobs.Job{Type: "test.v1.Unique"}, UniqueFor: time.Second},
-		"WhileActive without a key": {Job: jobs.Job{Type: "test.v1.Unique"}, UniqueWhileActive: true},
+func testSchedulesBadInput(ctx context.Context, t *testing.T, s jobs.Store, clk *Clock, _ Features) {
+	ss := schedulesOf(t, s)
+	next := clk.Now().Add(time.Minute)
+	for name, sc := range map[string]jobs.Schedule{
+		"no name":           {Type: "t.v1.T", Every: time.Minute, NextTime: next},
+		"no type":           {Name: "x", Every: time.Minute, NextTime: next},
+		"neither":           {Name: "x", Type: "t.v1.T", NextTime: next},
+		"both":              {Name: "x", Type: "t.v1.T", Cron: "* * * * *", Every: time.Minute, NextTime: next},
+		"negative every":    {Name: "x", Type: "t.v1.T", Every: -time.Minute, NextTime: next},
+		"bad missed":        {Name: "x", Type: "t.v1.T", Every: time.Minute, Missed: "later", NextTime: next},
+		"no next time":      {Name: "x", Type: "t.v1.T", Every: time.Minute},
+		"negative attempts": {Name: "x", Type: "t.v1.T", Every: time.Minute, MaxAttempts: -1, NextTime: next},
+		"NUL in name":       {Name: "x\x00", Type: "t.v1.T", Every: time.Minute, NextTime: next},
 	} {
-		_, _, err := s.Enqueue(ctx, p)
-		wantErr(t, fmt.Sprintf("Enqueue with %s", what), err, jobs.ErrInvalidArgument)
+		_, err := ss.CreateSchedule(ctx, sc)
+		wantErr(t, "CreateSchedule with "+name, err, jobs.ErrInvalidArgument)
+	}
+	_, _, err := ss.FireSchedule(ctx, jobs.FireParams{Name: "x", Tick: next, Next: next})
+	wantErr(t, "FireSchedule with Next not after Tick", err, jobs.ErrInvalidArgument)
+	list, err := ss.ListSchedules(ctx)
+	if err != nil || len(list) != 0 {
+		t.Fatalf("ListSchedules after refused creates = %v, %v; want none", list, err)
 	}
 }
 
-// testConcurrentBatches: batches that share idempotency keys, in opposite
-// orders, all succeed, and each key has one holder.
-func testConcurrentBatches(ctx context.Context, t *testing.T, s jobs.Store) {
-	b := batcher(t, s)
-	const batches, keys = 8, 10
-	results := make([][]jobs.EnqueueResult, batches)
-	errs := make(chan error, batches)
-	for g := range batches {
-		go func() {
-			ps := make([]jobs.EnqueueParams, keys)
-			for i := range ps {
-				k := i
-				if g%2 == 1 {
-					k = keys - 1 - i
+func testFireSchedule(ctx context.Context, t *testing.T, s jobs.Store, clk *Clock, _ Features) {
+	ss := schedulesOf(t, s)
+	t0 := clk.Now().Truncate(time.Minute).Add(time.Minute)
+	if _, err := ss.CreateSchedule(ctx, sched("fire", t0)); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Minute)
+	j := jobs.Job{ID: "fire-1", Type: "test.v1.Tick", Payload: []byte("tick"), IdempotencyKey: "schedule:fire:1"}
+	got, fired, err := ss.FireSchedule(ctx, jobs.FireParams{Name: "fire", Tick: t0, Next: t0.Add(5 * time.Minute), Job: j})
+	if err != nil || !fired || got == nil || got.ID != "fire-1" || got.State != jobs.Queued || got.IdempotencyKey != j.IdempotencyKey {
+		t.Fatalf("FireSchedule = %+v, %v, %v; want job fire-1 queued", got, fired, err)
+	}
+	sameJob(t, "Get of the fired job", get(ctx, t, s, "fire-1"), got)
+	wantIDs(t, "outbox after a fire", claim(ctx, t, s, "r", 10, time.Minute), []string{"fire-1"})
+	sc, err := ss.GetSchedule(ctx, "fire")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sc.NextTime.Equal(t0.Add(5*time.Minute)) || !sc.LastTime.Equal(t0) || sc.LastJobID != "fire-1" {
+		t.Fatalf("schedule after a fire: %+v", sc)
+	}
+	// The same tick again (another replica, late): nothing.
+	j.ID = "fire-dup"
+	got, fired, err = ss.FireSchedule(ctx, jobs.FireParams{Name: "fire", Tick: t0, Next: t0.Add(5 * time.Minute), Job: j})
+	if err != nil || fired || got != nil {
+		t.Fatalf("FireSchedule of a fired tick = %+v, %v, %v; want nothing", got, fired, err)
+	}
+	if _, err := s.Get(ctx, "fire-dup"); err == nil {
+		t.Fatal("a refused FireSchedule recorded its job")
+	}
+	// A skip moves on without a job.
+	t1 := t0.Add(5 * time.Minute)
+	got, fired, err = ss.FireSchedule(ctx, jobs.FireParams{Name: "fire", Tick: t1, Next: t1.Add(5 * time.Minute)})
+	if err != nil || !fired || got != nil {
+		t.Fatalf("FireSchedule skip = %+v, %v, %v; want fired, no job", got, fired, err)
+	}
+	if sc, _ = ss.GetSchedule(ctx, "fire"); !sc.LastTime.Equal(t1) || sc.LastJobID != "fire-1" {
+		t.Fatalf("schedule after a skip: %+v", sc)
+	}
+	// A tick whose job key is taken moves on, and enqueues nothing more.
+	t2 := t1.Add(5 * time.Minute)
+	j.ID = "fire-3"
+	j.IdempotencyKey = "schedule:fire:1"
+	got, fired, err = ss.FireSchedule(ctx, jobs.FireParams{Name: "fire", Tick: t2, Next: t2.Add(5 * time.Minute), Job: j})
+	if err != nil || !fired || got != nil {
+		t.Fatalf("FireSchedule with a taken key = %+v, %v, %v; want fired, no job", got, fired, err)
+	}
+	// A paused schedule does not fire.
+	t3 := t2.Add(5 * time.Minute)
+	if _, err := ss.PauseSchedule(ctx, "fire", true, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	j.ID, j.IdempotencyKey = "fire-4", "schedule:fire:4"
+	if got, fired, err = ss.FireSchedule(ctx, jobs.FireParams{Name: "fire", Tick: t3, Next: t3.Add(time.Minute), Job: j}); err != nil || fired || got != nil {
+		t.Fatalf("FireSchedule of a paused schedule = %+v, %v, %v; want nothing", got, fired, err)
+	}
+	if _, _, err := ss.FireSchedule(ctx, jobs.FireParams{Name: "missing", Tick: t3, Next: t3.Add(time.Minute), Job: j}); err != nil {
+		t.Fatalf("FireSchedule of a missing schedule: %v; want no error, not fired", err)
+	}
+	wantCounts(ctx, t, s, map[string][5]int{"test.v1.Tick": {1, 0, 0, 0, 0}}, map[string]time.Time{"test.v1.Tick": clk.Now()})
+}
+
+func testFireConcurrently(ctx context.Context, t *testing.T, s jobs.Store, clk *Clock, f Features) {
+	ss := schedulesOf(t, s)
+	stores := []jobs.Schedules{ss}
+	if f.NewPeer != nil {
+		stores = append(stores, schedulesOf(t, f.NewPeer(t, s)))
+	}
+	t0 := clk.Now()
+	if _, err := ss.CreateSchedule(ctx, jobs.Schedule{Name: "race", Type: "test.v1.Race", Every: time.Second, NextTime: t0}); err != nil {
+		t.Fatal(err)
+	}
+	const ticks, racers = 20, 8
+	var fires, jobsMade int
+	for i := range ticks {
+		tick := t0.Add(time.Duration(i) * time.Second)
+		var (
+			wg sync.WaitGroup
+			mu sync.Mutex
+		)
+		for r := range racers {
+			wg.Go(func() {
+				j := jobs.Job{ID: fmt.Sprintf("race-%d-%d", i, r), Type: "test.v1.Race", IdempotencyKey: fmt.Sprintf("schedule:race:%d", i)}
+				got, fired, err := stores[r%len(stores)].FireSchedule(ctx, jobs.FireParams{Name: "race", Tick: tick, Next: tick.Add(time.Second), Job: j})
+				if err != nil {
+					t.Errorf("FireSchedule: %v", err)
 				}
-				ps[i] = jobs.EnqueueParams{Job: jobs.Job{Type: "test.v1.Batch", IdempotencyKey: fmt.Sprint("k", k)}}
-			}
-			res, err := b.EnqueueBatch(ctx, ps)
-			results[g] = res
-			errs <- err
-		}()
-	}
-	for range batches {
-		if err := <-errs; err != nil {
-			t.Fatalf("concurrent EnqueueBatch: %v", err)
-		}
-	}
-	holders := map[string]string{}
-	for _, res := range results {
-		for _, r := range res {
-			if !r.Duplicate {
-				if h, ok := holders[r.Job.IdempotencyKey]; ok {
-					t.Fatalf("key %s has two holders: %s and %s", r.Job.IdempotencyKey, h, r.Job.ID)
+				mu.Lock()
+				defer mu.Unlock()
+				if fired {
+					fires++
 				}
-				holders[r.Job.IdempotencyKey] = r.Job.ID
-			}
+				if got != nil {
+					jobsMade++
+				}
+			})
 		}
+		wg.Wait()
 	}
-	for _, res := range results {
-		for _, r := range res {
-			if holders[r.Job.IdempotencyKey] != r.Job.ID {
-				t.Fatalf("key %s: a result names job %s, the holder is %s", r.Job.IdempotencyKey, r.Job.ID, holders[r.Job.IdempotencyKey])
-			}
-		}
+	if fires != ticks || jobsMade != ticks {
+		t.Fatalf("%d racers on each of %d ticks fired %d times and made %d jobs; want %d of each", racers, ticks, fires, jobsMade, ticks)
 	}
-	if len(holders) != keys || queuedCount(ctx, t, s) != keys {
-		t.Fatalf("%d holders, %d jobs; want %d of each", len(holders), queuedCount(ctx, t, s), keys)
+	list, _, err := s.List(ctx, jobs.ListParams{Type: "test.v1.Race", PageSize: 100})
+	if err != nil || len(list) != ticks {
+		t.Fatalf("List = %d jobs, %v; want %d", len(list), err, ticks)
+	}
+}
+
+func testPausedTypes(ctx context.Context, t *testing.T, s jobs.Store, clk *Clock, _ Features) {
+	tp, ok := s.(jobs.TypePauser)
+	if !ok {
+		t.Skipf("%T does not implement jobs.TypePauser", s)
+	}
+	t0 := clk.Now()
+	p, err := tp.PauseType(ctx, "test.v1.B")
+	if err != nil || p.Type != "test.v1.B" || !p.Since.Equal(t0) {
+		t.Fatalf("PauseType = %+v, %v", p, err)
+	}
+	clk.Add(time.Minute)
+	if p, err = tp.PauseType(ctx, "test.v1.B"); err != nil || !p.Since.Equal(t0) {
+		t.Fatalf("PauseType again = %+v, %v; want Since kept at %v", p, err, t0)
+	}
+	if _, err := tp.PauseType(ctx, "test.v1.A"); err != nil {
+		t.Fatal(err)
+	}
+	list, err := tp.PausedTypes(ctx)
+	if err != nil || len(list) != 2 || list[0].Type != "test.v1.A" || list[1].Type != "test.v1.B" || !list[0].Since.Equal(clk.Now()) {
+		t.Fatalf("PausedTypes = %+v, %v", list, err)
+	}
+	if resumed, err := tp.ResumeType(ctx, "test.v1.A"); err != nil || !resumed {
+		t.Fatalf("ResumeType = %v, %v; want resumed", resumed, err)
+	}
+	if resumed, err := tp.ResumeType(ctx, "test.v1.A"); err != nil || resumed {
+		t.Fatalf("ResumeType again = %v, %v; want not resumed", resumed, err)
+	}
+	if list, err = tp.PausedTypes(ctx); err != nil || len(list) != 1 || list[0].Type != "test.v1.B" {
+		t.Fatalf("PausedTypes after resume = %+v, %v", list, err)
+	}
+	_, err = tp.PauseType(ctx, "")
+	wantErr(t, "PauseType of an empty type", err, jobs.ErrInvalidArgument)
+}
+
+func testSnooze(ctx context.Context, t *testing.T, s jobs.Store, clk *Clock, _ Features) {
+	sn, ok := s.(jobs.Snoozer)
+	if !ok {
+		t.Skipf("%T does not implement jobs.Snoozer", s)
+	}
+	j := enqueue(ctx, t, s, jobs.Job{ID: "snooze-1", Type: "test.v1.Snooze", MaxAttempts: 3})
+	claim(ctx, t, s, "r", 10, time.Minute)
+	start(ctx, t, s, sp(j.ID, 1))
+	until := clk.Now().Add(3 * time.Hour)
+	// While a relay holds the entry it published (before its MarkSent),
+	// Snooze refuses, changing nothing: MarkSent would remove the new entry.
+	_, err := sn.Snooze(ctx, jobs.SnoozeParams{ID: j.ID, Lease: "lease-1", Until: until})
+	wantErr(t, "Snooze while the outbox entry is claimed", err, jobs.ErrOutboxBusy)
+	if g := get(ctx, t, s, j.ID); g.State != jobs.Running || g.Lease != "lease-1" {
+		t.Fatalf("job after a refused Snooze: %+v", g)
+	}
+	if err := s.MarkSent(ctx, []string{j.ID}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := sn.Snooze(ctx, jobs.SnoozeParams{ID: j.ID, Lease: "lease-1", Until: until, Message: "snoozed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != jobs.Queued || got.Attempt != 0 || !got.RunAfter.Equal(until) || got.Lease != "" || got.ErrorMessage != "snoozed" {
+		t.Fatalf("Snooze returned %+v; want Queued, attempt 0, RunAfter %v, no lease", got, until)
+	}
+	sameJob(t, "Get after Snooze", get(ctx, t, s, j.ID), got)
+	wantIDs(t, "outbox claim before the snooze ends", claim(ctx, t, s, "r", 10, time.Minute), nil)
+	clk.Add(3 * time.Hour)
+	wantIDs(t, "outbox claim once the snooze ended", claim(ctx, t, s, "r", 10, time.Minute), []string{j.ID})
+	if err := s.MarkSent(ctx, []string{j.ID}); err != nil {
+		t.Fatal(err)
+	}
+	// The snoozed attempt did not count: the next run is attempt 1 again.
+	if r := start(ctx, t, s, jobs.StartParams{ID: j.ID, Attempt: 1, Lease: "l2", LeaseFor: time.Hour}); r.Attempt != 1 {
+		t.Fatalf("Start after a snooze: attempt %d, want 1", r.Attempt)
+	}
+	// Retry later counts the attempt.
+	got, err = sn.Snooze(ctx, jobs.SnoozeParams{ID: j.ID, Lease: "l2", Until: clk.Now().Add(time.Hour), CountAttempt: true, Code: 14, Message: "later"})
+	if err != nil || got.Attempt != 1 || got.ErrorCode != 14 {
+		t.Fatalf("Snooze counting the attempt = %+v, %v; want attempt 1, code 14", got, err)
+	}
+	_, err = sn.Snooze(ctx, jobs.SnoozeParams{ID: j.ID, Lease: "l2", Until: clk.Now().Add(time.Hour)})
+	wantErr(t, "Snooze of a job not running", err, jobs.ErrConflict)
+	_, err = sn.Snooze(ctx, jobs.SnoozeParams{ID: j.ID, Until: clk.Now()})
+	wantErr(t, "Snooze without a lease", err, jobs.ErrInvalidArgument)
+	wantCounts(ctx, t, s, map[string][5]int{"test.v1.Snooze": {1, 0, 0, 0, 0}}, map[string]time.Time{"test.v1.Snooze": j.CreateTime})
+	evs, err := s.Events(ctx, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) < 4 || evs[2].State != jobs.Queued || evs[2].Message != "snoozed" {
+		t.Fatalf("Events = %+v; want the snooze recorded as Queued with its message", evs)
 	}
 }

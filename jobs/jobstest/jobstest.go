@@ -114,6 +114,7 @@ func Exercise(ctx context.Context, t *testing.T, newStore func(t *testing.T, now
 			tt.fn(ctx, t, newStore(t, clk.Now), clk)
 		})
 	}
+	exerciseControls(ctx, t, newStore, f)
 }
 
 // Clock is a clock a test sets, for stores whose Config.Now is its Now. It

@@ -23,6 +23,7 @@ import (
 	"math/rand/v2"
 	"regexp"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -206,15 +207,26 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) (err error)
 		version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
 		return fmt.Errorf("%s: create schema_migrations: %w", pkg, err)
 	}
-	var have int
-	if err := conn.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
+	rows, err := conn.Query(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
 		return fmt.Errorf("%s: read schema version: %w", pkg, err)
+	}
+	applied, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		return fmt.Errorf("%s: read schema version: %w", pkg, err)
+	}
+	have := 0
+	for _, v := range applied {
+		have = max(have, v)
 	}
 	if latest := ms[len(ms)-1].Version; have > latest {
 		return fmt.Errorf("%s: schema %s is at version %d, newer than this build knows (%d): run a newer courier", pkg, schema, have, latest)
 	}
+	// Each migration the schema lacks, by number: not only those above the
+	// highest applied, since numbers are reserved per change and a branch
+	// may have applied a later one first.
 	for _, m := range ms {
-		if m.Version <= have {
+		if slices.Contains(applied, m.Version) {
 			continue
 		}
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {

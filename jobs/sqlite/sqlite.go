@@ -194,7 +194,11 @@ func applyMigration(ctx context.Context, db *sql.DB, m storekit.Migration, lates
 	if have > latest {
 		return fmt.Errorf("the database schema is at version %d, newer than this build knows (%d): run a newer courier", have, latest)
 	}
-	if have >= m.Version {
+	var done int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, m.Version).Scan(&done); err != nil {
+		return err
+	}
+	if done > 0 { // applied (not only "below the highest": numbers are reserved per change, and may land out of order)
 		return nil
 	}
 	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {

@@ -1518,7 +1518,7 @@ var File_courier_v1_job_proto protoreflect.FileDescriptor
 const file_courier_v1_job_proto_rawDesc = "" +
 	"\n" +
 	"\x14courier/v1/job.proto\x12\n" +
-	"courier.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"@\n" +
+	"courier.v1\x1a\x19courier/v1/controls.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"@\n" +
 	"\bProgress\x12\x1a\n" +
 	"\bfraction\x18\x01 \x01(\x01R\bfraction\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\xdf\x06\n" +
@@ -1650,7 +1650,7 @@ const file_courier_v1_job_proto_rawDesc = "" +
 	"\tSUCCEEDED\x10\x03\x12\n" +
 	"\n" +
 	"\x06FAILED\x10\x04\x12\r\n" +
-	"\tCANCELLED\x10\x052\x99\a\n" +
+	"\tCANCELLED\x10\x052\xbc\x0e\n" +
 	"\n" +
 	"JobService\x12`\n" +
 	"\n" +
@@ -1663,7 +1663,15 @@ const file_courier_v1_job_proto_rawDesc = "" +
 	"\x12\b/v1/jobs\x12`\n" +
 	"\tCountJobs\x12\x1c.courier.v1.CountJobsRequest\x1a\x1d.courier.v1.CountJobsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/jobs:count\x12s\n" +
 	"\x0fListDeadLetters\x12\".courier.v1.ListDeadLettersRequest\x1a#.courier.v1.ListDeadLettersResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/deadLetters\x12\x83\x01\n" +
-	"\x11ReplayDeadLetters\x12$.courier.v1.ReplayDeadLettersRequest\x1a%.courier.v1.ReplayDeadLettersResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/deadLetters:replayB8Z6github.com/courierq/courier/proto/courier/v1;courierv1b\x06proto3"
+	"\x11ReplayDeadLetters\x12$.courier.v1.ReplayDeadLettersRequest\x1a%.courier.v1.ReplayDeadLettersResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/deadLetters:replay\x12j\n" +
+	"\x0eCreateSchedule\x12!.courier.v1.CreateScheduleRequest\x1a\x14.courier.v1.Schedule\"\x1f\x82\xd3\xe4\x93\x02\x19:\bschedule\"\r/v1/schedules\x12k\n" +
+	"\rListSchedules\x12 .courier.v1.ListSchedulesRequest\x1a!.courier.v1.ListSchedulesResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/schedules\x12n\n" +
+	"\rPauseSchedule\x12 .courier.v1.PauseScheduleRequest\x1a\x14.courier.v1.Schedule\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/schedules/{name}:pause\x12q\n" +
+	"\x0eResumeSchedule\x12!.courier.v1.ResumeScheduleRequest\x1a\x14.courier.v1.Schedule\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/schedules/{name}:resume\x12u\n" +
+	"\x0eDeleteSchedule\x12!.courier.v1.DeleteScheduleRequest\x1a\".courier.v1.DeleteScheduleResponse\"\x1c\x82\xd3\xe4\x93\x02\x16*\x14/v1/schedules/{name}\x12p\n" +
+	"\fPauseJobType\x12\x1f.courier.v1.PauseJobTypeRequest\x1a\x19.courier.v1.PausedJobType\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/jobTypes/{type}:pause\x12{\n" +
+	"\rResumeJobType\x12 .courier.v1.ResumeJobTypeRequest\x1a!.courier.v1.ResumeJobTypeResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/jobTypes/{type}:resume\x12\x7f\n" +
+	"\x12ListPausedJobTypes\x12%.courier.v1.ListPausedJobTypesRequest\x1a&.courier.v1.ListPausedJobTypesResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/pausedJobTypesB8Z6github.com/courierq/courier/proto/courier/v1;courierv1b\x06proto3"
 
 var (
 	file_courier_v1_job_proto_rawDescOnce sync.Once
@@ -1680,37 +1688,51 @@ func file_courier_v1_job_proto_rawDescGZIP() []byte {
 var file_courier_v1_job_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_courier_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_courier_v1_job_proto_goTypes = []any{
-	(State)(0),                        // 0: courier.v1.State
-	(*Progress)(nil),                  // 1: courier.v1.Progress
-	(*Job)(nil),                       // 2: courier.v1.Job
-	(*EnqueueJobRequest)(nil),         // 3: courier.v1.EnqueueJobRequest
-	(*EnqueueJobsRequest)(nil),        // 4: courier.v1.EnqueueJobsRequest
-	(*EnqueueJobsResponse)(nil),       // 5: courier.v1.EnqueueJobsResponse
-	(*EnqueueJobResponse)(nil),        // 6: courier.v1.EnqueueJobResponse
-	(*GetJobRequest)(nil),             // 7: courier.v1.GetJobRequest
-	(*WatchJobRequest)(nil),           // 8: courier.v1.WatchJobRequest
-	(*CancelJobRequest)(nil),          // 9: courier.v1.CancelJobRequest
-	(*ListJobsRequest)(nil),           // 10: courier.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),          // 11: courier.v1.ListJobsResponse
-	(*CountJobsRequest)(nil),          // 12: courier.v1.CountJobsRequest
-	(*CountJobsResponse)(nil),         // 13: courier.v1.CountJobsResponse
-	(*JobTypeCounts)(nil),             // 14: courier.v1.JobTypeCounts
-	(*DeadLetter)(nil),                // 15: courier.v1.DeadLetter
-	(*ListDeadLettersRequest)(nil),    // 16: courier.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil),   // 17: courier.v1.ListDeadLettersResponse
-	(*DeadLetterRef)(nil),             // 18: courier.v1.DeadLetterRef
-	(*ReplayDeadLettersRequest)(nil),  // 19: courier.v1.ReplayDeadLettersRequest
-	(*DeadLetterReplay)(nil),          // 20: courier.v1.DeadLetterReplay
-	(*ReplayDeadLettersResponse)(nil), // 21: courier.v1.ReplayDeadLettersResponse
-	nil,                               // 22: courier.v1.Job.LabelsEntry
-	nil,                               // 23: courier.v1.EnqueueJobRequest.LabelsEntry
-	nil,                               // 24: courier.v1.ListJobsRequest.LabelsEntry
-	nil,                               // 25: courier.v1.DeadLetter.LabelsEntry
-	nil,                               // 26: courier.v1.DeadLetter.AttributesEntry
-	(*anypb.Any)(nil),                 // 27: google.protobuf.Any
-	(*status.Status)(nil),             // 28: google.rpc.Status
-	(*timestamppb.Timestamp)(nil),     // 29: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),       // 30: google.protobuf.Duration
+	(State)(0),                         // 0: courier.v1.State
+	(*Progress)(nil),                   // 1: courier.v1.Progress
+	(*Job)(nil),                        // 2: courier.v1.Job
+	(*EnqueueJobRequest)(nil),          // 3: courier.v1.EnqueueJobRequest
+	(*EnqueueJobsRequest)(nil),         // 4: courier.v1.EnqueueJobsRequest
+	(*EnqueueJobsResponse)(nil),        // 5: courier.v1.EnqueueJobsResponse
+	(*EnqueueJobResponse)(nil),         // 6: courier.v1.EnqueueJobResponse
+	(*GetJobRequest)(nil),              // 7: courier.v1.GetJobRequest
+	(*WatchJobRequest)(nil),            // 8: courier.v1.WatchJobRequest
+	(*CancelJobRequest)(nil),           // 9: courier.v1.CancelJobRequest
+	(*ListJobsRequest)(nil),            // 10: courier.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),           // 11: courier.v1.ListJobsResponse
+	(*CountJobsRequest)(nil),           // 12: courier.v1.CountJobsRequest
+	(*CountJobsResponse)(nil),          // 13: courier.v1.CountJobsResponse
+	(*JobTypeCounts)(nil),              // 14: courier.v1.JobTypeCounts
+	(*DeadLetter)(nil),                 // 15: courier.v1.DeadLetter
+	(*ListDeadLettersRequest)(nil),     // 16: courier.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),    // 17: courier.v1.ListDeadLettersResponse
+	(*DeadLetterRef)(nil),              // 18: courier.v1.DeadLetterRef
+	(*ReplayDeadLettersRequest)(nil),   // 19: courier.v1.ReplayDeadLettersRequest
+	(*DeadLetterReplay)(nil),           // 20: courier.v1.DeadLetterReplay
+	(*ReplayDeadLettersResponse)(nil),  // 21: courier.v1.ReplayDeadLettersResponse
+	nil,                                // 22: courier.v1.Job.LabelsEntry
+	nil,                                // 23: courier.v1.EnqueueJobRequest.LabelsEntry
+	nil,                                // 24: courier.v1.ListJobsRequest.LabelsEntry
+	nil,                                // 25: courier.v1.DeadLetter.LabelsEntry
+	nil,                                // 26: courier.v1.DeadLetter.AttributesEntry
+	(*anypb.Any)(nil),                  // 27: google.protobuf.Any
+	(*status.Status)(nil),              // 28: google.rpc.Status
+	(*timestamppb.Timestamp)(nil),      // 29: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 30: google.protobuf.Duration
+	(*CreateScheduleRequest)(nil),      // 31: courier.v1.CreateScheduleRequest
+	(*ListSchedulesRequest)(nil),       // 32: courier.v1.ListSchedulesRequest
+	(*PauseScheduleRequest)(nil),       // 33: courier.v1.PauseScheduleRequest
+	(*ResumeScheduleRequest)(nil),      // 34: courier.v1.ResumeScheduleRequest
+	(*DeleteScheduleRequest)(nil),      // 35: courier.v1.DeleteScheduleRequest
+	(*PauseJobTypeRequest)(nil),        // 36: courier.v1.PauseJobTypeRequest
+	(*ResumeJobTypeRequest)(nil),       // 37: courier.v1.ResumeJobTypeRequest
+	(*ListPausedJobTypesRequest)(nil),  // 38: courier.v1.ListPausedJobTypesRequest
+	(*Schedule)(nil),                   // 39: courier.v1.Schedule
+	(*ListSchedulesResponse)(nil),      // 40: courier.v1.ListSchedulesResponse
+	(*DeleteScheduleResponse)(nil),     // 41: courier.v1.DeleteScheduleResponse
+	(*PausedJobType)(nil),              // 42: courier.v1.PausedJobType
+	(*ResumeJobTypeResponse)(nil),      // 43: courier.v1.ResumeJobTypeResponse
+	(*ListPausedJobTypesResponse)(nil), // 44: courier.v1.ListPausedJobTypesResponse
 }
 var file_courier_v1_job_proto_depIdxs = []int32{
 	0,  // 0: courier.v1.Job.state:type_name -> courier.v1.State
@@ -1754,17 +1776,33 @@ var file_courier_v1_job_proto_depIdxs = []int32{
 	12, // 38: courier.v1.JobService.CountJobs:input_type -> courier.v1.CountJobsRequest
 	16, // 39: courier.v1.JobService.ListDeadLetters:input_type -> courier.v1.ListDeadLettersRequest
 	19, // 40: courier.v1.JobService.ReplayDeadLetters:input_type -> courier.v1.ReplayDeadLettersRequest
-	6,  // 41: courier.v1.JobService.EnqueueJob:output_type -> courier.v1.EnqueueJobResponse
-	5,  // 42: courier.v1.JobService.EnqueueJobs:output_type -> courier.v1.EnqueueJobsResponse
-	2,  // 43: courier.v1.JobService.GetJob:output_type -> courier.v1.Job
-	2,  // 44: courier.v1.JobService.WatchJob:output_type -> courier.v1.Job
-	2,  // 45: courier.v1.JobService.CancelJob:output_type -> courier.v1.Job
-	11, // 46: courier.v1.JobService.ListJobs:output_type -> courier.v1.ListJobsResponse
-	13, // 47: courier.v1.JobService.CountJobs:output_type -> courier.v1.CountJobsResponse
-	17, // 48: courier.v1.JobService.ListDeadLetters:output_type -> courier.v1.ListDeadLettersResponse
-	21, // 49: courier.v1.JobService.ReplayDeadLetters:output_type -> courier.v1.ReplayDeadLettersResponse
-	41, // [41:50] is the sub-list for method output_type
-	32, // [32:41] is the sub-list for method input_type
+	31, // 41: courier.v1.JobService.CreateSchedule:input_type -> courier.v1.CreateScheduleRequest
+	32, // 42: courier.v1.JobService.ListSchedules:input_type -> courier.v1.ListSchedulesRequest
+	33, // 43: courier.v1.JobService.PauseSchedule:input_type -> courier.v1.PauseScheduleRequest
+	34, // 44: courier.v1.JobService.ResumeSchedule:input_type -> courier.v1.ResumeScheduleRequest
+	35, // 45: courier.v1.JobService.DeleteSchedule:input_type -> courier.v1.DeleteScheduleRequest
+	36, // 46: courier.v1.JobService.PauseJobType:input_type -> courier.v1.PauseJobTypeRequest
+	37, // 47: courier.v1.JobService.ResumeJobType:input_type -> courier.v1.ResumeJobTypeRequest
+	38, // 48: courier.v1.JobService.ListPausedJobTypes:input_type -> courier.v1.ListPausedJobTypesRequest
+	6,  // 49: courier.v1.JobService.EnqueueJob:output_type -> courier.v1.EnqueueJobResponse
+	5,  // 50: courier.v1.JobService.EnqueueJobs:output_type -> courier.v1.EnqueueJobsResponse
+	2,  // 51: courier.v1.JobService.GetJob:output_type -> courier.v1.Job
+	2,  // 52: courier.v1.JobService.WatchJob:output_type -> courier.v1.Job
+	2,  // 53: courier.v1.JobService.CancelJob:output_type -> courier.v1.Job
+	11, // 54: courier.v1.JobService.ListJobs:output_type -> courier.v1.ListJobsResponse
+	13, // 55: courier.v1.JobService.CountJobs:output_type -> courier.v1.CountJobsResponse
+	17, // 56: courier.v1.JobService.ListDeadLetters:output_type -> courier.v1.ListDeadLettersResponse
+	21, // 57: courier.v1.JobService.ReplayDeadLetters:output_type -> courier.v1.ReplayDeadLettersResponse
+	39, // 58: courier.v1.JobService.CreateSchedule:output_type -> courier.v1.Schedule
+	40, // 59: courier.v1.JobService.ListSchedules:output_type -> courier.v1.ListSchedulesResponse
+	39, // 60: courier.v1.JobService.PauseSchedule:output_type -> courier.v1.Schedule
+	39, // 61: courier.v1.JobService.ResumeSchedule:output_type -> courier.v1.Schedule
+	41, // 62: courier.v1.JobService.DeleteSchedule:output_type -> courier.v1.DeleteScheduleResponse
+	42, // 63: courier.v1.JobService.PauseJobType:output_type -> courier.v1.PausedJobType
+	43, // 64: courier.v1.JobService.ResumeJobType:output_type -> courier.v1.ResumeJobTypeResponse
+	44, // 65: courier.v1.JobService.ListPausedJobTypes:output_type -> courier.v1.ListPausedJobTypesResponse
+	49, // [49:66] is the sub-list for method output_type
+	32, // [32:49] is the sub-list for method input_type
 	32, // [32:32] is the sub-list for extension type_name
 	32, // [32:32] is the sub-list for extension extendee
 	0,  // [0:32] is the sub-list for field type_name
@@ -1775,6 +1813,7 @@ func file_courier_v1_job_proto_init() {
 	if File_courier_v1_job_proto != nil {
 		return
 	}
+	file_courier_v1_controls_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -22,15 +22,23 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	JobService_EnqueueJob_FullMethodName        = "/courier.v1.JobService/EnqueueJob"
-	JobService_EnqueueJobs_FullMethodName       = "/courier.v1.JobService/EnqueueJobs"
-	JobService_GetJob_FullMethodName            = "/courier.v1.JobService/GetJob"
-	JobService_WatchJob_FullMethodName          = "/courier.v1.JobService/WatchJob"
-	JobService_CancelJob_FullMethodName         = "/courier.v1.JobService/CancelJob"
-	JobService_ListJobs_FullMethodName          = "/courier.v1.JobService/ListJobs"
-	JobService_CountJobs_FullMethodName         = "/courier.v1.JobService/CountJobs"
-	JobService_ListDeadLetters_FullMethodName   = "/courier.v1.JobService/ListDeadLetters"
-	JobService_ReplayDeadLetters_FullMethodName = "/courier.v1.JobService/ReplayDeadLetters"
+	JobService_EnqueueJob_FullMethodName         = "/courier.v1.JobService/EnqueueJob"
+	JobService_EnqueueJobs_FullMethodName        = "/courier.v1.JobService/EnqueueJobs"
+	JobService_GetJob_FullMethodName             = "/courier.v1.JobService/GetJob"
+	JobService_WatchJob_FullMethodName           = "/courier.v1.JobService/WatchJob"
+	JobService_CancelJob_FullMethodName          = "/courier.v1.JobService/CancelJob"
+	JobService_ListJobs_FullMethodName           = "/courier.v1.JobService/ListJobs"
+	JobService_CountJobs_FullMethodName          = "/courier.v1.JobService/CountJobs"
+	JobService_ListDeadLetters_FullMethodName    = "/courier.v1.JobService/ListDeadLetters"
+	JobService_ReplayDeadLetters_FullMethodName  = "/courier.v1.JobService/ReplayDeadLetters"
+	JobService_CreateSchedule_FullMethodName     = "/courier.v1.JobService/CreateSchedule"
+	JobService_ListSchedules_FullMethodName      = "/courier.v1.JobService/ListSchedules"
+	JobService_PauseSchedule_FullMethodName      = "/courier.v1.JobService/PauseSchedule"
+	JobService_ResumeSchedule_FullMethodName     = "/courier.v1.JobService/ResumeSchedule"
+	JobService_DeleteSchedule_FullMethodName     = "/courier.v1.JobService/DeleteSchedule"
+	JobService_PauseJobType_FullMethodName       = "/courier.v1.JobService/PauseJobType"
+	JobService_ResumeJobType_FullMethodName      = "/courier.v1.JobService/ResumeJobType"
+	JobService_ListPausedJobTypes_FullMethodName = "/courier.v1.JobService/ListPausedJobTypes"
 )
 
 // JobServiceClient is the client API for JobService service.
@@ -95,6 +103,32 @@ type JobServiceClient interface {
 	// has its own result; one that cannot be replayed does not stop the
 	// others.
 	ReplayDeadLetters(ctx context.Context, in *ReplayDeadLettersRequest, opts ...grpc.CallOption) (*ReplayDeadLettersResponse, error)
+	// CreateSchedule records a periodic job: one job of the payload's type at
+	// each tick, once across all replicas. Errors: InvalidArgument naming the
+	// field (cron, time_zone, every, payload, ...); AlreadyExists for a taken
+	// name; FailedPrecondition when the job store keeps no schedules.
+	CreateSchedule(ctx context.Context, in *CreateScheduleRequest, opts ...grpc.CallOption) (*Schedule, error)
+	// ListSchedules lists every schedule, by name.
+	ListSchedules(ctx context.Context, in *ListSchedulesRequest, opts ...grpc.CallOption) (*ListSchedulesResponse, error)
+	// PauseSchedule stops a schedule's ticks until ResumeSchedule. Errors:
+	// NotFound.
+	PauseSchedule(ctx context.Context, in *PauseScheduleRequest, opts ...grpc.CallOption) (*Schedule, error)
+	// ResumeSchedule resumes a schedule from its next tick after now (the
+	// ticks of the pause are not caught up). Errors: NotFound.
+	ResumeSchedule(ctx context.Context, in *ResumeScheduleRequest, opts ...grpc.CallOption) (*Schedule, error)
+	// DeleteSchedule deletes a schedule; the jobs it enqueued stay. A
+	// schedule from the config file comes back at the next start unless it
+	// is removed from the config. Errors: NotFound.
+	DeleteSchedule(ctx context.Context, in *DeleteScheduleRequest, opts ...grpc.CallOption) (*DeleteScheduleResponse, error)
+	// PauseJobType stops every worker of the fleet pulling jobs of a type
+	// (within a few seconds); its queued jobs wait, and enqueue still works.
+	// Errors: InvalidArgument for an unknown type; FailedPrecondition when
+	// the job store keeps no paused types.
+	PauseJobType(ctx context.Context, in *PauseJobTypeRequest, opts ...grpc.CallOption) (*PausedJobType, error)
+	// ResumeJobType lets workers pull jobs of the type again.
+	ResumeJobType(ctx context.Context, in *ResumeJobTypeRequest, opts ...grpc.CallOption) (*ResumeJobTypeResponse, error)
+	// ListPausedJobTypes lists the paused job types, by type.
+	ListPausedJobTypes(ctx context.Context, in *ListPausedJobTypesRequest, opts ...grpc.CallOption) (*ListPausedJobTypesResponse, error)
 }
 
 type jobServiceClient struct {
@@ -204,6 +238,86 @@ func (c *jobServiceClient) ReplayDeadLetters(ctx context.Context, in *ReplayDead
 	return out, nil
 }
 
+func (c *jobServiceClient) CreateSchedule(ctx context.Context, in *CreateScheduleRequest, opts ...grpc.CallOption) (*Schedule, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Schedule)
+	err := c.cc.Invoke(ctx, JobService_CreateSchedule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) ListSchedules(ctx context.Context, in *ListSchedulesRequest, opts ...grpc.CallOption) (*ListSchedulesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSchedulesResponse)
+	err := c.cc.Invoke(ctx, JobService_ListSchedules_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) PauseSchedule(ctx context.Context, in *PauseScheduleRequest, opts ...grpc.CallOption) (*Schedule, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Schedule)
+	err := c.cc.Invoke(ctx, JobService_PauseSchedule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) ResumeSchedule(ctx context.Context, in *ResumeScheduleRequest, opts ...grpc.CallOption) (*Schedule, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Schedule)
+	err := c.cc.Invoke(ctx, JobService_ResumeSchedule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) DeleteSchedule(ctx context.Context, in *DeleteScheduleRequest, opts ...grpc.CallOption) (*DeleteScheduleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteScheduleResponse)
+	err := c.cc.Invoke(ctx, JobService_DeleteSchedule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) PauseJobType(ctx context.Context, in *PauseJobTypeRequest, opts ...grpc.CallOption) (*PausedJobType, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PausedJobType)
+	err := c.cc.Invoke(ctx, JobService_PauseJobType_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) ResumeJobType(ctx context.Context, in *ResumeJobTypeRequest, opts ...grpc.CallOption) (*ResumeJobTypeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResumeJobTypeResponse)
+	err := c.cc.Invoke(ctx, JobService_ResumeJobType_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) ListPausedJobTypes(ctx context.Context, in *ListPausedJobTypesRequest, opts ...grpc.CallOption) (*ListPausedJobTypesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPausedJobTypesResponse)
+	err := c.cc.Invoke(ctx, JobService_ListPausedJobTypes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // JobServiceServer is the server API for JobService service.
 // All implementations must embed UnimplementedJobServiceServer
 // for forward compatibility.
@@ -266,6 +380,32 @@ type JobServiceServer interface {
 	// has its own result; one that cannot be replayed does not stop the
 	// others.
 	ReplayDeadLetters(context.Context, *ReplayDeadLettersRequest) (*ReplayDeadLettersResponse, error)
+	// CreateSchedule records a periodic job: one job of the payload's type at
+	// each tick, once across all replicas. Errors: InvalidArgument naming the
+	// field (cron, time_zone, every, payload, ...); AlreadyExists for a taken
+	// name; FailedPrecondition when the job store keeps no schedules.
+	CreateSchedule(context.Context, *CreateScheduleRequest) (*Schedule, error)
+	// ListSchedules lists every schedule, by name.
+	ListSchedules(context.Context, *ListSchedulesRequest) (*ListSchedulesResponse, error)
+	// PauseSchedule stops a schedule's ticks until ResumeSchedule. Errors:
+	// NotFound.
+	PauseSchedule(context.Context, *PauseScheduleRequest) (*Schedule, error)
+	// ResumeSchedule resumes a schedule from its next tick after now (the
+	// ticks of the pause are not caught up). Errors: NotFound.
+	ResumeSchedule(context.Context, *ResumeScheduleRequest) (*Schedule, error)
+	// DeleteSchedule deletes a schedule; the jobs it enqueued stay. A
+	// schedule from the config file comes back at the next start unless it
+	// is removed from the config. Errors: NotFound.
+	DeleteSchedule(context.Context, *DeleteScheduleRequest) (*DeleteScheduleResponse, error)
+	// PauseJobType stops every worker of the fleet pulling jobs of a type
+	// (within a few seconds); its queued jobs wait, and enqueue still works.
+	// Errors: InvalidArgument for an unknown type; FailedPrecondition when
+	// the job store keeps no paused types.
+	PauseJobType(context.Context, *PauseJobTypeRequest) (*PausedJobType, error)
+	// ResumeJobType lets workers pull jobs of the type again.
+	ResumeJobType(context.Context, *ResumeJobTypeRequest) (*ResumeJobTypeResponse, error)
+	// ListPausedJobTypes lists the paused job types, by type.
+	ListPausedJobTypes(context.Context, *ListPausedJobTypesRequest) (*ListPausedJobTypesResponse, error)
 	mustEmbedUnimplementedJobServiceServer()
 }
 
@@ -302,6 +442,30 @@ func (UnimplementedJobServiceServer) ListDeadLetters(context.Context, *ListDeadL
 }
 func (UnimplementedJobServiceServer) ReplayDeadLetters(context.Context, *ReplayDeadLettersRequest) (*ReplayDeadLettersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReplayDeadLetters not implemented")
+}
+func (UnimplementedJobServiceServer) CreateSchedule(context.Context, *CreateScheduleRequest) (*Schedule, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateSchedule not implemented")
+}
+func (UnimplementedJobServiceServer) ListSchedules(context.Context, *ListSchedulesRequest) (*ListSchedulesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSchedules not implemented")
+}
+func (UnimplementedJobServiceServer) PauseSchedule(context.Context, *PauseScheduleRequest) (*Schedule, error) {
+	return nil, status.Error(codes.Unimplemented, "method PauseSchedule not implemented")
+}
+func (UnimplementedJobServiceServer) ResumeSchedule(context.Context, *ResumeScheduleRequest) (*Schedule, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResumeSchedule not implemented")
+}
+func (UnimplementedJobServiceServer) DeleteSchedule(context.Context, *DeleteScheduleRequest) (*DeleteScheduleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteSchedule not implemented")
+}
+func (UnimplementedJobServiceServer) PauseJobType(context.Context, *PauseJobTypeRequest) (*PausedJobType, error) {
+	return nil, status.Error(codes.Unimplemented, "method PauseJobType not implemented")
+}
+func (UnimplementedJobServiceServer) ResumeJobType(context.Context, *ResumeJobTypeRequest) (*ResumeJobTypeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResumeJobType not implemented")
+}
+func (UnimplementedJobServiceServer) ListPausedJobTypes(context.Context, *ListPausedJobTypesRequest) (*ListPausedJobTypesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPausedJobTypes not implemented")
 }
 func (UnimplementedJobServiceServer) mustEmbedUnimplementedJobServiceServer() {}
 func (UnimplementedJobServiceServer) testEmbeddedByValue()                    {}
@@ -479,6 +643,150 @@ func _JobService_ReplayDeadLetters_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JobService_CreateSchedule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateScheduleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).CreateSchedule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_CreateSchedule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).CreateSchedule(ctx, req.(*CreateScheduleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_ListSchedules_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSchedulesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).ListSchedules(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_ListSchedules_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).ListSchedules(ctx, req.(*ListSchedulesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_PauseSchedule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PauseScheduleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).PauseSchedule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_PauseSchedule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).PauseSchedule(ctx, req.(*PauseScheduleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_ResumeSchedule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResumeScheduleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).ResumeSchedule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_ResumeSchedule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).ResumeSchedule(ctx, req.(*ResumeScheduleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_DeleteSchedule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteScheduleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).DeleteSchedule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_DeleteSchedule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).DeleteSchedule(ctx, req.(*DeleteScheduleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_PauseJobType_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PauseJobTypeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).PauseJobType(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_PauseJobType_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).PauseJobType(ctx, req.(*PauseJobTypeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_ResumeJobType_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResumeJobTypeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).ResumeJobType(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_ResumeJobType_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).ResumeJobType(ctx, req.(*ResumeJobTypeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_ListPausedJobTypes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPausedJobTypesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).ListPausedJobTypes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_ListPausedJobTypes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).ListPausedJobTypes(ctx, req.(*ListPausedJobTypesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // JobService_ServiceDesc is the grpc.ServiceDesc for JobService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -517,6 +825,38 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReplayDeadLetters",
 			Handler:    _JobService_ReplayDeadLetters_Handler,
+		},
+		{
+			MethodName: "CreateSchedule",
+			Handler:    _JobService_CreateSchedule_Handler,
+		},
+		{
+			MethodName: "ListSchedules",
+			Handler:    _JobService_ListSchedules_Handler,
+		},
+		{
+			MethodName: "PauseSchedule",
+			Handler:    _JobService_PauseSchedule_Handler,
+		},
+		{
+			MethodName: "ResumeSchedule",
+			Handler:    _JobService_ResumeSchedule_Handler,
+		},
+		{
+			MethodName: "DeleteSchedule",
+			Handler:    _JobService_DeleteSchedule_Handler,
+		},
+		{
+			MethodName: "PauseJobType",
+			Handler:    _JobService_PauseJobType_Handler,
+		},
+		{
+			MethodName: "ResumeJobType",
+			Handler:    _JobService_ResumeJobType_Handler,
+		},
+		{
+			MethodName: "ListPausedJobTypes",
+			Handler:    _JobService_ListPausedJobTypes_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
