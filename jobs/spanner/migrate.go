@@ -87,7 +87,7 @@ func appliedVersion(ctx context.Context, client *gs.Client) (int, error) {
 func applyOnce(ctx context.Context, admin *database.DatabaseAdminClient, client *gs.Client, db, owner string, m storekit.Migration) error {
 	for {
 		var mine, done bool
-		_, err := client.ReadWriteTransaction(ctx, func(ctx context.Context, tx *gs.ReadWriteTransaction) error {
+		_, err := rw(ctx, client, func(ctx context.Context, tx *gs.ReadWriteTransaction) error {
 			mine, done = false, false
 			row, err := tx.ReadRow(ctx, "schema_migrations", gs.Key{int64(m.Version)}, []string{"owner", "lease", "applied_at"})
 			if err != nil && gs.ErrCode(err) != codes.NotFound {
@@ -133,8 +133,8 @@ func applyOnce(ctx context.Context, admin *database.DatabaseAdminClient, client 
 		if err := ddl(ctx, admin, db, statements(m.SQL)); err != nil {
 			return fmt.Errorf("%s: apply migration %s to %s: %w", pkg, m.Name, db, err)
 		}
-		_, err = client.Apply(ctx, []*gs.Mutation{gs.Update("schema_migrations",
-			[]string{"version", "applied_at"}, []any{int64(m.Version), time.Now()})})
+		_, err = apply(ctx, client, gs.Update("schema_migrations",
+			[]string{"version", "applied_at"}, []any{int64(m.Version), time.Now()}))
 		if err != nil {
 			return fmt.Errorf("%s: record migration %s of %s: %w", pkg, m.Name, db, err)
 		}

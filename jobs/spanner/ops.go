@@ -30,7 +30,7 @@ func (s *Store) insert(ctx context.Context, method string, j jobs.Job, outbox, b
 	}
 	for try := 0; ; try++ {
 		var ts time.Time
-		ts, err = s.client.ReadWriteTransaction(ctx, func(ctx context.Context, tx *gs.ReadWriteTransaction) error {
+		ts, err = rw(ctx, s.client, func(ctx context.Context, tx *gs.ReadWriteTransaction) error {
 			out, found, byKey = nil, false, false
 			lookupKey := func() error {
 				if j.IdempotencyKey == "" {
@@ -215,7 +215,7 @@ func (s *Store) change(ctx context.Context, method, id string, apply func(r *rec
 		out     *jobs.Job
 		applied bool
 	)
-	ts, err := s.client.ReadWriteTransaction(ctx, func(ctx context.Context, tx *gs.ReadWriteTransaction) error {
+	ts, err := rw(ctx, s.client, func(ctx context.Context, tx *gs.ReadWriteTransaction) error {
 		out, applied = nil, false
 		r, err := readJob(ctx, tx, id)
 		if err != nil || r == nil {
@@ -319,7 +319,7 @@ func (s *Store) Heartbeat(ctx context.Context, p jobs.HeartbeatParams) ([]string
 	}
 	ids := slices.Sorted(maps.Keys(leases))
 	var held []string
-	_, err := s.client.ReadWriteTransaction(ctx, func(ctx context.Context, tx *gs.ReadWriteTransaction) error {
+	_, err := rw(ctx, s.client, func(ctx context.Context, tx *gs.ReadWriteTransaction) error {
 		held = held[:0]
 		expiry := s.now().Add(p.LeaseFor)
 		var muts []*gs.Mutation
@@ -500,7 +500,7 @@ func (s *Store) ClaimOutbox(ctx context.Context, p jobs.ClaimOutboxParams) ([]jo
 		return nil, err
 	}
 	var out []jobs.OutboxEntry
-	_, err := s.client.ReadWriteTransaction(ctx, func(ctx context.Context, tx *gs.ReadWriteTransaction) error {
+	_, err := rw(ctx, s.client, func(ctx context.Context, tx *gs.ReadWriteTransaction) error {
 		out = out[:0]
 		now := s.now()
 		until := now.Add(p.LeaseFor)
@@ -583,7 +583,7 @@ func (s *Store) MarkSent(ctx context.Context, jobIDs []string) error {
 		return nil
 	}
 	ids := slices.Compact(slices.Sorted(slices.Values(jobIDs)))
-	if _, err := s.client.Apply(ctx, []*gs.Mutation{gs.Delete("outbox", keySet(ids))}); err != nil {
+	if _, err := apply(ctx, s.client, gs.Delete("outbox", keySet(ids))); err != nil {
 		return fmt.Errorf("%s: MarkSent: %w", pkg, err)
 	}
 	return nil
@@ -599,7 +599,7 @@ func (s *Store) RetryOutbox(ctx context.Context, p jobs.RetryOutboxParams) error
 	}
 	due, msg := storekit.Round(p.Due), storekit.Message(p.Error)
 	var found bool
-	_, err := s.client.ReadWriteTransaction(ctx, func(ctx context.Context, tx *gs.ReadWriteTransaction) error {
+	_, err := rw(ctx, s.client, func(ctx context.Context, tx *gs.ReadWriteTransaction) error {
 		row, err := tx.ReadRow(ctx, "outbox", key(p.ID), []string{"seq", "sub", "ordering_key", "attempts"})
 		if found = err == nil; !found {
 			if gs.ErrCode(err) == codes.NotFound {
@@ -620,7 +620,7 @@ func (s *Store) RetryOutbox(ctx context.Context, p jobs.RetryOutboxParams) error
 		if okey.Valid {
 			// The later entries of the key become due no earlier.
 			err := tx.Query(ctx, gs.Statement{
-				SQL: `SELECT id, due FROM outbox@{FORCE_INDEX=outbox_key}
+				SQL: nullFilteredHint + `SELECT id, due FROM outbox@{FORCE_INDEX=outbox_key}
 					WHERE ordering_key = @k AND (seq > @seq OR (seq = @seq AND sub > @sub))`,
 				Params: map[string]any{"k": okey.StringVal, "seq": seq, "sub": sub},
 			}).Do(func(row *gs.Row) error {
@@ -681,7 +681,7 @@ func (s *Store) MarkSeen(ctx context.Context, ids []string) error {
 		return nil
 	}
 	sorted := slices.Compact(slices.Sorted(slices.Values(ids)))
-	_, err := s.client.ReadWriteTransaction(ctx, func(ctx context.Context, tx *gs.ReadWriteTransaction) error {
+	_, err := rw(ctx, s.client, func(ctx context.Context, tx *gs.ReadWriteTransaction) error {
 		now := s.now()
 		var muts []*gs.Mutation
 		err := tx.Read(ctx, "jobs", keySet(sorted), []string{"id", "state", "run_after"}).Do(func(row *gs.Row) error {
@@ -718,7 +718,7 @@ func (s *Store) Rescue(ctx context.Context, p jobs.RescueParams) (jobs.RescueRes
 		return jobs.RescueResult{}, err
 	}
 	var res jobs.RescueResult
-	ts, err := s.client.ReadWriteTransaction(ctx, func(ctx context.Context, tx *gs.ReadWriteTransaction) error {
+	ts, err := rw(ctx, s.client, func(ctx context.Context, tx *gs.ReadWriteTransaction) error {
 		res = jobs.RescueResult{}
 		now := s.now()
 		var (
@@ -839,7 +839,7 @@ func (s *Store) Counts(ctx context.Context) ([]jobs.TypeCounts, error) {
 	ro := s.client.ReadOnlyTransaction()
 	defer ro.Close()
 	oldest := map[string]time.Time{}
-	err := ro.Query(ctx, gs.Statement{SQL: `SELECT queued_type, MIN(create_time) FROM jobs@{FORCE_INDEX=jobs_queued}
+	err := ro.Query(ctx, gs.Statement{SQL: nullFilteredHint + `SELECT queued_type, MIN(create_time) FROM jobs@{FORCE_INDEX=jobs_queued}
 		WHERE queued_type IS NOT NULL GROUP BY queued_type`}).Do(func(row *gs.Row) error {
 		var (
 			typ string
@@ -942,7 +942,7 @@ func (s *Store) DeleteFinished(ctx context.Context, cutoff time.Time) (int, erro
 	total := 0
 	for {
 		var n int
-		_, err := s.client.ReadWriteTransaction(ctx, func(ctx context.Context, tx *gs.ReadWriteTransaction) error {
+		_, err := rw(ctx, s.client, func(ctx context.Context, tx *gs.ReadWriteTransaction) error {
 			n = 0
 			var (
 				tally storekit.Tally
@@ -979,7 +979,7 @@ func (s *Store) DeleteFinished(ctx context.Context, cutoff time.Time) (int, erro
 			break
 		}
 	}
-	_, err := s.client.ReadWriteTransaction(ctx, func(ctx context.Context, tx *gs.ReadWriteTransaction) error {
+	_, err := rw(ctx, s.client, func(ctx context.Context, tx *gs.ReadWriteTransaction) error {
 		_, err := tx.Update(ctx, gs.Statement{SQL: `DELETE FROM job_throughput WHERE minute < @m`,
 			Params: map[string]any{"m": storekit.Minute(cutoff)}})
 		return err

@@ -48,13 +48,17 @@ import (
 	"embed"
 	"fmt"
 	"hash/fnv"
+	"math/rand/v2"
+	"os"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	gs "cloud.google.com/go/spanner"
 	"google.golang.org/api/option"
+	"google.golang.org/grpc/codes"
 
 	"github.com/courierq/courier/jobs"
 	"github.com/courierq/courier/jobs/internal/storekit"
@@ -358,3 +362,54 @@ func shardOf(id string) int64 {
 
 // key is the primary key of job id (in jobs, and of its outbox entry).
 func key(id string) gs.Key { return gs.Key{shardOf(id), id} }
+
+// emulatorMu serializes the read-write transactions of every Store of the
+// process that talks to the emulator (SPANNER_EMULATOR_HOST): the emulator
+// runs one at a time, and fails rather than aborts overlapping ones on a
+// multiplexed session in ways the client does not retry.
+var emulatorMu sync.Mutex
+
+// onEmulator reports whether the clients talk to the emulator.
+func onEmulator() bool { return os.Getenv("SPANNER_EMULATOR_HOST") != "" }
+
+// rw runs f in a read-write transaction, as client.ReadWriteTransaction
+// does (which retries ABORTED). On the emulator it takes emulatorMu first,
+// and retries the emulator's refusal of a transaction that one of another
+// process overtook ("Invalid transaction ID", "Transaction not found").
+func rw(ctx context.Context, client *gs.Client, f func(context.Context, *gs.ReadWriteTransaction) error) (time.Time, error) {
+	if !onEmulator() {
+		return client.ReadWriteTransaction(ctx, f)
+	}
+	backoff := time.Millisecond
+	for {
+		emulatorMu.Lock()
+		ts, err := client.ReadWriteTransaction(ctx, f)
+		emulatorMu.Unlock()
+		if err == nil || !emulatorOvertaken(err) || ctx.Err() != nil {
+			return ts, err
+		}
+		select {
+		case <-ctx.Done():
+			return ts, err
+		case <-time.After(time.Duration(rand.Int64N(int64(backoff) + 1))):
+		}
+		backoff = min(2*backoff, 100*time.Millisecond)
+	}
+}
+
+// emulatorOvertaken reports whether err is the emulator's refusal of an
+// overtaken transaction.
+func emulatorOvertaken(err error) bool {
+	switch gs.ErrCode(err) {
+	case codes.FailedPrecondition:
+		return strings.Contains(err.Error(), "Invalid transaction ID")
+	case codes.NotFound:
+		return strings.Contains(err.Error(), "Transaction not found")
+	}
+	return false
+}
+
+// apply writes ms in one read-write transaction (through rw).
+func apply(ctx context.Context, client *gs.Client, ms ...*gs.Mutation) (time.Time, error) {
+	return rw(ctx, client, func(_ context.Context, tx *gs.ReadWriteTransaction) error { return tx.BufferWrite(ms) })
+}
