@@ -830,16 +830,13 @@ func (s *Store) Rescue(ctx context.Context, p jobs.RescueParams) (jobs.RescueRes
 }
 
 // Counts implements jobs.Store: the counter shards summed, and the oldest
-// Queued job of each type from the jobs_queued index, in one read-only
-// transaction.
+// Queued job of each type from the jobs_queued index (two strong reads).
 func (s *Store) Counts(ctx context.Context) ([]jobs.TypeCounts, error) {
 	if err := s.checkOpen("Counts"); err != nil {
 		return nil, err
 	}
-	ro := s.client.ReadOnlyTransaction()
-	defer ro.Close()
 	oldest := map[string]time.Time{}
-	err := ro.Query(ctx, gs.Statement{SQL: nullFilteredHint + `SELECT queued_type, MIN(create_time) FROM jobs@{FORCE_INDEX=jobs_queued}
+	err := s.client.Single().Query(ctx, gs.Statement{SQL: nullFilteredHint + `SELECT queued_type, MIN(create_time) FROM jobs@{FORCE_INDEX=jobs_queued}
 		WHERE queued_type IS NOT NULL GROUP BY queued_type`}).Do(func(row *gs.Row) error {
 		var (
 			typ string
@@ -855,7 +852,7 @@ func (s *Store) Counts(ctx context.Context) ([]jobs.TypeCounts, error) {
 		return nil, fmt.Errorf("%s: Counts: %w", pkg, err)
 	}
 	var out []jobs.TypeCounts
-	err = ro.Query(ctx, gs.Statement{SQL: `SELECT type, state, SUM(n) FROM job_counts
+	err = s.client.Single().Query(ctx, gs.Statement{SQL: `SELECT type, state, SUM(n) FROM job_counts
 		GROUP BY type, state HAVING SUM(n) <> 0 ORDER BY type, state`}).Do(func(row *gs.Row) error {
 		var (
 			typ, state string

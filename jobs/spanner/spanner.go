@@ -35,8 +35,8 @@
 // watch: one strong read of those rows' commit timestamps (the changed
 // column). So a change made through another replica reaches WatchJob or a
 // worker's cancel watch within about one PollInterval plus a read, and the
-// cost is one small read per interval per replica, only while something is
-// watched.
+// cost is one small read per interval per replica (a trivial one while
+// nothing is watched).
 //
 // Migrations are DDL statements (all IF NOT EXISTS) applied under a lease
 // row in schema_migrations, so that several processes opening a new
@@ -301,20 +301,42 @@ func (s *Store) poll(ctx context.Context) error {
 		ids = append(ids, id)
 	}
 	s.watchMu.Unlock()
-	if len(ids) == 0 {
+	// Single-use strong reads, no read-only transaction: the emulator can
+	// deadlock a multi-use one against a read-write transaction. The
+	// earliest read timestamp is the one every change before it was seen by.
+	var readAt time.Time
+	read := func(q func(*gs.ReadOnlyTransaction) *gs.RowIterator, row func(*gs.Row) error) error {
+		ro := s.client.Single()
+		if err := q(ro).Do(row); err != nil {
+			return err
+		}
+		ts, err := ro.Timestamp()
+		if err != nil {
+			return err
+		}
+		if readAt.IsZero() || ts.Before(readAt) {
+			readAt = ts
+		}
 		return nil
 	}
-	ro := s.client.ReadOnlyTransaction()
-	defer ro.Close()
+	if len(ids) == 0 {
+		// Nothing is watched: a trivial read keeps lastRead recent, so that
+		// a new watcher is not woken for changes long before it came.
+		err := read(func(ro *gs.ReadOnlyTransaction) *gs.RowIterator {
+			return ro.Query(ctx, gs.Statement{SQL: `SELECT 1`})
+		}, func(*gs.Row) error { return nil })
+		if err != nil {
+			return err
+		}
+	}
 	changed := map[string]time.Time{}
 	for len(ids) > 0 {
 		n := min(len(ids), pollBatch)
-		keys := make([]gs.KeySet, n)
-		for i, id := range ids[:n] {
-			keys[i] = key(id)
-		}
+		keys := keySet(ids[:n])
 		ids = ids[n:]
-		err := ro.Read(ctx, "jobs", gs.KeySets(keys...), []string{"id", "changed"}).Do(func(r *gs.Row) error {
+		err := read(func(ro *gs.ReadOnlyTransaction) *gs.RowIterator {
+			return ro.Read(ctx, "jobs", keys, []string{"id", "changed"})
+		}, func(r *gs.Row) error {
 			var (
 				id string
 				ts gs.NullTime
@@ -330,10 +352,6 @@ func (s *Store) poll(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-	}
-	readAt, err := ro.Timestamp()
-	if err != nil {
-		return err
 	}
 	var wake []string
 	s.watchMu.Lock()
