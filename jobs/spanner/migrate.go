@@ -43,7 +43,6 @@ func migrate(ctx context.Context, cfg Config) error {
 	}
 	defer admin.Close()
 	client, err := gs.NewClientWithConfig(ctx, cfg.Database, gs.ClientConfig{
-		SessionPoolConfig:    gs.SessionPoolConfig{MinOpened: 1, MaxOpened: 4},
 		DisableNativeMetrics: true,
 	}, cfg.ClientOptions...)
 	if err != nil {

@@ -156,7 +156,6 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	client, err := gs.NewClientWithConfig(ctx, cfg.Database, gs.ClientConfig{
-		SessionPoolConfig:    gs.DefaultSessionPoolConfig,
 		DisableNativeMetrics: true,
 	}, cfg.ClientOptions...)
 	if err != nil {
