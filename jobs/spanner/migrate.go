@@ -32,33 +32,31 @@ const createMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (
 // migrate applies the embedded migrations that the database lacks. Each is
 // taken by one process at a time through its schema_migrations row (owner,
 // lease); the others wait until it is applied.
-func migrate(ctx context.Context, cfg Config) error {
+func migrate(ctx context.Context, cfg Config, client *gs.Client) error {
 	ms, err := storekit.Migrations(pkg, migrationsFS, "migrations")
 	if err != nil {
 		return err
+	}
+	latest := ms[len(ms)-1].Version
+	// A database that is up to date needs no schema change (nor the right
+	// to make one): the common start.
+	have, err := appliedVersion(ctx, client)
+	if err != nil {
+		return fmt.Errorf("%s: read the schema version of %s: %w", pkg, cfg.Database, err)
+	}
+	if have == latest {
+		return nil
+	}
+	if have > latest {
+		return fmt.Errorf("%s: database %s is at schema version %d, newer than this build knows (%d): run a newer courier", pkg, cfg.Database, have, latest)
 	}
 	admin, err := database.NewDatabaseAdminClient(ctx, cfg.ClientOptions...)
 	if err != nil {
 		return fmt.Errorf("%s: connect the database admin API: %w", pkg, err)
 	}
 	defer admin.Close()
-	client, err := gs.NewClientWithConfig(ctx, cfg.Database, gs.ClientConfig{
-		DisableNativeMetrics: true,
-	}, cfg.ClientOptions...)
-	if err != nil {
-		return fmt.Errorf("%s: connect to %s: %w", pkg, cfg.Database, err)
-	}
-	defer client.Close()
-
 	if err := ddl(ctx, admin, cfg.Database, []string{createMigrations}); err != nil {
-		return fmt.Errorf("%s: create schema_migrations in %s: %w", pkg, cfg.Database, err)
-	}
-	have, err := appliedVersion(ctx, client)
-	if err != nil {
-		return fmt.Errorf("%s: read the schema version of %s: %w", pkg, cfg.Database, err)
-	}
-	if latest := ms[len(ms)-1].Version; have > latest {
-		return fmt.Errorf("%s: database %s is at schema version %d, newer than this build knows (%d): run a newer courier", pkg, cfg.Database, have, latest)
+		return fmt.Errorf("%s: create schema_migrations in %s (the first start needs the right to change the schema, e.g. roles/spanner.databaseAdmin): %w", pkg, cfg.Database, err)
 	}
 	host, _ := os.Hostname()
 	owner := fmt.Sprintf("%s/%d/%s", host, os.Getpid(), uuid.NewString())
@@ -73,10 +71,17 @@ func migrate(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// appliedVersion is the highest applied migration (0: none).
+// appliedVersion is the highest applied migration (0: none, or no
+// schema_migrations table yet).
 func appliedVersion(ctx context.Context, client *gs.Client) (int, error) {
+	var tables int64
+	err := client.Single().Query(ctx, gs.Statement{SQL: `SELECT COUNT(*) FROM information_schema.tables
+		WHERE table_schema = '' AND table_name = 'schema_migrations'`}).Do(func(r *gs.Row) error { return r.Columns(&tables) })
+	if err != nil || tables == 0 {
+		return 0, err
+	}
 	var v gs.NullInt64
-	err := client.Single().Query(ctx, gs.Statement{SQL: `SELECT MAX(version) FROM schema_migrations WHERE applied_at IS NOT NULL`}).
+	err = client.Single().Query(ctx, gs.Statement{SQL: `SELECT MAX(version) FROM schema_migrations WHERE applied_at IS NOT NULL`}).
 		Do(func(r *gs.Row) error { return r.Columns(&v) })
 	return int(v.Int64), err
 }

@@ -152,14 +152,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := migrate(ctx, cfg); err != nil {
-		return nil, err
-	}
 	client, err := gs.NewClientWithConfig(ctx, cfg.Database, gs.ClientConfig{
 		DisableNativeMetrics: true,
 	}, cfg.ClientOptions...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: connect to %s: %w", pkg, cfg.Database, err)
+	}
+	if err := migrate(ctx, cfg, client); err != nil {
+		client.Close()
+		return nil, err
 	}
 	s := &Store{
 		cfg:      cfg,

@@ -113,3 +113,43 @@ func TestConcurrentOpen(t *testing.T) {
 		t.Fatalf("schema_migrations has %d rows, %d applied; want every migration applied once", rows, applied)
 	}
 }
+
+// TestReopenAndNewerSchema: jobs survive a reopen (which finds the schema
+// up to date), and a database migrated by a newer build is refused.
+func TestReopenAndNewerSchema(t *testing.T) {
+	ctx := context.Background()
+	db := testenv.SpannerDatabase(t)
+	s, err := spanner.Open(ctx, spanner.Config{Database: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, _, err := s.Enqueue(ctx, jobs.EnqueueParams{Job: jobs.Job{Type: "test.v1.Reopen"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openConfig(t, spanner.Config{Database: db})
+	if got, err := s.Get(ctx, j.ID); err != nil || got.Type != j.Type {
+		t.Fatalf("Get after reopen = %+v, %v", got, err)
+	}
+	c, err := gs.NewClient(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.ReadWriteTransaction(ctx, func(_ context.Context, tx *gs.ReadWriteTransaction) error {
+		return tx.BufferWrite([]*gs.Mutation{gs.Insert("schema_migrations", []string{"version", "name", "owner", "lease", "applied_at"},
+			[]any{int64(999), "0999_future.sql", "test", time.Now(), time.Now()})})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := spanner.Open(ctx, spanner.Config{Database: db})
+	if err == nil {
+		s2.Close()
+		t.Fatal("Open of a database from a newer build succeeded")
+	}
+	if !strings.Contains(err.Error(), "newer than this build") {
+		t.Fatalf("Open = %v, want an error saying the schema is newer", err)
+	}
+}
