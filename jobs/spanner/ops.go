@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	gs "cloud.google.com/go/spanner"
@@ -180,24 +181,109 @@ func (s *Store) List(ctx context.Context, p jobs.ListParams) ([]*jobs.Job, strin
 		where = append(where, "(create_time < @ct OR (create_time = @ct AND id < @cid))")
 		params["ct"], params["cid"] = cur.CreateTime, cur.ID
 	}
-	q := "SELECT " + strings.Join(jobCols, ", ") + " FROM jobs"
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY create_time DESC, id DESC LIMIT @n"
-	var out []*jobs.Job
-	err = s.client.Single().Query(ctx, gs.Statement{SQL: q, Params: params}).Do(func(row *gs.Row) error {
-		r, err := decode(row)
-		if err == nil {
-			out = append(out, r.job())
-		}
-		return err
-	})
+	out, err := s.list(ctx, where, params, size+1)
 	if err != nil {
 		return nil, "", fmt.Errorf("%s: list jobs: %w", pkg, err)
 	}
 	out, next := storekit.CutPage(out, size)
 	return out, next, nil
+}
+
+// listWorkers bounds the shard reads of one List in flight at once.
+const listWorkers = 8
+
+// list returns the newest n jobs that match where. Jobs are keyed by shard,
+// so no one index holds them in create-time order: it reads the newest n
+// matching keys of each shard from the jobs_created index (one short seek
+// each, all at the timestamp of the first), merges them, and reads the n
+// newest rows.
+func (s *Store) list(ctx context.Context, where []string, params map[string]any, n int) ([]*jobs.Job, error) {
+	q := "SELECT id, create_time FROM jobs@{FORCE_INDEX=jobs_created} WHERE " +
+		strings.Join(append([]string{"shard = @shard"}, where...), " AND ") +
+		" ORDER BY create_time DESC, id DESC LIMIT @n"
+	type ref struct {
+		id string
+		t  time.Time
+	}
+	readShard := func(ro *gs.ReadOnlyTransaction, shard int64) ([]ref, error) {
+		ps := maps.Clone(params)
+		ps["shard"] = shard
+		var refs []ref
+		err := ro.Query(ctx, gs.Statement{SQL: q, Params: ps}).Do(func(row *gs.Row) error {
+			var r ref
+			if err := row.Columns(&r.id, &r.t); err != nil {
+				return err
+			}
+			refs = append(refs, r)
+			return nil
+		})
+		return refs, err
+	}
+	// The first shard's strong read fixes the timestamp of the others.
+	first := s.client.Single()
+	all, err := readShard(first, 0)
+	if err != nil {
+		return nil, err
+	}
+	ts, err := first.Timestamp()
+	if err != nil {
+		return nil, err
+	}
+	at := gs.ReadTimestamp(ts)
+	var (
+		mu      sync.Mutex
+		errs    []error
+		next    = make(chan int64)
+		workers sync.WaitGroup
+	)
+	for range listWorkers {
+		workers.Go(func() {
+			for shard := range next {
+				refs, err := readShard(s.client.Single().WithTimestampBound(at), shard)
+				mu.Lock()
+				all = append(all, refs...)
+				if err != nil {
+					errs = append(errs, err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for shard := int64(1); shard < keyShards; shard++ {
+		next <- shard
+	}
+	close(next)
+	workers.Wait()
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	slices.SortFunc(all, func(a, b ref) int { return cmp.Or(b.t.Compare(a.t), cmp.Compare(b.id, a.id)) })
+	all = all[:min(len(all), n)]
+	if len(all) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(all))
+	for i, r := range all {
+		ids[i] = r.id
+	}
+	byID := make(map[string]*jobs.Job, len(ids))
+	err = s.client.Single().WithTimestampBound(at).Read(ctx, "jobs", keySet(ids), jobCols).Do(func(row *gs.Row) error {
+		r, err := decode(row)
+		if err == nil {
+			byID[r.ID] = r.job()
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*jobs.Job, 0, len(ids))
+	for _, id := range ids {
+		if j := byID[id]; j != nil {
+			out = append(out, j)
+		}
+	}
+	return out, nil
 }
 
 // change runs one conditional change of job id in a read-write transaction:

@@ -21,6 +21,11 @@
 // The counters behind Counts and Throughput are sharded rows (16 per
 // counter; each transaction adds to one at random).
 //
+// List reads the newest matching keys of each of the 64 shards from the
+// jobs_created index (64 short seeks at one timestamp, 8 at a time),
+// merges them and reads the page's rows: no index holds every job in
+// create-time order, since that index would be one hot tail.
+//
 // The outbox has no index on its due time (it would be one hot tail):
 // ClaimOutbox scans it, which is cheap while it is a short queue (entries
 // leave once published). A claim is one read-write transaction; relays
