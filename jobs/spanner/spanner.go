@@ -19,7 +19,9 @@
 // lease expiry, end time) start with the same shard. Events and the outbox
 // entry are interleaved in their job's row (one split per job's writes).
 // The counters behind Counts and Throughput are sharded rows (16 per
-// counter; each transaction adds to one at random).
+// counter; each transaction adds to one at random); Counts' oldest Queued
+// job of each type reads the jobs_queued index, whose rows are the Queued
+// jobs only (the backlog, not the store).
 //
 // List reads the newest matching keys of each of the 64 shards from the
 // jobs_created index (64 short seeks at one timestamp, 8 at a time),
