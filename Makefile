@@ -56,6 +56,7 @@ fmt-check:
 ## bench: whole-system benchmarks (issue figures, median of 3 runs, beside their baselines).
 bench:
 	$(GO) test -run '^$$' -bench System -benchtime 1x -timeout 30m ./cmd/courierd
+	$(GO) test -run '^$$' -bench StoreEndToEnd -benchtime 1x -timeout 30m ./cmd/courierd
 	$(GO) test -run '^$$' -bench 'BurnDown|RawReceive' -benchtime 20000x -timeout 30m ./ingest
 	$(GO) test -run '^$$' -bench Store -benchtime 1x -count 3 ./jobs/sqlite/ ./jobs/postgres/
 

@@ -30,6 +30,7 @@ import (
 	"github.com/courierq/courier/ingest"
 	"github.com/courierq/courier/jobs"
 	"github.com/courierq/courier/jobs/postgres"
+	"github.com/courierq/courier/jobs/spanner"
 	"github.com/courierq/courier/jobs/sqlite"
 	"github.com/courierq/courier/outbox"
 	"github.com/courierq/courier/publisher"
@@ -192,8 +193,13 @@ func (p *parts) buildStore(ctx context.Context) error {
 			return &config.ValidationError{Field: "store.url", Value: `""`, Fix: "set the PostgreSQL URL, e.g. postgres://user@127.0.0.1:5432/db, or $COURIER_STORE_URL"}
 		}
 		s, err = postgres.Open(ctx, postgres.Config{URL: cfg.Store.URL, Schema: cfg.Store.Schema})
+	case "spanner":
+		if cfg.Store.Database == "" {
+			return &config.ValidationError{Field: "store.database", Value: `""`, Fix: "name the Spanner database: projects/P/instances/I/databases/D"}
+		}
+		s, err = spanner.Open(ctx, spanner.Config{Database: cfg.Store.Database})
 	default:
-		return &config.ValidationError{Field: "store.driver", Value: cfg.Store.Driver, Fix: "use sqlite or postgres"}
+		return &config.ValidationError{Field: "store.driver", Value: cfg.Store.Driver, Fix: "use sqlite, postgres or spanner"}
 	}
 	if err != nil {
 		return err

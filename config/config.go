@@ -142,7 +142,7 @@ type PubSub struct {
 
 // Store configures the job store.
 type Store struct {
-	// Driver is "sqlite" (the default) or "postgres".
+	// Driver is "sqlite" (the default), "postgres" or "spanner".
 	Driver string `json:"driver,omitempty"`
 	// Path is the SQLite file. "" means .courier/jobs.db.
 	Path string `json:"path,omitempty"`
@@ -152,6 +152,11 @@ type Store struct {
 	// Schema is the PostgreSQL schema. "" means "courier". Lower-case
 	// letters, digits and '_', at most 40 bytes.
 	Schema string `json:"schema,omitempty"`
+	// Database is the Cloud Spanner database of the spanner driver, by its
+	// full name: projects/P/instances/I/databases/D. It must exist (the
+	// store creates its tables). Set SPANNER_EMULATOR_HOST to use the
+	// Spanner emulator.
+	Database string `json:"database,omitempty"`
 }
 
 // Jobs configures job bookkeeping.
@@ -262,6 +267,10 @@ func (h Handler) validate(path string) []error {
 }
 
 var schemaRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)
+
+// spannerDatabaseRE is the form of a Spanner database's full name (as
+// jobs/spanner checks it).
+var spannerDatabaseRE = regexp.MustCompile(`^projects/[a-z0-9][-a-z0-9.:]*/instances/[a-z][-a-z0-9]*/databases/[a-z][-_a-z0-9]*$`)
 
 // redactURL hides a password in a connection URL shown in an error.
 func redactURL(s string) string {
@@ -385,9 +394,12 @@ func (c *Config) Validate() error {
 		errs = append(errs, &ValidationError{Field: "pubsub.project", Value: `""`, Fix: "name the Google Cloud project (with an emulator, any ID such as courier-dev)"})
 	}
 	switch c.Store.Driver {
-	case "", "sqlite", "postgres":
+	case "", "sqlite", "postgres", "spanner":
 	default:
-		errs = append(errs, &ValidationError{Field: "store.driver", Value: c.Store.Driver, Fix: "use sqlite or postgres"})
+		errs = append(errs, &ValidationError{Field: "store.driver", Value: c.Store.Driver, Fix: "use sqlite, postgres or spanner"})
+	}
+	if c.Store.Driver == "spanner" && c.Store.Database == "" {
+		errs = append(errs, &ValidationError{Field: "store.database", Value: `""`, Fix: "name the Spanner database: projects/P/instances/I/databases/D"})
 	}
 	if c.Store.Driver == "postgres" && c.Store.URL == "" && os.Getenv("COURIER_POSTGRES_URL") == "" {
 		errs = append(errs, &ValidationError{Field: "store.url", Value: `""`, Fix: "set the PostgreSQL URL, e.g. postgres://user@127.0.0.1:5432/db, or $COURIER_STORE_URL"})
@@ -429,6 +441,9 @@ func (c *Config) Validate() error {
 	}
 	if r := c.Jobs.RescueAfter; r > 0 && r.D() < 10*time.Second {
 		bad("jobs.rescueAfter", r, "use at least 10s: shorter would republish jobs whose messages are merely on their way")
+	}
+	if c.Store.Driver == "spanner" && c.Store.Database != "" && !spannerDatabaseRE.MatchString(c.Store.Database) {
+		bad("store.database", c.Store.Database, "use the database's full name, projects/P/instances/I/databases/D")
 	}
 	if c.Store.Driver == "postgres" {
 		if c.Store.Schema != "" && !schemaRE.MatchString(c.Store.Schema) {

@@ -40,6 +40,9 @@ func TestParseErrors(t *testing.T) {
 		{"handlers:\n  types:\n    a.B: {burts: 1}\n", "handlers.types.a.B.burts: unknown field"},
 		{"store:\n  driver: postgres\n  url: postgres://x@h/db\n  schema: Bad-Schema\n", "store.schema: Bad-Schema"},
 		{"store:\n  driver: postgres\n  url: \"mysql://u:secret@h/db\"\n", "store.url: mysql://u:xxxxx@h/db"},
+		{"store:\n  driver: spanner\n", "store.database"},
+		{"store:\n  driver: spanner\n  database: projects/p/instances/i\n", "store.database: projects/p/instances/i"},
+		{"store:\n  driver: mysql\n", "use sqlite, postgres or spanner"},
 		{"role: everything\n", "role: everything"},
 		{"shutdownTimeout: -3s\n", "shutdownTimeout"},
 	} {

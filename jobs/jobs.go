@@ -1,7 +1,8 @@
 // Package jobs is courier's job model and the seam to its job stores: the
 // Job record, its states, the Store interface that every store implements,
 // and the errors they share. Each store lives in a subpackage (jobs/sqlite,
-// jobs/postgres) and is checked by the one conformance suite in jobs/jobstest.
+// jobs/postgres, jobs/spanner) and is checked by the one conformance suite in
+// jobs/jobstest.
 //
 // It is for the code that records jobs: the JobService, the outbox relay and
 // the handler workers. It knows nothing of gRPC, Pub/Sub or protobuf

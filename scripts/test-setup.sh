@@ -31,6 +31,23 @@ elif [ "${CI:-}" = "true" ]; then
   fail "Google's Pub/Sub emulator is not installed (gcloud components install pubsub-emulator)"
 fi
 
+# The Cloud Spanner emulator (gcloud SDK component; internal/testenv starts
+# it, one per test binary, for jobs/spanner and the spanner store kind).
+spanner_emu=""
+for root in "${CLOUDSDK_ROOT_DIR:-}" /usr/lib/google-cloud-sdk "${sdk:-}"; do
+  if [ -n "$root" ] && [ -x "$root/bin/cloud_spanner_emulator/emulator_main" ]; then
+    spanner_emu="$root/bin/cloud_spanner_emulator/emulator_main"
+    break
+  fi
+done
+if [ -n "$spanner_emu" ]; then
+  say "Cloud Spanner emulator: $spanner_emu"
+elif [ "${CI:-}" = "true" ]; then
+  fail "the Cloud Spanner emulator is not installed (gcloud components install cloud-spanner-emulator, or Debian's google-cloud-cli-spanner-emulator from Google's apt repository)"
+else
+  say "the Cloud Spanner emulator is not installed: Spanner store tests will skip"
+fi
+
 # The Temporal CLI (its dev server), built once outside courier's module graph.
 if bin=$(scripts/temporal.sh); then
   say "Temporal CLI: $bin"

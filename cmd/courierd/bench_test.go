@@ -370,3 +370,86 @@ func rawClient(b *testing.B, addr, id string, n int) float64 {
 	}
 	return float64(n) / time.Since(t0).Seconds()
 }
+
+// BenchmarkStoreEndToEnd measures end-to-end jobs/s (16 gRPC callers enqueue
+// Echo jobs while the workers run them, on courier's emulator) on each job
+// store: SQLite, PostgreSQL, and jobs/spanner on the Cloud Spanner emulator.
+// The emulator is not Spanner (it runs one read-write transaction at a
+// time): its figure says what the store costs on it, not what Spanner does.
+//
+//	go test -run '^$' -bench StoreEndToEnd -benchtime 1x ./cmd/courierd
+func BenchmarkStoreEndToEnd(b *testing.B) {
+	n := 2000
+	if s := os.Getenv("COURIER_BENCH_STORE_JOBS"); s != "" {
+		fmt.Sscan(s, &n)
+	}
+	const callers = 16
+	emu, err := emulator.Start(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer emu.Close()
+	b.Setenv("PUBSUB_EMULATOR_HOST", emu.Addr)
+	labels := map[testenv.StoreKind]string{
+		testenv.SQLite:   "SQLite",
+		testenv.Postgres: "PostgreSQL",
+		testenv.Spanner:  "Spanner emulator, not Spanner",
+	}
+	type result struct {
+		label    string
+		jobsPerS float64
+		p50, p99 time.Duration
+	}
+	var results []result
+	for _, kind := range testenv.StoreKinds() {
+		store := testenv.Store(b, kind)
+		cs := &countingStore{Store: store, target: int64(n), done: make(chan struct{})}
+		st, stop := storeStack(b, cs, "bench-"+string(kind))
+		t0 := time.Now()
+		ids := enqueueAll(b, st.GRPCAddr(), n, callers)
+		waitDone(b, cs, string(kind)+" end to end")
+		r := result{label: labels[kind], jobsPerS: float64(n) / time.Since(t0).Seconds()}
+		r.p50, r.p99 = startLatencies(b, store, ids)
+		stop()
+		results = append(results, r)
+		b.ReportMetric(r.jobsPerS, string(kind)+"-jobs/s")
+	}
+	fmt.Printf("\n%d Echo jobs end to end (16 gRPC callers, courier's emulator), by job store:\n", n)
+	fmt.Printf("| store | jobs/s | enqueue-to-start p50 | p99 |\n|---|---|---|---|\n")
+	for _, r := range results {
+		fmt.Printf("| %s | %.0f | %v | %v |\n", r.label, r.jobsPerS, r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond))
+	}
+}
+
+// storeStack runs a Node with its workers on store and the emulator of
+// PUBSUB_EMULATOR_HOST, in project; stop shuts it down (not the store).
+func storeStack(b *testing.B, store jobs.Store, project string) (*courier.Node, func()) {
+	b.Helper()
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`grpc: {addr: "127.0.0.1:0", devMode: true}
+http: {addr: "-"}
+pubsub: {project: %s}
+handlers: {demo: true}
+`, project)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	st, err := courier.New(cfg, courier.WithLogger(log), courier.WithStore(store))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- st.Run(ctx) }()
+	select {
+	case <-st.Ready():
+	case err := <-done:
+		b.Fatal(err)
+	}
+	return st, func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Errorf("node: %v", err)
+		}
+	}
+}

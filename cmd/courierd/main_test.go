@@ -175,7 +175,7 @@ func enqueue(t *testing.T, jc courierv1.JobServiceClient, m *anypb.Any, key stri
 }
 
 // TestFullPath runs jobs end to end through courierd on each emulator and
-// store: gRPC enqueue and fire-and-forget publish reach SUCCEEDED with their
+// store (SQLite, PostgreSQL, Spanner on its emulator): gRPC enqueue and fire-and-forget publish reach SUCCEEDED with their
 // results; retries; permanent failure; idempotency; cancel.
 func TestFullPath(t *testing.T) {
 	for _, tc := range []struct{ name, emulator, store string }{
@@ -183,6 +183,8 @@ func TestFullPath(t *testing.T) {
 		{"courier emulator, postgres", "courier", "postgres"},
 		{"google emulator, sqlite", "google", "sqlite"},
 		{"google emulator, postgres", "google", "postgres"},
+		{"courier emulator, spanner", "courier", "spanner"},
+		{"google emulator, spanner", "google", "spanner"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			body := demoConfig(t)
@@ -194,6 +196,11 @@ func TestFullPath(t *testing.T) {
 			if tc.store == "postgres" {
 				url, schema := testenv.PostgresSchema(t)
 				body = strings.Replace(body, "store:\n", fmt.Sprintf("store:\n  driver: postgres\n  url: %q\n  schema: %s\n", url, schema), 1)
+			}
+			if tc.store == "spanner" {
+				// The database on the Spanner emulator (SPANNER_EMULATOR_HOST).
+				db := testenv.SpannerDatabase(t)
+				body = strings.Replace(body, "store:\n", fmt.Sprintf("store:\n  driver: spanner\n  database: %s\n", db), 1)
 			}
 			st := startCourierd(t, body)
 			conn, err := client.Dial(st.GRPCAddr(), client.Config{})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/courierq/courier/jobs"
 	"github.com/courierq/courier/jobs/postgres"
+	"github.com/courierq/courier/jobs/spanner"
 	"github.com/courierq/courier/jobs/sqlite"
 )
 
@@ -22,10 +23,12 @@ type StoreKind string
 const (
 	SQLite   StoreKind = "sqlite"
 	Postgres StoreKind = "postgres"
+	// Spanner is jobs/spanner on the Cloud Spanner emulator.
+	Spanner StoreKind = "spanner"
 )
 
 // StoreKinds lists every store, for tests that run on each.
-func StoreKinds() []StoreKind { return []StoreKind{SQLite, Postgres} }
+func StoreKinds() []StoreKind { return []StoreKind{SQLite, Postgres, Spanner} }
 
 // PostgresURL is the test database: $COURIER_TEST_POSTGRES_URL, or
 // postgres://postgres@127.0.0.1:5432/test.
@@ -38,9 +41,10 @@ func PostgresURL() string {
 
 var schemaSeq atomic.Int64
 
-// Store opens a fresh, empty store of kind: SQLite in a temp dir, or
-// PostgreSQL in a schema of its own that cleanup drops. It skips (fails under
-// CI=true) when PostgreSQL is unreachable.
+// Store opens a fresh, empty store of kind: SQLite in a temp dir,
+// PostgreSQL in a schema of its own, or Spanner in a database of its own on
+// the emulator (cleanup drops schema and database). It skips (fails under
+// CI=true) when PostgreSQL or the emulator is missing.
 func Store(t testing.TB, kind StoreKind) jobs.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -55,6 +59,8 @@ func Store(t testing.TB, kind StoreKind) jobs.Store {
 	case Postgres:
 		url, schema := PostgresSchema(t)
 		s, err = postgres.Open(ctx, postgres.Config{URL: url, Schema: schema, MaxConns: 8})
+	case Spanner:
+		s, err = spanner.Open(ctx, spanner.Config{Database: SpannerDatabase(t)})
 	default:
 		t.Fatalf("testenv: unknown store kind %q", kind)
 	}

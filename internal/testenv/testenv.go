@@ -1,6 +1,6 @@
 // Package testenv gives courier's tests the real components they run on: a
-// Pub/Sub emulator and a Temporal dev server, each shared by one test
-// binary, clients of them, and job stores. A missing
+// Pub/Sub emulator, the Cloud Spanner emulator and a Temporal dev server,
+// each shared by one test binary, clients of them, and job stores. A missing
 // component skips the test, except under CI=true, where it fails it.
 //
 // It is for tests only.
@@ -38,6 +38,9 @@ func Main(m *testing.M) {
 	}
 	if temporalSrv != nil {
 		temporalSrv.Close()
+	}
+	if spannerStop != nil {
+		spannerStop()
 	}
 	os.Exit(code)
 }
