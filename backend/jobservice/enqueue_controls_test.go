@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -51,6 +52,18 @@ func (e *env) count(t *testing.T) int {
 
 func TestEnqueueJobs(t *testing.T) {
 	eachStore(t, func(t *testing.T, e *env) {
+		if _, ok := e.store.(jobs.BatchEnqueuer); !ok {
+			// A store that cannot write a batch in one transaction refuses
+			// the RPC, saying what to do, rather than write job by job.
+			_, err := e.client.EnqueueJobs(e.ctx, &courierv1.EnqueueJobsRequest{Jobs: []*courierv1.EnqueueJobRequest{{Payload: echo(t, "0")}}})
+			if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "call EnqueueJob for each job") {
+				t.Fatalf("EnqueueJobs on a store without batches: %v, want Unimplemented saying what to do", err)
+			}
+			if e.count(t) != 0 {
+				t.Fatalf("a refused batch recorded %d jobs", e.count(t))
+			}
+			return
+		}
 		resp, err := e.client.EnqueueJobs(e.ctx, &courierv1.EnqueueJobsRequest{Jobs: []*courierv1.EnqueueJobRequest{
 			{Payload: echo(t, "0"), IdempotencyKey: "k"},
 			{Payload: mustAny(t, &demov1.Sleep{}), Labels: map[string]string{"n": "1"}},
@@ -123,6 +136,14 @@ func TestEnqueueJobsNeedsABatchStore(t *testing.T) {
 
 func TestUniqueScopes(t *testing.T) {
 	eachStore(t, func(t *testing.T, e *env) {
+		if !jobs.SupportsUniqueScopes(e.store) {
+			// A store that keeps no key scopes refuses them, saying so.
+			_, err := e.client.EnqueueJob(e.ctx, &courierv1.EnqueueJobRequest{Payload: echo(t, "a"), IdempotencyKey: "k", UniqueWhileActive: true})
+			if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "unique_while_active") {
+				t.Fatalf("unique_while_active on a store without scopes: %v, want Unimplemented naming the field", err)
+			}
+			return
+		}
 		enq := func(req *courierv1.EnqueueJobRequest) *courierv1.EnqueueJobResponse {
 			t.Helper()
 			resp, err := e.client.EnqueueJob(e.ctx, req)
