@@ -204,7 +204,7 @@ func TestOrderingKeys(t *testing.T) {
 // TestEnqueueJobsRun: a batch enqueued through EnqueueJobs runs, on each
 // store.
 func TestEnqueueJobsRun(t *testing.T) {
-	for _, kind := range testenv.StoreKinds() {
+	for _, kind := range controlStores() {
 		t.Run(string(kind), func(t *testing.T) {
 			l := &orderLog{runs: map[string][]string{}, inflight: map[string]int{}}
 			nodes := controlNodes(t, kind, l.registry(t))
