@@ -1,0 +1,92 @@
+-- Fleet-wide limits (jobs.Limits): GCRA rate-limit buckets and leased
+-- concurrency slots, shared by every replica on this schema. Times are
+-- microseconds since the epoch on the database server's clock, so that
+-- replicas whose clocks differ share one schedule.
+
+-- One row per bucket (a type, or a type and a key): tat is the GCRA
+-- theoretical arrival time (the bucket is full when it is not after now);
+-- line is where the next refused caller is told to come back (see
+-- courier_limit_take); used is the last take, for sweeping.
+CREATE TABLE limit_buckets (
+	name text   PRIMARY KEY,
+	tat  bigint NOT NULL,
+	line bigint NOT NULL,
+	used bigint NOT NULL
+);
+
+-- One row per slot taken: its holder (a run) and when its lease lapses.
+CREATE TABLE limit_slots (
+	name    text   NOT NULL,
+	holder  text   NOT NULL,
+	expires bigint NOT NULL,
+	PRIMARY KEY (name, holder)
+);
+CREATE INDEX limit_slots_holder ON limit_slots (holder);
+
+-- Takes up to p_want tokens of bucket p_name (one every p_interval µs, at
+-- most p_burst at once) that are free within p_max_wait µs, in one call
+-- (one round trip, the bucket's row locked for its duration). Token i
+-- (1..) after a base of greatest(tat, now) is free at base + i*interval -
+-- burst*interval. With none free in time, nothing is taken and retry_us
+-- says when the first one is; with p_queue, refused callers are instead
+-- given places one interval apart after the last one given (line), so that
+-- they do not all come back at once.
+CREATE FUNCTION courier_limit_take(p_name text, p_interval bigint, p_burst integer, p_want integer, p_max_wait bigint, p_queue boolean,
+	OUT granted integer, OUT first_us bigint, OUT retry_us bigint) AS $$
+DECLARE
+	now_us bigint := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
+	b limit_buckets;
+	base bigint;
+	n bigint;
+BEGIN
+	SELECT * INTO b FROM limit_buckets WHERE name = p_name FOR UPDATE;
+	IF NOT FOUND THEN
+		INSERT INTO limit_buckets (name, tat, line, used) VALUES (p_name, 0, 0, now_us) ON CONFLICT (name) DO NOTHING;
+		SELECT * INTO b FROM limit_buckets WHERE name = p_name FOR UPDATE;
+	END IF;
+	base := greatest(b.tat, now_us);
+	n := (now_us + p_max_wait + p_burst::bigint * p_interval - base);
+	n := CASE WHEN n < p_interval THEN 0 ELSE least(p_want::bigint, n / p_interval) END;
+	IF n >= 1 THEN
+		granted := n;
+		first_us := greatest(0, base + p_interval - p_burst::bigint * p_interval - now_us);
+		retry_us := 0;
+		UPDATE limit_buckets SET tat = base + n * p_interval, used = now_us WHERE name = p_name;
+	ELSE
+		granted := 0;
+		first_us := 0;
+		retry_us := base + p_interval - p_burst::bigint * p_interval - now_us;
+		IF p_queue THEN
+			retry_us := greatest(b.line, now_us + retry_us) - now_us;
+			UPDATE limit_buckets SET line = now_us + retry_us + p_interval, used = now_us WHERE name = p_name;
+		END IF;
+	END IF;
+	-- Now and then, forget buckets unused for an hour (full again by then)
+	-- and slots whose lease lapsed an hour ago.
+	IF random() < 0.0005 THEN
+		DELETE FROM limit_buckets WHERE used < now_us - 3600000000;
+		DELETE FROM limit_slots WHERE expires < now_us - 3600000000;
+	END IF;
+END
+$$ LANGUAGE plpgsql;
+
+-- Takes one of the p_max slots of p_name for p_holder until now +
+-- p_lease_us, unless p_max live slots are taken; slots whose lease lapsed
+-- are dropped first. An advisory lock per name makes count-then-insert one
+-- step across replicas.
+CREATE FUNCTION courier_slot_take(p_name text, p_max integer, p_holder text, p_lease_us bigint) RETURNS boolean AS $$
+DECLARE
+	now_us bigint := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
+	n integer;
+BEGIN
+	PERFORM pg_advisory_xact_lock(hashtextextended('courier.slot:' || p_name, 0));
+	DELETE FROM limit_slots WHERE name = p_name AND expires < now_us;
+	SELECT count(*) INTO n FROM limit_slots WHERE name = p_name AND holder <> p_holder;
+	IF n >= p_max THEN
+		RETURN false;
+	END IF;
+	INSERT INTO limit_slots (name, holder, expires) VALUES (p_name, p_holder, now_us + p_lease_us)
+		ON CONFLICT (name, holder) DO UPDATE SET expires = excluded.expires;
+	RETURN true;
+END
+$$ LANGUAGE plpgsql;
