@@ -220,7 +220,11 @@ func (d *delivery) chain() handlers.Handler {
 	if d.t.rateLimit != nil {
 		mws = append(mws, d.t.rateLimit)
 	}
-	mws = append(mws, d.t.concurrency, d.markRunning)
+	mws = append(mws, d.t.concurrency)
+	if d.t.slots != nil {
+		mws = append(mws, d.t.slots)
+	}
+	mws = append(mws, d.markRunning)
 	mws = append(mws, d.w.cfg.Middleware...)
 	mws = append(mws, handlers.Timeout(d.t.entry.Config.Timeout), d.w.recover)
 	return handlers.ChainMiddleware(d.t.entry.Handler, mws...)
@@ -274,6 +278,9 @@ func (d *delivery) settle(res proto.Message, herr error) {
 		o.Err = se.err
 	}
 	v := decide(o)
+	if busy := (*handlers.BusyError)(nil); !d.started && !d.m.pushed && errors.As(herr, &busy) && d.putOff(busy) {
+		return
+	}
 	switch v.Record {
 	case recordNothing:
 		switch {
@@ -320,6 +327,30 @@ func (d *delivery) settle(res proto.Message, herr error) {
 		}
 		d.m.Ack()
 	}
+}
+
+// putOff puts off a job that a limiter refused (a fleet-wide limit's line
+// is long, or its slots are taken): when the store is a jobs.Deferrer, the
+// job gets an outbox entry due when the limiter says and the message is
+// acked, so that it does not occupy the worker meanwhile. It reports
+// whether it did (else the caller nacks).
+func (d *delivery) putOff(busy *handlers.BusyError) bool {
+	df := d.w.cfg.Deferrer
+	if df == nil {
+		return false
+	}
+	wait := max(busy.RetryAfter, d.w.cfg.DeferMin)
+	ctx, cancel := d.w.storeCtx()
+	defer cancel()
+	if err := df.Defer(ctx, d.id, time.Now().Add(wait)); err != nil {
+		if !gone(err) {
+			d.warn("ingest: putting off a throttled job failed; message nacked", "err", err)
+		}
+		return false
+	}
+	d.debug("ingest: over a fleet-wide limit; the job is put off and its message acked", "limit", busy.Limit, "for", wait)
+	d.m.Ack()
+	return true
 }
 
 func (d *delivery) ackIf(ack bool) {

@@ -48,8 +48,9 @@ type TakeTokensParams struct {
 
 // TokenGrant is what Limits.TakeTokens took.
 type TokenGrant struct {
-	// Granted tokens were taken: the first is free First from now, each
-	// next one Interval after the one before (never later than MaxWait).
+	// Granted tokens were taken: token i (from 0) is free at First +
+	// i*Interval from now (First may be negative: free already; never
+	// later than MaxWait).
 	Granted int
 	First   time.Duration
 	// RetryAfter, when Granted is 0, is when to ask again, from now.

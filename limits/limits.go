@@ -184,7 +184,7 @@ func (t *Tokens) Reserve(ctx context.Context, key string) (time.Duration, func()
 		at := time.Now()
 		k.mu.Lock()
 		for i := range g.Granted {
-			k.ready = append(k.ready, at.Add(g.First+time.Duration(i)*t.interval))
+			k.ready = append(k.ready, at.Add(max(g.First+time.Duration(i)*t.interval, 0)))
 		}
 		k.mu.Unlock()
 		k.fetch.Unlock()

@@ -49,7 +49,7 @@ BEGIN
 	n := CASE WHEN n < p_interval THEN 0 ELSE least(p_want::bigint, n / p_interval) END;
 	IF n >= 1 THEN
 		granted := n;
-		first_us := greatest(0, base + p_interval - p_burst::bigint * p_interval - now_us);
+		first_us := base + p_interval - p_burst::bigint * p_interval - now_us;
 		retry_us := 0;
 		UPDATE limit_buckets SET tat = base + n * p_interval, used = now_us WHERE name = p_name;
 	ELSE
