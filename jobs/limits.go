@@ -38,7 +38,7 @@ type Limits interface {
 
 // TakeTokensParams are the arguments of Limits.TakeTokens.
 type TakeTokensParams struct {
-	Bucket   string        // the bucket's name (e.g. the type and the key); at most 1024 bytes
+	Bucket   string        // the bucket's name (e.g. the type and the key); at most 2048 bytes of valid UTF-8 without NUL
 	Interval time.Duration // one token every Interval (1/rate); at least 1µs
 	Burst    int           // at most this many tokens at once; at least 1
 	Want     int           // take up to this many; at least 1
@@ -70,7 +70,7 @@ type Deferrer interface {
 
 // TakeSlotParams are the arguments of Limits.TakeSlot.
 type TakeSlotParams struct {
-	Name     string        // the limit's name (e.g. the type and the key); at most 1024 bytes
+	Name     string        // the limit's name (e.g. the type and the key); at most 2048 bytes of valid UTF-8 without NUL
 	Max      int           // live slots allowed at once; at least 1
 	Holder   string        // who takes it: unique per run, at most MaxLeaseBytes
 	LeaseFor time.Duration // the slot lapses this long after the take or the last RenewSlots

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"sync"
 	"time"
 
@@ -195,7 +196,7 @@ func (t *Tokens) fetch(ctx context.Context, key string) (jobs.TokenGrant, error)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.cfg.StoreTimeout)
 	defer cancel()
 	g, err := t.cfg.Store.TakeTokens(ctx, jobs.TakeTokensParams{
-		Bucket: t.cfg.Name + "\x00" + key, Interval: t.interval, Burst: t.cfg.Burst,
+		Bucket: bucketName(t.cfg.Name, key), Interval: t.interval, Burst: t.cfg.Burst,
 		Want: t.cfg.Batch, MaxWait: t.cfg.MaxWait, Queue: t.cfg.Queue,
 	})
 	if err != nil {
@@ -210,3 +211,7 @@ func (t *Tokens) canceller(k *keyTokens, at time.Time) func() {
 }
 
 var _ handlers.Limiter = (*Tokens)(nil)
+
+// bucketName is the store's name of name's bucket (or slots) of key: key
+// quoted, since keys may hold bytes a database's text does not (a NUL).
+func bucketName(name, key string) string { return name + " " + strconv.Quote(key) }

@@ -86,7 +86,7 @@ func NewSlots(cfg SlotsConfig) (*Slots, error) {
 // off).
 func (s *Slots) Acquire(ctx context.Context, key string) (func(), error) {
 	holder := uuid.NewString()
-	name := s.cfg.Name + "\x00" + key
+	name := bucketName(s.cfg.Name, key)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StoreTimeout)
 	ok, err := s.cfg.Store.TakeSlot(sctx, jobs.TakeSlotParams{Name: name, Max: s.cfg.Max, Holder: holder, LeaseFor: s.cfg.Lease})
 	cancel()

@@ -16,7 +16,7 @@ var (
 )
 
 // maxLimitName bounds a bucket's or a slot's name.
-const maxLimitName = 1024
+const maxLimitName = 2048
 
 // TakeTokens implements jobs.Limits: one call of courier_limit_take
 // (migration 0004), one round trip.

@@ -1,0 +1,279 @@
+package limits_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/courierq/courier/handlers"
+	"github.com/courierq/courier/internal/testenv"
+	"github.com/courierq/courier/jobs"
+	"github.com/courierq/courier/limits"
+)
+
+func shared(t testing.TB) jobs.Limits {
+	t.Helper()
+	return testenv.Store(t, testenv.Postgres).(jobs.Limits)
+}
+
+// TestTokensFleetWide: three Tokens on one store (three replicas, each with
+// its own batches) hand out tokens at the GCRA bound of one bucket: the
+// k-th token (by the time it is free) is free no sooner than
+// (k - burst) / rate after the first call. The bound cannot flake: a slow
+// machine only makes tokens later.
+func TestTokensFleetWide(t *testing.T) {
+	const (
+		rate    = 200.0
+		burst   = 10
+		replica = 3
+		callers = 8 // per replica
+		want    = 300
+	)
+	s := shared(t)
+	var ts []*limits.Tokens
+	for range replica {
+		tk, err := limits.NewTokens(limits.TokensConfig{Store: s, Name: "rate:test", PerSecond: rate, Burst: burst, MaxWait: 200 * time.Millisecond, Queue: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts = append(ts, tk)
+	}
+	if b := ts[0].Batch(); b != 4 {
+		t.Fatalf("Batch() = %d, want 4 (200/s for 20ms)", b)
+	}
+	ctx := context.Background()
+	start := time.Now()
+	var (
+		mu    sync.Mutex
+		times []time.Time
+		busy  int
+	)
+	var wg sync.WaitGroup
+	for _, tk := range ts {
+		for range callers {
+			wg.Go(func() {
+				for {
+					mu.Lock()
+					done := len(times) >= want
+					mu.Unlock()
+					if done {
+						return
+					}
+					d, _, err := tk.Reserve(ctx, "k")
+					var be *handlers.BusyError
+					if errors.As(err, &be) {
+						mu.Lock()
+						busy++
+						mu.Unlock()
+						time.Sleep(be.RetryAfter) // the caller's own wait, not synchronisation
+						continue
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					at := time.Now().Add(d)
+					time.Sleep(d)
+					mu.Lock()
+					times = append(times, at)
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	slices.SortFunc(times, func(a, b time.Time) int { return a.Compare(b) })
+	for k, at := range times {
+		// token k (from 0) of a bucket full at start is free at
+		// start + (k+1-burst)/rate at the earliest; 1 token of slack for
+		// the two clocks' rounding.
+		earliest := start.Add(time.Duration(float64(k-burst) / rate * float64(time.Second)))
+		if at.Before(earliest) {
+			t.Fatalf("token %d was free %v after the start, before the fleet-wide bound %v (rate %v/s, burst %d)", k, at.Sub(start), earliest.Sub(start), rate, burst)
+		}
+	}
+	elapsed := times[len(times)-1].Sub(start)
+	t.Logf("%d tokens across %d replicas in %v (%.0f/s, limit %v/s); %d refusals put off", len(times), replica, elapsed, float64(len(times))/elapsed.Seconds(), rate, busy)
+}
+
+// TestTokensKeys: each key has a bucket of its own.
+func TestTokensKeys(t *testing.T) {
+	s := shared(t)
+	tk, err := limits.NewTokens(limits.TokensConfig{Store: s, Name: "rate:keys", PerSecond: 1, Burst: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, k := range []string{"a", "b", "c"} {
+		if d, _, err := tk.Reserve(ctx, k); err != nil || d != 0 {
+			t.Fatalf("first token of key %s: wait %v, err %v; want one at once", k, d, err)
+		}
+	}
+	_, _, err = tk.Reserve(ctx, "a")
+	var be *handlers.BusyError
+	if !errors.As(err, &be) || be.RetryAfter <= 0 || be.RetryAfter > time.Second {
+		t.Fatalf("second token of key a at 1/s with MaxWait 0: %v; want a BusyError with RetryAfter in (0, 1s]", err)
+	}
+}
+
+// TestTokensQueue: refused callers get places spaced at the rate, not one
+// time for all.
+func TestTokensQueue(t *testing.T) {
+	s := shared(t)
+	tk, err := limits.NewTokens(limits.TokensConfig{Store: s, Name: "rate:queue", PerSecond: 10, Burst: 1, MaxWait: 0, Queue: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, _, err := tk.Reserve(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	var prev time.Duration
+	for i := range 5 {
+		_, _, err := tk.Reserve(ctx, "")
+		var be *handlers.BusyError
+		if !errors.As(err, &be) {
+			t.Fatalf("refusal %d: %v, want a BusyError", i, err)
+		}
+		if i > 0 && be.RetryAfter-prev < 90*time.Millisecond {
+			t.Fatalf("refusal %d is told to come back in %v, the one before in %v; want places 100ms apart", i, be.RetryAfter, prev)
+		}
+		prev = be.RetryAfter
+	}
+}
+
+// TestSlots: a fleet-wide bound over replicas; a dead holder's slot frees
+// itself when its lease lapses.
+func TestSlots(t *testing.T) {
+	s := shared(t)
+	ctx := context.Background()
+	var sl []*limits.Slots
+	for range 2 {
+		x, err := limits.NewSlots(limits.SlotsConfig{Store: s, Name: "concurrency:test", Max: 2, Lease: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { x.Close() })
+		sl = append(sl, x)
+	}
+	r1, err := sl[0].Acquire(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sl[1].Acquire(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = sl[1].Acquire(ctx, "k")
+	if !errors.Is(err, handlers.ErrBusy) {
+		t.Fatalf("third slot of 2 across two replicas: %v; want ErrBusy", err)
+	}
+	if _, err := sl[0].Acquire(ctx, "other"); err != nil {
+		t.Fatalf("a slot of another key: %v", err)
+	}
+	r1()
+	r1() // twice is fine
+	if _, err := sl[1].Acquire(ctx, "k"); err != nil {
+		t.Fatalf("after a release: %v", err)
+	}
+	// The slots are held and renewed (lease 1s, renewed every 333ms): past
+	// a lease they are still taken.
+	time.Sleep(1500 * time.Millisecond) // lets a lease lapse if renewals did not happen
+	if _, err := sl[0].Acquire(ctx, "k"); !errors.Is(err, handlers.ErrBusy) {
+		t.Fatalf("after 1.5 lease: %v; want ErrBusy (renewed slots)", err)
+	}
+	// A dead worker's slot (taken, never renewed): free once its lease lapses.
+	ok, err := s.TakeSlot(ctx, jobs.TakeSlotParams{Name: `concurrency:test "dead"`, Max: 1, Holder: "dead-worker", LeaseFor: 300 * time.Millisecond})
+	if err != nil || !ok {
+		t.Fatalf("TakeSlot: %v %v", ok, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := sl[0].Acquire(ctx, "dead")
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, handlers.ErrBusy) || time.Now().After(deadline) {
+			t.Fatalf("a dead holder's slot is still taken 10s after its 300ms lease: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestDefer: a QUEUED job with no outbox entry gets one due when asked; a
+// job that has one, or is not QUEUED, is refused with ErrConflict.
+func TestDefer(t *testing.T) {
+	st := testenv.Store(t, testenv.Postgres)
+	ctx := context.Background()
+	j, _, err := st.Enqueue(ctx, jobs.EnqueueParams{Job: jobs.Job{Type: "t.v1.T"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	df := st.(jobs.Deferrer)
+	if err := df.Defer(ctx, j.ID, time.Now().Add(time.Minute)); !errors.Is(err, jobs.ErrConflict) {
+		t.Fatalf("Defer of a job with an outbox entry: %v; want ErrConflict", err)
+	}
+	if err := st.MarkSent(ctx, []string{j.ID}); err != nil {
+		t.Fatal(err)
+	}
+	due := time.Now().Add(time.Minute)
+	if err := df.Defer(ctx, j.ID, due); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := st.OutboxStats(ctx); err != nil || n != 1 {
+		t.Fatalf("OutboxStats after Defer: %d, %v; want 1", n, err)
+	}
+	es, err := st.ClaimOutbox(ctx, jobs.ClaimOutboxParams{Limit: 10, Owner: "x", LeaseFor: time.Minute})
+	if err != nil || len(es) != 0 {
+		t.Fatalf("ClaimOutbox before the deferred entry is due: %d entries, %v; want none", len(es), err)
+	}
+	if _, err := st.Cancel(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := df.Defer(ctx, j.ID, due); !errors.Is(err, jobs.ErrConflict) {
+		t.Fatalf("Defer of a cancelled job: %v; want ErrConflict", err)
+	}
+}
+
+// BenchmarkTokens measures a token's cost when the limit is far above the
+// load: the shared limiter (batches of up to Batch tokens per round trip)
+// against the local one.
+func BenchmarkTokens(b *testing.B) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name string
+		lim  func(b *testing.B) handlers.Limiter
+	}{
+		{"local", func(*testing.B) handlers.Limiter { return handlers.NewLocalLimiter(1e6, 1000, nil) }},
+		{"shared", func(b *testing.B) handlers.Limiter {
+			tk, err := limits.NewTokens(limits.TokensConfig{Store: shared(b), Name: "rate:bench", PerSecond: 1e6, Burst: 1000, MaxWait: time.Second, Queue: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return tk
+		}},
+		{"shared-batch1", func(b *testing.B) handlers.Limiter {
+			tk, err := limits.NewTokens(limits.TokensConfig{Store: shared(b), Name: "rate:bench", PerSecond: 1e6, Burst: 1000, MaxWait: time.Second, Queue: true, Batch: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return tk
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			lim := c.lim(b)
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, _, err := lim.Reserve(ctx, "k"); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}
