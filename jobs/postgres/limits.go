@@ -78,8 +78,7 @@ func (s *Store) RenewSlots(ctx context.Context, holders []string, leaseFor time.
 		return nil
 	}
 	sorted := slices.Compact(slices.Sorted(slices.Values(holders)))
-	if _, err := s.pool.Exec(ctx, `UPDATE limit_slots SET expires = (extract(epoch FROM clock_timestamp()) * 1000000)::bigint + $2
-		WHERE holder = ANY($1)`, sorted, leaseFor.Microseconds()); err != nil {
+	if _, err := s.pool.Exec(ctx, `SELECT courier_slots_update($1, $2)`, sorted, leaseFor.Microseconds()); err != nil {
 		return fmt.Errorf("%s: RenewSlots: %w", pkg, err)
 	}
 	return nil
@@ -96,7 +95,7 @@ func (s *Store) ReleaseSlots(ctx context.Context, holders []string) error {
 	if len(holders) == 0 {
 		return nil
 	}
-	if _, err := s.pool.Exec(ctx, `DELETE FROM limit_slots WHERE holder = ANY($1)`, holders); err != nil {
+	if _, err := s.pool.Exec(ctx, `SELECT courier_slots_update($1, -1)`, holders); err != nil {
 		return fmt.Errorf("%s: ReleaseSlots: %w", pkg, err)
 	}
 	return nil

@@ -39,6 +39,9 @@ DECLARE
 	base bigint;
 	n bigint;
 BEGIN
+	-- A bucket lost in a crash only lets a few tokens through again: do not
+	-- wait for the WAL flush (this transaction's commit only).
+	PERFORM set_config('synchronous_commit', 'off', true);
 	SELECT * INTO b FROM limit_buckets WHERE name = p_name FOR UPDATE;
 	IF NOT FOUND THEN
 		INSERT INTO limit_buckets (name, tat, line, used) VALUES (p_name, 0, 0, now_us) ON CONFLICT (name) DO NOTHING;
@@ -79,6 +82,7 @@ DECLARE
 	now_us bigint := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
 	n integer;
 BEGIN
+	PERFORM set_config('synchronous_commit', 'off', true);
 	PERFORM pg_advisory_xact_lock(hashtextextended('courier.slot:' || p_name, 0));
 	DELETE FROM limit_slots WHERE name = p_name AND expires < now_us;
 	SELECT count(*) INTO n FROM limit_slots WHERE name = p_name AND holder <> p_holder;
@@ -88,5 +92,18 @@ BEGIN
 	INSERT INTO limit_slots (name, holder, expires) VALUES (p_name, p_holder, now_us + p_lease_us)
 		ON CONFLICT (name, holder) DO UPDATE SET expires = excluded.expires;
 	RETURN true;
+END
+$$ LANGUAGE plpgsql;
+
+-- Renews (p_lease_us >= 0) or releases (p_lease_us < 0) the slots of
+-- p_holders, committed without waiting for the WAL flush as above.
+CREATE FUNCTION courier_slots_update(p_holders text[], p_lease_us bigint) RETURNS void AS $$
+BEGIN
+	PERFORM set_config('synchronous_commit', 'off', true);
+	IF p_lease_us < 0 THEN
+		DELETE FROM limit_slots WHERE holder = ANY(p_holders);
+	ELSE
+		UPDATE limit_slots SET expires = (extract(epoch FROM clock_timestamp()) * 1000000)::bigint + p_lease_us WHERE holder = ANY(p_holders);
+	END IF;
 END
 $$ LANGUAGE plpgsql;
