@@ -340,13 +340,27 @@ func (d *delivery) putOff(busy *handlers.BusyError) bool {
 		return false
 	}
 	wait := max(busy.RetryAfter, d.w.cfg.DeferMin)
-	ctx, cancel := d.w.storeCtx()
-	defer cancel()
-	if err := df.Defer(ctx, d.id, time.Now().Add(wait)); err != nil {
-		if !gone(err) {
-			d.warn("ingest: putting off a throttled job failed; message nacked", "err", err)
+	// A message may come before the relay that published it has removed
+	// its outbox entry (MarkSent follows the publish): Defer refuses while
+	// the entry is there, so try again a few times, for about half a second.
+	pause := 20 * time.Millisecond
+	for try := 0; ; try++ {
+		ctx, cancel := d.w.storeCtx()
+		err := df.Defer(ctx, d.id, time.Now().Add(wait))
+		cancel()
+		if err == nil {
+			break
 		}
-		return false
+		if !errors.Is(err, jobs.ErrConflict) || try == 4 {
+			d.warn("ingest: putting off a throttled job failed; message nacked", "err", err)
+			return false
+		}
+		select {
+		case <-time.After(pause):
+		case <-d.w.pullCtx.Done():
+			return false
+		}
+		pause *= 2
 	}
 	d.debug("ingest: over a fleet-wide limit; the job is put off and its message acked", "limit", busy.Limit, "for", wait)
 	d.m.Ack()
