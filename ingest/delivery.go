@@ -89,6 +89,16 @@ func (d *delivery) process() {
 		if !d.started && errors.Is(err, jobs.ErrLeased) {
 			continue // the job started elsewhere since it was read: wait for that run
 		}
+		if busy := (*handlers.BusyError)(nil); !d.started && !d.m.pushed && errors.As(err, &busy) {
+			// A limiter refused to make it wait that long (a fleet-wide
+			// limit's line is long, or its slots are taken): put the job off
+			// through the outbox, or else wait, holding the message, and
+			// try again.
+			if d.putOff(busy) || !d.waitBusy(busy) {
+				return
+			}
+			continue
+		}
 		d.settle(res, err)
 		return
 	}
@@ -278,9 +288,6 @@ func (d *delivery) settle(res proto.Message, herr error) {
 		o.Err = se.err
 	}
 	v := decide(o)
-	if busy := (*handlers.BusyError)(nil); !d.started && !d.m.pushed && errors.As(herr, &busy) && d.putOff(busy) {
-		return
-	}
 	switch v.Record {
 	case recordNothing:
 		switch {
@@ -333,10 +340,11 @@ func (d *delivery) settle(res proto.Message, herr error) {
 // is long, or its slots are taken): when the store is a jobs.Deferrer, the
 // job gets an outbox entry due when the limiter says and the message is
 // acked, so that it does not occupy the worker meanwhile. It reports
-// whether it did (else the caller nacks).
+// whether it did. A job with an ordering key is not put off (its entry
+// would go out of order).
 func (d *delivery) putOff(busy *handlers.BusyError) bool {
 	df := d.w.cfg.Deferrer
-	if df == nil {
+	if df == nil || d.job.OrderingKey != "" {
 		return false
 	}
 	wait := max(busy.RetryAfter, d.w.cfg.DeferMin)
@@ -352,7 +360,7 @@ func (d *delivery) putOff(busy *handlers.BusyError) bool {
 			break
 		}
 		if !errors.Is(err, jobs.ErrConflict) || try == 4 {
-			d.warn("ingest: putting off a throttled job failed; message nacked", "err", err)
+			d.warn("ingest: putting off a throttled job failed; its message waits instead", "err", err)
 			return false
 		}
 		select {
@@ -365,6 +373,22 @@ func (d *delivery) putOff(busy *handlers.BusyError) bool {
 	d.debug("ingest: over a fleet-wide limit; the job is put off and its message acked", "limit", busy.Limit, "for", wait)
 	d.m.Ack()
 	return true
+}
+
+// waitBusy waits, holding the message, until the limiter said to come back.
+// It returns false, after nacking the message, when the worker stops
+// meanwhile.
+func (d *delivery) waitBusy(busy *handlers.BusyError) bool {
+	t := time.NewTimer(max(busy.RetryAfter, d.w.cfg.DeferMin))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-d.w.pullCtx.Done():
+		d.debug("ingest: worker stopping while a throttled message waited; nacked")
+		d.m.Nack()
+		return false
+	}
 }
 
 func (d *delivery) ackIf(ack bool) {

@@ -135,8 +135,9 @@ type Config struct {
 	// limiter refuses an attempt with a *handlers.BusyError (a fleet-wide
 	// limit's line is long) and Store is a jobs.Deferrer, the job gets an
 	// outbox entry due when the limiter says and the message is acked, so
-	// that throttled messages do not occupy the worker; otherwise it is
-	// nacked. 0 means 100ms.
+	// that throttled messages do not occupy the worker; otherwise (no
+	// Deferrer, a job with an ordering key) the message waits as long,
+	// held, and tries again. 0 means 100ms.
 	DeferMin time.Duration
 	// Deferrer puts throttled jobs off (see DeferMin). nil means Store, if
 	// it is a jobs.Deferrer (a decorated store may hide it: pass the
