@@ -202,41 +202,6 @@ func TestSlots(t *testing.T) {
 	}
 }
 
-// TestDefer: a QUEUED job with no outbox entry gets one due when asked; a
-// job that has one, or is not QUEUED, is refused with ErrConflict.
-func TestDefer(t *testing.T) {
-	st := testenv.Store(t, testenv.Postgres)
-	ctx := context.Background()
-	j, _, err := st.Enqueue(ctx, jobs.EnqueueParams{Job: jobs.Job{Type: "t.v1.T"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	df := st.(jobs.Deferrer)
-	if err := df.Defer(ctx, j.ID, time.Now().Add(time.Minute)); !errors.Is(err, jobs.ErrConflict) {
-		t.Fatalf("Defer of a job with an outbox entry: %v; want ErrConflict", err)
-	}
-	if err := st.MarkSent(ctx, []string{j.ID}); err != nil {
-		t.Fatal(err)
-	}
-	due := time.Now().Add(time.Minute)
-	if err := df.Defer(ctx, j.ID, due); err != nil {
-		t.Fatal(err)
-	}
-	if n, _, err := st.OutboxStats(ctx); err != nil || n != 1 {
-		t.Fatalf("OutboxStats after Defer: %d, %v; want 1", n, err)
-	}
-	es, err := st.ClaimOutbox(ctx, jobs.ClaimOutboxParams{Limit: 10, Owner: "x", LeaseFor: time.Minute})
-	if err != nil || len(es) != 0 {
-		t.Fatalf("ClaimOutbox before the deferred entry is due: %d entries, %v; want none", len(es), err)
-	}
-	if _, err := st.Cancel(ctx, j.ID); err != nil {
-		t.Fatal(err)
-	}
-	if err := df.Defer(ctx, j.ID, due); !errors.Is(err, jobs.ErrConflict) {
-		t.Fatalf("Defer of a cancelled job: %v; want ErrConflict", err)
-	}
-}
-
 // BenchmarkTokens measures a token's cost when the limit is far above the
 // load: the shared limiter (batches of up to Batch tokens per round trip)
 // against the local one.

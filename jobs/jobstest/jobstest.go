@@ -103,6 +103,7 @@ func Exercise(ctx context.Context, t *testing.T, newStore func(t *testing.T, now
 		{"RescueLapsedLeases", testRescueLapsed},
 		{"Cancelled", testCancelled},
 		{"Bounds", testBounds},
+		{"Defer", testDefer},
 	}
 	for _, tt := range clocked {
 		t.Run(tt.name, func(t *testing.T) {
