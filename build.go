@@ -358,9 +358,17 @@ func (p *parts) buildWorker() error {
 		shared := p.fleetLimits(hc)
 		if e.Config.RatePerSecond > 0 {
 			var lim handlers.Limiter = handlers.NewLocalLimiter(e.Config.RatePerSecond, e.Config.Burst, nil)
+			pull := cfg.Worker.Mode != "push" // a push is answered 429 at once: it needs no place in a line
+			if _, ok := p.raw.(jobs.Deferrer); ok && shared == nil && pull {
+				// Per process, but throttled messages are put off as well.
+				var err error
+				if lim, err = limits.Line(lim, e.Config.RatePerSecond, holdForToken); err != nil {
+					return err
+				}
+			}
 			if shared != nil {
 				t, err := limits.NewTokens(limits.TokensConfig{Store: shared, Name: "rate:" + e.Type, PerSecond: e.Config.RatePerSecond,
-					Burst: e.Config.Burst, MaxWait: holdForToken, Queue: true})
+					Burst: e.Config.Burst, MaxWait: holdForToken, Queue: pull})
 				if err != nil {
 					return &config.ValidationError{Field: "handlers.types." + e.Type + ".ratePerSecond", Value: e.Config.RatePerSecond, Fix: err.Error()}
 				}

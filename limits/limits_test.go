@@ -242,3 +242,35 @@ func BenchmarkTokens(b *testing.B) {
 		})
 	}
 }
+
+// TestLine: a local limiter under Line makes no one wait past maxWait;
+// refused callers get places one interval apart, and their tokens back.
+func TestLine(t *testing.T) {
+	lim, err := limits.Line(handlers.NewLocalLimiter(10, 1, nil), 10, 250*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i, want := range []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond} {
+		d, _, err := lim.Reserve(ctx, "k")
+		if err != nil || d > want || d < want-20*time.Millisecond {
+			t.Fatalf("reserve %d: wait %v, %v; want about %v", i, d, err, want)
+		}
+	}
+	var prev time.Duration
+	for i := range 3 {
+		_, _, err := lim.Reserve(ctx, "k")
+		var be *handlers.BusyError
+		if !errors.As(err, &be) {
+			t.Fatalf("refusal %d: %v; want a BusyError", i, err)
+		}
+		if i > 0 && be.RetryAfter-prev < 90*time.Millisecond {
+			t.Fatalf("refusal %d comes back in %v, the one before in %v; want places 100ms apart", i, be.RetryAfter, prev)
+		}
+		prev = be.RetryAfter
+	}
+	// Each key has its own bucket and line.
+	if _, _, err := lim.Reserve(ctx, "other"); err != nil {
+		t.Fatalf("another key: %v", err)
+	}
+}
