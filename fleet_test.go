@@ -3,6 +3,7 @@ package courier_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -48,6 +49,12 @@ func (s *starts) get(typ, key string) []time.Time {
 func fleet(t *testing.T) ([]*couriertest.Node, *starts) {
 	t.Helper()
 	url, schema := testenv.PostgresSchema(t)
+	return fleetOf(t, config.Store{Driver: "postgres", URL: url, Schema: schema}, 3)
+}
+
+// fleetOf is fleet with replicas Nodes on the store st.
+func fleetOf(t *testing.T, store config.Store, replicas int) ([]*couriertest.Node, *starts) {
+	t.Helper()
 	emu, err := emulator.Start(context.Background(), emulator.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -56,15 +63,17 @@ func fleet(t *testing.T) ([]*couriertest.Node, *starts) {
 	st := &starts{at: map[string][]time.Time{}}
 	cfg := &config.Config{
 		PubSub: config.PubSub{Project: "fleet"},
-		Store:  config.Store{Driver: "postgres", URL: url, Schema: schema},
+		Store:  store,
 		Jobs:   config.Jobs{RelayPollInterval: config.Duration(100 * time.Millisecond)},
-		Handlers: config.Handlers{Types: map[string]config.Handler{
+		// Each replica holds at most 100 messages: were a throttled key's
+		// messages held, the hot key's 1,000 would fill every replica.
+		Handlers: config.Handlers{MaxOutstandingMessages: 100, Types: map[string]config.Handler{
 			"courier.demo.v1.Echo":  {RatePerSecond: 10, Burst: 1},
 			"courier.demo.v1.Sleep": {RatePerSecond: 10, Burst: 1, RateKey: "label:customer"},
 		}},
 	}
 	var nodes []*couriertest.Node
-	for range 3 {
+	for range replicas {
 		reg := handlers.NewRegistry()
 		if err := handlers.Register(reg, func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) {
 			st.add("echo", job.Labels["customer"])
@@ -161,20 +170,31 @@ func TestFleetRateLimit(t *testing.T) {
 }
 
 // TestFleetKeyedRateLimit: 10/s per customer across three replicas. Ten
-// customers of 60 jobs each run side by side (each at its own 10/s), and
+// customers of 100 jobs each run side by side (each at its own 10/s), and
 // a hot customer with 1,000 jobs queued first does not hold up the others:
 // they all finish while most of the hot one's jobs still wait.
 func TestFleetKeyedRateLimit(t *testing.T) {
 	nodes, st := fleet(t)
+	testKeyedRateLimit(t, nodes, st, 10)
+}
+
+// TestKeyedRateLimitSQLite: the same on one Node with SQLite (limits per
+// process): the hot customer's messages are put off too, not held.
+func TestKeyedRateLimitSQLite(t *testing.T) {
+	nodes, st := fleetOf(t, config.Store{Driver: "sqlite", Path: filepath.Join(t.TempDir(), "jobs.db")}, 1)
+	testKeyedRateLimit(t, nodes, st, 3)
+}
+
+func testKeyedRateLimit(t *testing.T, nodes []*couriertest.Node, st *starts, keys int) {
 	ctx := context.Background()
 	enqueue := func(i int, customer string) {
 		t.Helper()
-		if _, err := nodes[i%3].Jobs.Enqueue(ctx, &demov1.Sleep{}, client.EnqueueOptions{Labels: map[string]string{"customer": customer}}); err != nil {
+		if _, err := nodes[i%len(nodes)].Jobs.Enqueue(ctx, &demov1.Sleep{}, client.EnqueueOptions{Labels: map[string]string{"customer": customer}}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	t.Run("keys", func(t *testing.T) {
-		const keys, per = 10, 60
+		const per = 100
 		t0 := time.Now()
 		for i := range keys * per {
 			enqueue(i, fmt.Sprint("c", i%keys))
@@ -203,7 +223,8 @@ func TestFleetKeyedRateLimit(t *testing.T) {
 		t.Logf("%d customers × %d jobs at 10/s each: %v from first start to last", keys, per, all[len(all)-1].Sub(all[0]).Round(time.Millisecond))
 	})
 	t.Run("hot", func(t *testing.T) {
-		const hot, cold, per = 1000, 9, 10
+		const hot, per = 1000, 10
+		cold := keys - 1
 		for i := range hot {
 			enqueue(i, "hot")
 		}
