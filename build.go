@@ -381,7 +381,8 @@ func (p *parts) buildWorker() error {
 		}
 		label := config.KeyLabel(hc.ConcurrencyKey)
 		if e.Config.Concurrency > 0 && shared != nil {
-			sl, err := limits.NewSlots(limits.SlotsConfig{Store: shared, Name: "concurrency:" + e.Type, Max: e.Config.Concurrency, Lease: 30 * time.Second, Logger: n.log})
+			sl, err := limits.NewSlots(limits.SlotsConfig{Store: shared, Name: "concurrency:" + e.Type, Max: e.Config.Concurrency, Lease: 30 * time.Second,
+				Hold: label == "", Logger: n.log})
 			if err != nil {
 				return &config.ValidationError{Field: "handlers.types." + e.Type + ".concurrency", Value: e.Config.Concurrency, Fix: err.Error()}
 			}

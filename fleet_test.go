@@ -20,19 +20,38 @@ import (
 	"github.com/courierq/courier/internal/testenv"
 	"github.com/courierq/courier/jobs"
 	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // starts records when each job's handler started, by type and label
 // "customer", across every Node of a test.
 type starts struct {
-	mu sync.Mutex
-	at map[string][]time.Time // by "type/customer"
+	mu      sync.Mutex
+	at      map[string][]time.Time // by "type/customer"
+	running map[string]int         // handlers running now, by "type/customer"
+	most    map[string]int         // the most that ever ran at once
 }
 
-func (s *starts) add(typ, key string) {
+// run records a start of typ for key and returns the func that records
+// its end.
+func (s *starts) run(typ, key string) func() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.at[typ+"/"+key] = append(s.at[typ+"/"+key], time.Now())
+	k := typ + "/" + key
+	s.at[k] = append(s.at[k], time.Now())
+	s.running[k]++
+	s.most[k] = max(s.most[k], s.running[k])
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.running[k]--
+	}
+}
+
+func (s *starts) mostAtOnce(typ, key string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.most[typ+"/"+key]
 }
 
 func (s *starts) get(typ, key string) []time.Time {
@@ -48,41 +67,53 @@ func (s *starts) get(typ, key string) []time.Time {
 // 10/s (burst 1) for the whole type and Sleep to 10/s per customer label.
 func fleet(t *testing.T) ([]*couriertest.Node, *starts) {
 	t.Helper()
-	url, schema := testenv.PostgresSchema(t)
-	return fleetOf(t, config.Store{Driver: "postgres", URL: url, Schema: schema}, 3)
+	return fleetOf(t, pgStore(t), 3, rateTypes)
 }
 
-// fleetOf is fleet with replicas Nodes on the store st.
-func fleetOf(t *testing.T, store config.Store, replicas int) ([]*couriertest.Node, *starts) {
+// rateTypes are fleet's handler settings.
+var rateTypes = map[string]config.Handler{
+	"courier.demo.v1.Echo":  {RatePerSecond: 10, Burst: 1},
+	"courier.demo.v1.Sleep": {RatePerSecond: 10, Burst: 1, RateKey: "label:customer"},
+}
+
+func pgStore(t *testing.T) config.Store {
+	url, schema := testenv.PostgresSchema(t)
+	return config.Store{Driver: "postgres", URL: url, Schema: schema}
+}
+
+// fleetOf is fleet with replicas Nodes on the store st, and types as the
+// handlers' settings.
+func fleetOf(t *testing.T, store config.Store, replicas int, types map[string]config.Handler) ([]*couriertest.Node, *starts) {
 	t.Helper()
 	emu, err := emulator.Start(context.Background(), emulator.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { emu.Close() })
-	st := &starts{at: map[string][]time.Time{}}
+	st := &starts{at: map[string][]time.Time{}, running: map[string]int{}, most: map[string]int{}}
 	cfg := &config.Config{
 		PubSub: config.PubSub{Project: "fleet"},
 		Store:  store,
 		Jobs:   config.Jobs{RelayPollInterval: config.Duration(100 * time.Millisecond)},
 		// Each replica holds at most 100 messages: were a throttled key's
 		// messages held, the hot key's 1,000 would fill every replica.
-		Handlers: config.Handlers{MaxOutstandingMessages: 100, Types: map[string]config.Handler{
-			"courier.demo.v1.Echo":  {RatePerSecond: 10, Burst: 1},
-			"courier.demo.v1.Sleep": {RatePerSecond: 10, Burst: 1, RateKey: "label:customer"},
-		}},
+		Handlers: config.Handlers{MaxOutstandingMessages: 100, Types: types},
 	}
 	var nodes []*couriertest.Node
 	for range replicas {
 		reg := handlers.NewRegistry()
 		if err := handlers.Register(reg, func(ctx context.Context, job *handlers.Job[*demov1.Echo]) (*demov1.EchoResult, error) {
-			st.add("echo", job.Labels["customer"])
+			defer st.run("echo", job.Labels["customer"])()
+			if d, err := time.ParseDuration(job.Payload.GetMessage()); err == nil {
+				time.Sleep(d) // the job's work
+			}
 			return &demov1.EchoResult{}, nil
 		}, handlers.Config{}); err != nil {
 			t.Fatal(err)
 		}
 		if err := handlers.Register(reg, func(ctx context.Context, job *handlers.Job[*demov1.Sleep]) (*demov1.SleepResult, error) {
-			st.add("sleep", job.Labels["customer"])
+			defer st.run("sleep", job.Labels["customer"])()
+			time.Sleep(job.Payload.GetDuration().AsDuration()) // the job's work
 			return &demov1.SleepResult{}, nil
 		}, handlers.Config{}); err != nil {
 			t.Fatal(err)
@@ -181,7 +212,7 @@ func TestFleetKeyedRateLimit(t *testing.T) {
 // TestKeyedRateLimitSQLite: the same on one Node with SQLite (limits per
 // process): the hot customer's messages are put off too, not held.
 func TestKeyedRateLimitSQLite(t *testing.T) {
-	nodes, st := fleetOf(t, config.Store{Driver: "sqlite", Path: filepath.Join(t.TempDir(), "jobs.db")}, 1)
+	nodes, st := fleetOf(t, config.Store{Driver: "sqlite", Path: filepath.Join(t.TempDir(), "jobs.db")}, 1, rateTypes)
 	testKeyedRateLimit(t, nodes, st, 3)
 }
 
@@ -249,4 +280,40 @@ func testKeyedRateLimit(t *testing.T, nodes []*couriertest.Node, st *starts, key
 			t.Logf("when the %d cold customers were done, the hot one had started %d of %d", done, n, hot)
 		}
 	})
+}
+
+// TestFleetConcurrency: concurrency 2 on a type, and 1 per customer on
+// another, hold across three replicas: never more running at once, counted
+// by the handlers themselves (one process). Per process they would allow
+// 6 and 3.
+func TestFleetConcurrency(t *testing.T) {
+	nodes, st := fleetOf(t, pgStore(t), 3, map[string]config.Handler{
+		"courier.demo.v1.Echo":  {Concurrency: 2},
+		"courier.demo.v1.Sleep": {Concurrency: 1, ConcurrencyKey: "label:customer"},
+	})
+	ctx := context.Background()
+	const echoes, perKey, keys = 30, 8, 3
+	for i := range echoes {
+		if _, err := nodes[i%3].Jobs.Enqueue(ctx, &demov1.Echo{Message: "30ms"}, client.EnqueueOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range perKey * keys {
+		if _, err := nodes[i%3].Jobs.Enqueue(ctx, &demov1.Sleep{Duration: durationpb.New(30 * time.Millisecond)},
+			client.EnqueueOptions{Labels: map[string]string{"customer": fmt.Sprint("c", i%keys)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	awaitSucceeded(t, nodes[0].Store(), "courier.demo.v1.Echo", echoes, couriertest.Timeout)
+	awaitSucceeded(t, nodes[0].Store(), "courier.demo.v1.Sleep", perKey*keys, couriertest.Timeout)
+	if got := st.mostAtOnce("echo", ""); got > 2 || got < 1 {
+		t.Errorf("Echo: %d ran at once across the fleet; want at most 2 (concurrency 2)", got)
+	}
+	for k := range keys {
+		if got := st.mostAtOnce("sleep", fmt.Sprint("c", k)); got != 1 {
+			t.Errorf("Sleep of customer c%d: %d ran at once across the fleet; want 1 (concurrency 1 per customer)", k, got)
+		}
+	}
+	t.Logf("most at once: Echo %d (limit 2); Sleep per customer %d, %d, %d (limit 1)", st.mostAtOnce("echo", ""),
+		st.mostAtOnce("sleep", "c0"), st.mostAtOnce("sleep", "c1"), st.mostAtOnce("sleep", "c2"))
 }

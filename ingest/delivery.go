@@ -94,7 +94,7 @@ func (d *delivery) process() {
 			// limit's line is long, or its slots are taken): put the job off
 			// through the outbox, or else wait, holding the message, and
 			// try again.
-			if d.putOff(busy) || !d.waitBusy(busy) {
+			if !busy.Hold && d.putOff(busy) || !d.waitBusy(busy) {
 				return
 			}
 			continue

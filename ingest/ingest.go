@@ -279,9 +279,10 @@ func New(cfg Config) (*Worker, error) {
 			return nil, err
 		}
 		t := &typeRun{entry: e, names: n, concurrency: handlers.Concurrency(e.Config.Concurrency)}
-		if cfg.Slots[e.Type] != nil {
-			// The fleet's slots bound this process too (and, keyed, the
-			// bound is per key, not per type).
+		if cfg.Slots[e.Type] != nil && cfg.ConcurrencyKeys[e.Type] != nil {
+			// Keyed, the fleet's slots are per key: a bound per type in
+			// this process would be wrong. (Unkeyed, this process's bound
+			// stays: at most that many messages ask the fleet for a slot.)
 			t.concurrency = handlers.Concurrency(0)
 		}
 		if e.Config.RatePerSecond > 0 {

@@ -33,6 +33,12 @@ type SlotsConfig struct {
 	RetryAfter time.Duration
 	// StoreTimeout bounds each round trip. 0 means 5s.
 	StoreTimeout time.Duration
+	// Hold marks refusals (handlers.BusyError.Hold) as ones the caller
+	// should wait out, holding its message, rather than put the message
+	// off: for a limit without keys, where held messages starve no other
+	// key (and putting every waiting message off would cost a store write
+	// and a publish each, again and again).
+	Hold bool
 	// Logger receives renewal failures. nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -95,7 +101,7 @@ func (s *Slots) Acquire(ctx context.Context, key string) (func(), error) {
 	}
 	if !ok {
 		jitter := time.Duration(rand.Int64N(int64(s.cfg.RetryAfter)))
-		return func() {}, &handlers.BusyError{Limit: fmt.Sprintf("concurrency limit (%d across the fleet)", s.cfg.Max), RetryAfter: s.cfg.RetryAfter/2 + jitter}
+		return func() {}, &handlers.BusyError{Limit: fmt.Sprintf("concurrency limit (%d across the fleet)", s.cfg.Max), RetryAfter: s.cfg.RetryAfter/2 + jitter, Hold: s.cfg.Hold}
 	}
 	s.mu.Lock()
 	s.held[holder] = true
