@@ -20,6 +20,8 @@ import (
 	"github.com/courierq/courier/internal/testenv"
 	"github.com/courierq/courier/jobs"
 	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -316,4 +318,21 @@ func TestFleetConcurrency(t *testing.T) {
 	}
 	t.Logf("most at once: Echo %d (limit 2); Sleep per customer %d, %d, %d (limit 1)", st.mostAtOnce("echo", ""),
 		st.mostAtOnce("sleep", "c0"), st.mostAtOnce("sleep", "c1"), st.mostAtOnce("sleep", "c2"))
+}
+
+// TestFleetEnqueueLimit: enqueueRatePerSecond holds across replicas: with a
+// burst of 2 (and a rate too low to refill during the test), two enqueues
+// pass, through either replica, and the next are refused on both (per
+// process, each would pass two).
+func TestFleetEnqueueLimit(t *testing.T) {
+	nodes, _ := fleetOf(t, pgStore(t), 2, map[string]config.Handler{
+		"courier.demo.v1.Echo": {EnqueueRatePerSecond: 0.01, EnqueueBurst: 2},
+	})
+	ctx := context.Background()
+	for i, want := range []codes.Code{codes.OK, codes.OK, codes.ResourceExhausted, codes.ResourceExhausted} {
+		_, err := nodes[i%2].Jobs.Enqueue(ctx, &demov1.Echo{}, client.EnqueueOptions{})
+		if got := status.Code(err); got != want {
+			t.Fatalf("enqueue %d through replica %d: %v; want %v", i, i%2, err, want)
+		}
+	}
 }
