@@ -17,6 +17,13 @@
 // publisher (see package publisher), knows nothing of gRPC and never
 // imports backend.
 //
+// Limits: a message waits for a rate-limit token or a concurrency slot
+// while it holds it; a limiter that refuses to make it wait that long
+// (package limits, fleet-wide, or a local one past a second) returns a
+// *handlers.BusyError, and the job is put off instead: Config.Deferrer gives
+// it an outbox entry due when the limiter says and the message is acked,
+// so throttled messages (a hot key's) never fill the worker's flow control.
+//
 // Per message: a message with no ce-type, of a type with no handler, or whose
 // data does not decode is dead-lettered with the reason in the
 // courier-dead-letter-reason attribute and acked; it never stops the worker.

@@ -76,7 +76,6 @@ type keyTokens struct {
 	mu     sync.Mutex  // guards ready
 	ready  []time.Time // tokens taken and not handed out, in time order
 	used   time.Time
-	failed error // the last round trip's error, when it failed
 }
 
 // NewTokens checks cfg and returns a Tokens.
