@@ -72,10 +72,10 @@ type Tokens struct {
 }
 
 type keyTokens struct {
-	fetch  sync.Mutex  // one round trip per key at a time
-	mu     sync.Mutex  // guards ready
-	ready  []time.Time // tokens taken and not handed out, in time order
-	used   time.Time
+	fetch sync.Mutex  // one round trip per key at a time
+	mu    sync.Mutex  // guards ready
+	ready []time.Time // tokens taken and not handed out, in time order
+	used  time.Time
 }
 
 // NewTokens checks cfg and returns a Tokens.
