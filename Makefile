@@ -63,7 +63,7 @@ bench:
 ## replicas, and with a fleet-wide limiter set far above the load (its
 ## cost); the shared limiter's cost per token; the dashboard on a million jobs.
 bench-fleet:
-	$(GO) test -run '^$$' -bench Fleet -benchtime 1x -timeout 30m .
+	$(GO) test -run '^$$' -bench Fleet -benchtime 1x -count 3 -timeout 30m .
 	$(GO) test -run '^$$' -bench Tokens -benchtime 2s ./limits
 	$(GO) test -run '^$$' -bench Overview -benchtime 20x -timeout 30m ./dashboard
 
