@@ -266,8 +266,12 @@ func testKeyedRateLimit(t *testing.T, nodes []*couriertest.Node, st *starts, key
 			enqueue(i, fmt.Sprint("cold", i%cold))
 		}
 		done := 0
+		deadline := time.Now().Add(couriertest.Timeout)
 		for k := range cold {
 			for len(st.get("sleep", fmt.Sprint("cold", k))) < per {
+				if time.Now().After(deadline) {
+					t.Fatalf("cold customer %d: %d of %d jobs started after %v", k, len(st.get("sleep", fmt.Sprint("cold", k))), per, couriertest.Timeout)
+				}
 				time.Sleep(20 * time.Millisecond)
 			}
 			at := st.get("sleep", fmt.Sprint("cold", k))
