@@ -2,6 +2,10 @@
 // Job record, its states, the Store interface that every store implements,
 // and the errors they share. Each store lives in a subpackage (jobs/sqlite,
 // jobs/postgres) and is checked by the one conformance suite in jobs/jobstest.
+// Two optional capabilities sit beside Store, as interfaces of their own so
+// that a store need not have them: Limits (rate-limit buckets and
+// concurrency slots shared by every replica: jobs/postgres) and Deferrer
+// (putting a queued job's message off through the outbox: both stores).
 //
 // It is for the code that records jobs: the JobService, the outbox relay and
 // the handler workers. It knows nothing of gRPC, Pub/Sub or protobuf
