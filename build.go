@@ -381,8 +381,15 @@ func (p *parts) buildWorker() error {
 		}
 		label := config.KeyLabel(hc.ConcurrencyKey)
 		if e.Config.Concurrency > 0 && shared != nil {
+			// Without a key, a refused message waits and asks again soon (at
+			// most this process's own bound of them ask); with one, it is put
+			// off for about a second.
+			retry := time.Second
+			if label == "" {
+				retry = 100 * time.Millisecond
+			}
 			sl, err := limits.NewSlots(limits.SlotsConfig{Store: shared, Name: "concurrency:" + e.Type, Max: e.Config.Concurrency, Lease: 30 * time.Second,
-				Hold: label == "", Logger: n.log})
+				RetryAfter: retry, Hold: label == "", Logger: n.log})
 			if err != nil {
 				return &config.ValidationError{Field: "handlers.types." + e.Type + ".concurrency", Value: e.Config.Concurrency, Fix: err.Error()}
 			}
