@@ -198,6 +198,16 @@ func TestFleetRateLimit(t *testing.T) {
 		t.Fatalf("%d handler starts for %d jobs; want one each", len(at), n)
 	}
 	most := gcraBound(t, "echo", at, t0, 10, 1)
+	// Jobs put off by the limit spent none of their attempts.
+	js, _, err := nodes[0].Store().List(context.Background(), jobs.ListParams{Type: "courier.demo.v1.Echo", PageSize: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range js {
+		if j.Attempt != 1 {
+			t.Errorf("job %s SUCCEEDED on attempt %d; want 1 (being put off is no attempt)", j.ID, j.Attempt)
+		}
+	}
 	t.Logf("%d jobs on 3 replicas in %v (first start to last); at most %d starts in any one-second window (limit 10/s, burst 1)",
 		n, at[len(at)-1].Sub(at[0]).Round(time.Millisecond), most)
 }
