@@ -70,6 +70,7 @@ func Exercise(ctx context.Context, t *testing.T, newStore func(t *testing.T, now
 		{"Subscribe", testSubscribe},
 		{"SubscribeOtherReplica", func(ctx context.Context, t *testing.T, s jobs.Store) { testPeer(ctx, t, s, f) }},
 		{"Times", testTimes},
+		{"Limits", testLimits},
 		{"PingAndClose", testClose},
 	}
 	for _, tt := range tests {
