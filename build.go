@@ -53,9 +53,10 @@ type parts struct {
 	pub      *publisher.Publisher
 	relay    *outbox.Relay
 	janitor  *jobs.Janitor
-	rescuer  *jobs.Rescuer     // nil when jobs.rescueAfter turns it off
-	worker   *ingest.Worker    // nil in the api role or without handlers
-	temporal *workflows.Worker // nil without a temporal section (or in the api role)
+	rescuer  *jobs.Rescuer            // nil when jobs.rescueAfter turns it off
+	worker   *ingest.Worker           // nil in the api role or without handlers
+	dead     *ingest.DeadLetterReader // nil without handlers
+	temporal *workflows.Worker        // nil without a temporal section (or in the api role)
 	jobs     *jobservice.Service
 	grpc     *backend.Server // nil in the worker role
 	http     *http.Server
@@ -429,7 +430,7 @@ func (p *parts) buildAPI(checks map[string]func(context.Context) error) error {
 	n, cfg := p.n, p.cfg
 	types := jobservice.TypeMap{}
 	for _, e := range p.reg.Entries() {
-		types[e.Type] = jobservice.TypeInfo{MaxAttempts: e.Config.MaxAttempts, Check: checks[e.Type]}
+		types[e.Type] = jobservice.TypeInfo{MaxAttempts: e.Config.MaxAttempts, Timeout: e.Config.Timeout, Check: checks[e.Type]}
 	}
 	for name, check := range checks {
 		if _, ok := types[name]; !ok {
@@ -437,7 +438,16 @@ func (p *parts) buildAPI(checks map[string]func(context.Context) error) error {
 		}
 	}
 	var err error
-	p.jobs, err = jobservice.New(jobservice.Config{Store: p.store, Types: types, Notify: p.relay.Notify})
+	jcfg := jobservice.Config{Store: p.store, Types: types, Notify: p.relay.Notify}
+	if len(p.reg.Entries()) > 0 {
+		// Dead letters are read through Pub/Sub, not a worker: any replica
+		// lists and replays them.
+		if p.dead, err = ingest.NewDeadLetterReader(ingest.DeadLetterReaderConfig{Client: p.ps, Registry: p.reg, Naming: p.naming()}); err != nil {
+			return err
+		}
+		jcfg.DeadLetters = jobDeadLetters{p.dead}
+	}
+	p.jobs, err = jobservice.New(jcfg)
 	if err != nil {
 		return err
 	}

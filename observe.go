@@ -2,8 +2,6 @@ package courier
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +17,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/courierq/courier/backend/jobservice"
 	"github.com/courierq/courier/client"
 	"github.com/courierq/courier/config"
 	"github.com/courierq/courier/dashboard"
@@ -145,7 +144,7 @@ func (o *observe) routes(mux *http.ServeMux) error {
 			for k, v := range failed.Labels {
 				labels[k] = v
 			}
-			labels["reenqueued-from"] = failed.ID
+			labels[jobservice.ReenqueueLabel] = failed.ID
 			resp, err := jc.EnqueueJob(ctx, &courierv1.EnqueueJobRequest{
 				Payload: &anypb.Any{TypeUrl: "type.googleapis.com/" + failed.Type, Value: failed.Payload},
 				// One re-enqueue per failed job, however often the button is pressed.
@@ -163,8 +162,8 @@ func (o *observe) routes(mux *http.ServeMux) error {
 			dcfg.ActionsNote = "Actions are CancelJob and EnqueueJob calls to the gRPC API with this request's Authorization header (e.g. set by an authenticating proxy); its policy decides."
 		}
 	}
-	if o.p.worker != nil {
-		dcfg.DeadLetters = deadLetters{o.p.worker}
+	if o.p.dead != nil {
+		dcfg.DeadLetters = deadLetters{o.p.dead}
 	}
 	if o.cfg.GRPC.DevMode {
 		// Unauthenticated, on loopback: answer only to loopback names, so
@@ -194,17 +193,9 @@ func (o *observe) routes(mux *http.ServeMux) error {
 	return nil
 }
 
-// reenqueueKey is the idempotency key of the re-enqueue of failed job id:
-// "courier-reenqueue:ID", or with the ID's SHA-256 when that would pass
-// jobs.MaxIdempotencyKeyBytes (IDs from other publishers may be long).
-func reenqueueKey(id string) string {
-	const prefix = "courier-reenqueue:"
-	if len(prefix)+len(id) <= jobs.MaxIdempotencyKeyBytes {
-		return prefix + id
-	}
-	sum := sha256.Sum256([]byte(id))
-	return prefix + "sha256:" + hex.EncodeToString(sum[:])
-}
+// reenqueueKey is the idempotency key of the re-enqueue of failed job id
+// (jobservice.ReenqueueKey: the dashboard and ReplayDeadLetters share it).
+func reenqueueKey(id string) string { return jobservice.ReenqueueKey(id) }
 
 // loopbackHosts are the host names a dev-mode dashboard answers: the
 // loopback names and the hosts of the given addresses (configured, bound).
@@ -218,11 +209,11 @@ func loopbackHosts(addrs ...string) []string {
 	return hosts
 }
 
-// deadLetters shows the worker's dead-letter subscriptions on the dashboard.
-type deadLetters struct{ w *ingest.Worker }
+// deadLetters shows the dead-letter subscriptions on the dashboard.
+type deadLetters struct{ r *ingest.DeadLetterReader }
 
 func (d deadLetters) Peek(ctx context.Context, typ string, limit int) ([]dashboard.DeadLetter, error) {
-	dls, err := d.w.PeekDeadLetters(ctx, typ, limit)
+	dls, err := d.r.Peek(ctx, typ, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -237,5 +228,27 @@ func (d deadLetters) Peek(ctx context.Context, typ string, limit int) ([]dashboa
 }
 
 func (d deadLetters) Ack(ctx context.Context, sub string, ids []string) ([]string, error) {
-	return d.w.AckDeadLetters(ctx, sub, ids)
+	return d.r.Ack(ctx, sub, ids)
+}
+
+// jobDeadLetters serves ListDeadLetters and ReplayDeadLetters.
+type jobDeadLetters struct{ r *ingest.DeadLetterReader }
+
+func (d jobDeadLetters) Peek(ctx context.Context, typ string, limit int) ([]jobservice.DeadLetter, error) {
+	dls, err := d.r.Peek(ctx, typ, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]jobservice.DeadLetter, len(dls))
+	for i, dl := range dls {
+		out[i] = jobservice.DeadLetter{
+			Subscription: dl.Subscription, MessageID: dl.MessageID, Type: dl.Type, JobID: dl.JobID, Reason: dl.Reason,
+			Attempt: dl.Attempt, Published: dl.Published, Data: dl.Data, Labels: wire.Labels(dl.Attributes), Attributes: dl.Attributes,
+		}
+	}
+	return out, nil
+}
+
+func (d jobDeadLetters) Ack(ctx context.Context, sub string, ids []string) ([]string, error) {
+	return d.r.Ack(ctx, sub, ids)
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	courierv1 "github.com/courierq/courier/proto/courier/v1"
@@ -41,19 +42,76 @@ type EnqueueOptions struct {
 	RunAfter time.Time
 	// Labels are stored with the job; ListJobs filters on them.
 	Labels map[string]string
+	// UniqueFor and UniqueWhileActive (with IdempotencyKey) say how long
+	// the key is held: for UniqueFor after the enqueue, only while the job
+	// is queued or running, or (both) until the first of the two ends.
+	// Zero: for as long as the job is kept.
+	UniqueFor         time.Duration
+	UniqueWhileActive bool
+	// MaxAttempts and Timeout override the type's, up to the type's own;
+	// zero means the type's.
+	MaxAttempts int
+	Timeout     time.Duration
+	// OrderingKey: jobs with one key run one at a time, in enqueue order.
+	OrderingKey string
+}
+
+// Request returns the EnqueueJobRequest of msg with these options.
+func (o EnqueueOptions) Request(msg proto.Message) (*courierv1.EnqueueJobRequest, error) {
+	payload, err := anypb.New(msg)
+	if err != nil {
+		return nil, fmt.Errorf("client: encoding the payload: %w", err)
+	}
+	req := &courierv1.EnqueueJobRequest{Payload: payload, IdempotencyKey: o.IdempotencyKey, Labels: o.Labels,
+		UniqueWhileActive: o.UniqueWhileActive, MaxAttempts: int32(o.MaxAttempts), OrderingKey: o.OrderingKey}
+	if !o.RunAfter.IsZero() {
+		req.RunAfter = timestamppb.New(o.RunAfter)
+	}
+	if o.UniqueFor != 0 {
+		req.UniqueFor = durationpb.New(o.UniqueFor)
+	}
+	if o.Timeout != 0 {
+		req.Timeout = durationpb.New(o.Timeout)
+	}
+	return req, nil
+}
+
+// BatchJob is one job of EnqueueBatch.
+type BatchJob struct {
+	Payload proto.Message
+	Options EnqueueOptions
+}
+
+// EnqueueBatch records up to 1,000 jobs in one transaction (EnqueueJobs):
+// all or none. It returns their IDs in order; a duplicate's ID is the
+// holder's.
+func (j *Jobs) EnqueueBatch(ctx context.Context, batch []BatchJob) ([]string, error) {
+	req := &courierv1.EnqueueJobsRequest{Jobs: make([]*courierv1.EnqueueJobRequest, len(batch))}
+	for i, b := range batch {
+		r, err := b.Options.Request(b.Payload)
+		if err != nil {
+			return nil, fmt.Errorf("client: jobs[%d]: %w", i, err)
+		}
+		req.Jobs[i] = r
+	}
+	resp, err := j.c.EnqueueJobs(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(resp.GetJobs()))
+	for i, r := range resp.GetJobs() {
+		ids[i] = r.GetJobId()
+	}
+	return ids, nil
 }
 
 // Enqueue records a job whose payload is msg (its full protobuf name picks
 // the job type) and returns its ID. A duplicate (an IdempotencyKey seen
 // before for the type) returns the first job's ID.
 func (j *Jobs) Enqueue(ctx context.Context, msg proto.Message, opts EnqueueOptions) (string, error) {
-	payload, err := anypb.New(msg)
+	req, err := opts.Request(msg)
 	if err != nil {
-		return "", fmt.Errorf("client: encoding the payload: %w", err)
-	}
-	req := &courierv1.EnqueueJobRequest{Payload: payload, IdempotencyKey: opts.IdempotencyKey, Labels: opts.Labels}
-	if !opts.RunAfter.IsZero() {
-		req.RunAfter = timestamppb.New(opts.RunAfter)
+		return "", err
 	}
 	resp, err := j.c.EnqueueJob(ctx, req)
 	if err != nil {

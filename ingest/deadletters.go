@@ -12,6 +12,7 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 
+	"github.com/courierq/courier/handlers"
 	"github.com/courierq/courier/wire"
 )
 
@@ -82,14 +83,77 @@ func (d *clientDeadLetters) Stop() {
 // maxPeek bounds how many messages one peek or ack leases per subscription.
 const maxPeek = 1000
 
+// DeadLetterReaderConfig configures a DeadLetterReader.
+type DeadLetterReaderConfig struct {
+	// Client reaches Pub/Sub. Required.
+	Client *pubsub.Client
+	// Registry lists the job types whose dead letters are read. Required.
+	Registry *handlers.Registry
+	// Naming maps types to topics; it must match the workers'.
+	Naming wire.Naming
+	// DeadLetterSuffix as in Config ("" means "-dead-letter").
+	DeadLetterSuffix string
+}
+
+// DeadLetterReader reads and removes the dead letters of the registered job
+// types. It needs no Worker, only a Pub/Sub client, so any process of a
+// deployment (an API replica too) can show and replay dead letters; a
+// Worker's PeekDeadLetters and AckDeadLetters use one.
+type DeadLetterReader struct {
+	cfg DeadLetterReaderConfig
+}
+
+// NewDeadLetterReader checks cfg and returns a reader.
+func NewDeadLetterReader(cfg DeadLetterReaderConfig) (*DeadLetterReader, error) {
+	switch {
+	case cfg.Client == nil:
+		return nil, errors.New("ingest: DeadLetterReaderConfig.Client is nil; pass a *pubsub.Client")
+	case cfg.Registry == nil:
+		return nil, errors.New("ingest: DeadLetterReaderConfig.Registry is nil; pass the handler registry")
+	}
+	if cfg.DeadLetterSuffix == "" {
+		cfg.DeadLetterSuffix = "-dead-letter"
+	}
+	return &DeadLetterReader{cfg: cfg}, nil
+}
+
+// subscription returns the dead-letter subscription of type typ.
+func (r *DeadLetterReader) subscription(typ string) (string, error) {
+	topic, err := r.cfg.Naming.Topic(typ)
+	if err != nil {
+		return "", fmt.Errorf("ingest: topic of %s: %w", typ, err)
+	}
+	return topic + r.cfg.DeadLetterSuffix, nil
+}
+
+// Types returns the registered job types, sorted.
+func (r *DeadLetterReader) Types() []string { return r.cfg.Registry.Types() }
+
 // PeekDeadLetters returns up to limit (at most 1000; 0 means 1000) dead
 // letters of each registered type (of typ only, when typ is not ""), oldest
-// published first, and leaves them in place: it pulls without acking and
-// then sets their ack deadlines to 0, so they can be pulled again at once.
-// While it runs they are leased, so a concurrent peek sees fewer; Pub/Sub
-// may also return fewer than are kept (a pull that returns immediately is
-// best effort). For the dashboard; not for consuming dead letters.
+// published first, and leaves them in place: see DeadLetterReader.Peek.
 func (w *Worker) PeekDeadLetters(ctx context.Context, typ string, limit int) ([]DeadLetter, error) {
+	return w.deadLetterReader().Peek(ctx, typ, limit)
+}
+
+// AckDeadLetters removes dead letters: see DeadLetterReader.Ack.
+func (w *Worker) AckDeadLetters(ctx context.Context, sub string, messageIDs []string) ([]string, error) {
+	return w.deadLetterReader().Ack(ctx, sub, messageIDs)
+}
+
+func (w *Worker) deadLetterReader() *DeadLetterReader {
+	return &DeadLetterReader{cfg: DeadLetterReaderConfig{Client: w.cfg.Client, Registry: w.cfg.Registry, Naming: w.cfg.Naming, DeadLetterSuffix: w.cfg.DeadLetterSuffix}}
+}
+
+// Peek returns up to limit (at most 1000; 0 means 1000) dead letters of
+// each registered type (of typ only, when typ is not ""), oldest published
+// first, and leaves them in place: it pulls without acking and then sets
+// their ack deadlines to 0, so they can be pulled again at once. While it
+// runs they are leased, so a concurrent peek sees fewer; Pub/Sub may also
+// return fewer than are kept (a pull that returns immediately is best
+// effort). For the dashboard and ListDeadLetters; not for consuming dead
+// letters.
+func (r *DeadLetterReader) Peek(ctx context.Context, typ string, limit int) ([]DeadLetter, error) {
 	if limit < 0 || limit > maxPeek {
 		return nil, fmt.Errorf("ingest: PeekDeadLetters limit %d; pass 1..%d, or 0 for %d", limit, maxPeek, maxPeek)
 	}
@@ -97,16 +161,16 @@ func (w *Worker) PeekDeadLetters(ctx context.Context, typ string, limit int) ([]
 		limit = maxPeek
 	}
 	var out []DeadLetter
-	for _, e := range w.cfg.Registry.Entries() {
+	for _, e := range r.cfg.Registry.Entries() {
 		if typ != "" && e.Type != typ {
 			continue
 		}
-		n, err := w.names(e)
+		sub, err := r.subscription(e.Type)
 		if err != nil {
 			return nil, err
 		}
-		err = w.lease(ctx, n.DeadLetterSubscription, limit, func(rm *pubsubpb.ReceivedMessage) bool {
-			out = append(out, deadLetter(n.DeadLetterSubscription, rm.Message))
+		err = r.lease(ctx, sub, limit, func(rm *pubsubpb.ReceivedMessage) bool {
+			out = append(out, deadLetter(sub, rm.Message))
 			return false
 		})
 		if err != nil {
@@ -117,12 +181,12 @@ func (w *Worker) PeekDeadLetters(ctx context.Context, typ string, limit int) ([]
 	return out, nil
 }
 
-// AckDeadLetters removes the dead letters with these message IDs from the
+// Ack removes the dead letters with these message IDs from the
 // dead-letter subscription sub (a DeadLetter.Subscription) and returns the
 // IDs it acked; IDs it did not find (already gone, or leased by someone
 // else) are left out. Other messages it leases on the way are left in place.
-func (w *Worker) AckDeadLetters(ctx context.Context, sub string, messageIDs []string) ([]string, error) {
-	if !w.isDeadLetterSubscription(sub) {
+func (r *DeadLetterReader) Ack(ctx context.Context, sub string, messageIDs []string) ([]string, error) {
+	if !r.IsSubscription(sub) {
 		return nil, fmt.Errorf("ingest: %q is not the dead-letter subscription of a registered type", sub)
 	}
 	want := map[string]bool{}
@@ -130,7 +194,7 @@ func (w *Worker) AckDeadLetters(ctx context.Context, sub string, messageIDs []st
 		want[id] = true
 	}
 	var acked []string
-	err := w.lease(ctx, sub, maxPeek, func(rm *pubsubpb.ReceivedMessage) bool {
+	err := r.lease(ctx, sub, maxPeek, func(rm *pubsubpb.ReceivedMessage) bool {
 		id := rm.Message.GetMessageId()
 		if !want[id] {
 			return false
@@ -145,9 +209,11 @@ func (w *Worker) AckDeadLetters(ctx context.Context, sub string, messageIDs []st
 	return acked, nil
 }
 
-func (w *Worker) isDeadLetterSubscription(sub string) bool {
-	for _, e := range w.cfg.Registry.Entries() {
-		if n, err := w.names(e); err == nil && n.DeadLetterSubscription == sub {
+// IsSubscription reports whether sub is the dead-letter subscription of a
+// registered type.
+func (r *DeadLetterReader) IsSubscription(sub string) bool {
+	for _, e := range r.cfg.Registry.Entries() {
+		if s, err := r.subscription(e.Type); err == nil && s == sub {
 			return true
 		}
 	}
@@ -157,9 +223,9 @@ func (w *Worker) isDeadLetterSubscription(sub string) bool {
 // lease pulls up to limit messages from sub, holding each until every one is
 // pulled (so that none comes twice), then acks those keep returned true for
 // and sets the others' ack deadlines to 0.
-func (w *Worker) lease(ctx context.Context, sub string, limit int, keep func(*pubsubpb.ReceivedMessage) bool) (err error) {
-	c := w.cfg.Client.SubscriptionAdminClient
-	name := "projects/" + w.cfg.Client.Project() + "/subscriptions/" + sub
+func (r *DeadLetterReader) lease(ctx context.Context, sub string, limit int, keep func(*pubsubpb.ReceivedMessage) bool) (err error) {
+	c := r.cfg.Client.SubscriptionAdminClient
+	name := "projects/" + r.cfg.Client.Project() + "/subscriptions/" + sub
 	var ack, nack []string
 	defer func() {
 		// Release what was leased even when ctx ended mid-way.

@@ -236,7 +236,11 @@ func (d *delivery) chain() handlers.Handler {
 	}
 	mws = append(mws, d.markRunning)
 	mws = append(mws, d.w.cfg.Middleware...)
-	mws = append(mws, handlers.Timeout(d.t.entry.Config.Timeout), d.w.recover)
+	timeout := d.t.entry.Config.Timeout
+	if d.job != nil && d.job.Timeout > 0 {
+		timeout = d.job.Timeout // the job's own (EnqueueJobRequest.timeout), at most the type's
+	}
+	mws = append(mws, handlers.Timeout(timeout), d.w.recover)
 	return handlers.ChainMiddleware(d.t.entry.Handler, mws...)
 }
 

@@ -45,6 +45,9 @@ func (w *Worker) wantSubscriptions(t *typeRun) (topic, dlTopic string, subs []*p
 		// A safety net: the worker itself dead-letters after MaxAttempts;
 		// Pub/Sub requires 5..100 here.
 		DeadLetterPolicy: &pubsubpb.DeadLetterPolicy{DeadLetterTopic: dlTopic, MaxDeliveryAttempts: int32(min(max(5, c.MaxAttempts), 100))},
+		// Jobs enqueued with an ordering key are delivered in order, one
+		// at a time per key; messages without a key are unaffected.
+		EnableMessageOrdering: true,
 	}
 	if w.cfg.Push != nil { // push.go says why the net is wider
 		worker.PushConfig = w.cfg.Push.subscription()
@@ -90,6 +93,11 @@ func (w *Worker) align(ctx context.Context, want *pubsubpb.Subscription) error {
 	have, err := w.cfg.Client.SubscriptionAdminClient.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: want.Name})
 	if err != nil {
 		return fmt.Errorf("ingest: reading subscription %s: %w", want.Name, err)
+	}
+	if want.GetEnableMessageOrdering() && !have.GetEnableMessageOrdering() {
+		// Pub/Sub cannot change it on an existing subscription.
+		w.log.Warn("ingest: subscription was created without message ordering, so jobs with an ordering key are not delivered in order; delete it (its messages with it) and let the worker create it again to order them",
+			"subscription", want.Name)
 	}
 	var paths, changes []string
 	if have.GetAckDeadlineSeconds() != want.GetAckDeadlineSeconds() {
@@ -144,12 +152,15 @@ func (w *Worker) checkSubscriptions(ctx context.Context) error {
 	for _, e := range w.cfg.Registry.Entries() {
 		n := w.types[e.Type].names
 		name := "projects/" + w.cfg.Client.Project() + "/subscriptions/" + n.Subscription
-		_, err := w.cfg.Client.SubscriptionAdminClient.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: name})
+		sub, err := w.cfg.Client.SubscriptionAdminClient.GetSubscription(ctx, &pubsubpb.GetSubscriptionRequest{Subscription: name})
 		switch {
 		case notFound(err):
 			missing = append(missing, fmt.Sprintf("%s (on topic %s, for %s)", n.Subscription, n.Topic, e.Type))
 		case err != nil:
 			return fmt.Errorf("ingest: checking subscription %s: %w", name, err)
+		case !sub.GetEnableMessageOrdering():
+			w.log.Warn("ingest: subscription has no message ordering, so jobs with an ordering key are not delivered in order; create it with message ordering enabled to order them",
+				"subscription", name)
 		}
 	}
 	if len(missing) > 0 {

@@ -17,6 +17,7 @@ package jobs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -215,6 +216,9 @@ var (
 	// Attempt < 1, Fraction outside 0..1, a page token the store did not
 	// return, ...); the message says which and what to pass instead.
 	ErrInvalidArgument = errors.New("jobs: invalid argument")
+	// ErrUnsupported: the store does not have an optional capability
+	// (BatchEnqueuer, UniqueScopes).
+	ErrUnsupported = errors.New("jobs: not supported by this store")
 )
 
 // EnqueueParams are the arguments of Store.Enqueue.
@@ -223,6 +227,74 @@ type EnqueueParams struct {
 	// RunAfter, TraceParent, TraceState, OrderingKey and Timeout are used;
 	// the store sets State, times and the lease.
 	Job Job
+
+	// UniqueFor and UniqueWhileActive narrow how long the job holds its
+	// IdempotencyKey (they need one). By default (both zero) the key is
+	// held for as long as the job is kept (until DeleteFinished deletes
+	// it). With UniqueFor > 0 it is held until CreateTime + UniqueFor;
+	// with UniqueWhileActive only while the job is Queued or Running; with
+	// both, until the first of the two ends. An Enqueue with a key that is
+	// no longer held records a new job, which holds the key from then on.
+	// Only stores that implement UniqueScopes honour them; the API refuses
+	// them on other stores.
+	UniqueFor         time.Duration
+	UniqueWhileActive bool
+}
+
+// UniqueScopes is implemented by stores that honour
+// EnqueueParams.UniqueFor and UniqueWhileActive. (A store that does not
+// would hold every key for as long as its job is kept.) Decorators of a
+// Store implement it by asking the store they wrap.
+type UniqueScopes interface {
+	Store
+	// SupportsUniqueScopes reports whether the store honours them.
+	SupportsUniqueScopes() bool
+}
+
+// SupportsUniqueScopes reports whether s honours EnqueueParams.UniqueFor
+// and UniqueWhileActive.
+func SupportsUniqueScopes(s Store) bool {
+	u, ok := s.(UniqueScopes)
+	return ok && u.SupportsUniqueScopes()
+}
+
+// EnqueueBatch calls s.EnqueueBatch when s is a BatchEnqueuer, and
+// otherwise returns an error wrapping ErrUnsupported. Decorators of a Store
+// implement BatchEnqueuer with it.
+func EnqueueBatch(ctx context.Context, s Store, ps []EnqueueParams) ([]EnqueueResult, error) {
+	b, ok := s.(BatchEnqueuer)
+	if !ok {
+		return nil, fmt.Errorf("jobs: EnqueueBatch: %T: %w", s, ErrUnsupported)
+	}
+	return b.EnqueueBatch(ctx, ps)
+}
+
+// MaxEnqueueBatch bounds the jobs of one EnqueueBatch.
+const MaxEnqueueBatch = 1000
+
+// EnqueueResult is the outcome of one job of an EnqueueBatch: as Enqueue's
+// results.
+type EnqueueResult struct {
+	Job       *Job
+	Duplicate bool
+}
+
+// BatchEnqueuer is a Store that records several jobs in one transaction.
+// It is optional: courier.v1.JobService/EnqueueJobs answers Unimplemented
+// on a store without it, or whose EnqueueBatch returns ErrUnsupported (a
+// decorator of a store without it); a fallback of one Enqueue per job would
+// not be all-or-nothing.
+type BatchEnqueuer interface {
+	Store
+	// EnqueueBatch records each job of ps as Enqueue would (its outbox
+	// entry, its idempotency key), all in one transaction: every job is
+	// recorded or none is. A job whose key is held (by an existing job, or
+	// by an earlier job of the batch) records nothing and gives the holder
+	// with Duplicate set. Results are in the order of ps. At most
+	// MaxEnqueueBatch jobs; an invalid one fails the call with an error
+	// wrapping ErrInvalidArgument that names its index (jobs[i]), and
+	// nothing is recorded.
+	EnqueueBatch(ctx context.Context, ps []EnqueueParams) ([]EnqueueResult, error)
 }
 
 // EnsureParams are the arguments of Store.Ensure.

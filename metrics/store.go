@@ -18,7 +18,26 @@ type store struct {
 	m *Metrics
 }
 
-var _ jobs.Store = (*store)(nil)
+var (
+	_ jobs.BatchEnqueuer = (*store)(nil)
+	_ jobs.UniqueScopes  = (*store)(nil)
+)
+
+// EnqueueBatch implements jobs.BatchEnqueuer when the wrapped store does.
+func (s *store) EnqueueBatch(ctx context.Context, ps []jobs.EnqueueParams) ([]jobs.EnqueueResult, error) {
+	res, err := jobs.EnqueueBatch(ctx, s.Store, ps)
+	if err == nil {
+		for _, r := range res {
+			if !r.Duplicate {
+				s.m.enqueued.WithLabelValues(r.Job.Type).Inc()
+			}
+		}
+	}
+	return res, err
+}
+
+// SupportsUniqueScopes implements jobs.UniqueScopes: as the wrapped store.
+func (s *store) SupportsUniqueScopes() bool { return jobs.SupportsUniqueScopes(s.Store) }
 
 func (s *store) Enqueue(ctx context.Context, p jobs.EnqueueParams) (*jobs.Job, bool, error) {
 	j, dup, err := s.Store.Enqueue(ctx, p)

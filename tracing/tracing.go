@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/attribute"
@@ -166,6 +167,23 @@ func (s *store) Enqueue(ctx context.Context, p jobs.EnqueueParams) (*jobs.Job, b
 	}
 	return s.Store.Enqueue(ctx, p)
 }
+
+// EnqueueBatch implements jobs.BatchEnqueuer when the wrapped store does,
+// storing the caller's trace context with each job as Enqueue does.
+func (s *store) EnqueueBatch(ctx context.Context, ps []jobs.EnqueueParams) ([]jobs.EnqueueResult, error) {
+	c := propagation.MapCarrier{}
+	s.t.prop.Inject(ctx, c)
+	ps = slices.Clone(ps)
+	for i := range ps {
+		if ps[i].Job.TraceParent == "" {
+			ps[i].Job.TraceParent, ps[i].Job.TraceState = c["traceparent"], c["tracestate"]
+		}
+	}
+	return jobs.EnqueueBatch(ctx, s.Store, ps)
+}
+
+// SupportsUniqueScopes implements jobs.UniqueScopes: as the wrapped store.
+func (s *store) SupportsUniqueScopes() bool { return jobs.SupportsUniqueScopes(s.Store) }
 
 // WrapPublisher returns p with each message the outbox relay publishes in
 // a "TOPIC create" producer span (the OpenTelemetry messaging conventions

@@ -2,10 +2,14 @@
 // HTTP/JSON, from their google.api.http annotations (proto/courier/v1):
 //
 //	POST /v1/jobs                  EnqueueJob (body: EnqueueJobRequest)
+//	POST /v1/jobs:batchEnqueue     EnqueueJobs (body: EnqueueJobsRequest)
 //	GET  /v1/jobs/{id}             GetJob
 //	POST /v1/jobs/{id}:cancel      CancelJob
 //	GET  /v1/jobs                  ListJobs (?type=&state=&pageSize=&pageToken=&labels[K]=V)
 //	GET  /v1/jobs/{id}:watch       WatchJob, as server-sent events
+//	GET  /v1/jobs:count            CountJobs (?type=)
+//	GET  /v1/deadLetters           ListDeadLetters (?type=&pageSize=)
+//	POST /v1/deadLetters:replay    ReplayDeadLetters (body: ReplayDeadLettersRequest)
 //	GET  /v1/hello?name=NAME       hello.v1.Hello/SayHello
 //
 // Bodies are protojson (lowerCamelCase field names, every field present).

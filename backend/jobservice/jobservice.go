@@ -1,7 +1,12 @@
 // Package jobservice implements courier.v1.JobService, the enqueue-and-poll
 // API: EnqueueJob validates the payload and records the job with its outbox
-// entry in one store transaction (the outbox relay publishes it), and
-// GetJob, WatchJob, CancelJob and ListJobs read and change the job store.
+// entry in one store transaction (the outbox relay publishes it),
+// EnqueueJobs does so for up to 1,000 jobs in one transaction (on a store
+// that is a jobs.BatchEnqueuer), and GetJob, WatchJob, CancelJob, CountJobs and
+// ListJobs read and change the job store. ListDeadLetters and
+// ReplayDeadLetters read and replay dead letters through Config.DeadLetters
+// (courier gives it a reader of the dead-letter subscriptions), a replay
+// being an EnqueueJob.
 //
 // It is the gRPC face of the job store and nothing more: it does not publish
 // to Pub/Sub (the relay does), run handlers (ingest does), or know how a job
@@ -14,6 +19,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -49,8 +55,14 @@ const MaxPageTokenBytes = 1024
 
 // TypeInfo is what the service needs to know of a registered job type.
 type TypeInfo struct {
-	// MaxAttempts recorded on new jobs. 0 leaves it to the handler.
+	// MaxAttempts recorded on new jobs, and the most a job may ask for
+	// (EnqueueJobRequest.max_attempts). 0 leaves it to the handler, and
+	// bounds nothing.
 	MaxAttempts int
+	// Timeout is the type's timeout of an attempt, and the longest a job
+	// may ask for (EnqueueJobRequest.timeout); 0 means none, and bounds
+	// nothing.
+	Timeout time.Duration
 	// Check, when set, is called before a job of this type is recorded; an
 	// error is returned to the caller as is (it should be a status error,
 	// e.g. FailedPrecondition or ResourceExhausted) and nothing is recorded.
@@ -100,6 +112,9 @@ type Config struct {
 	EndedCache int
 	// Now is the clock of the cache. nil means time.Now.
 	Now func() time.Time
+	// DeadLetters, when set, serves ListDeadLetters and ReplayDeadLetters;
+	// nil makes them answer FailedPrecondition.
+	DeadLetters DeadLetters
 }
 
 // Service implements courier.v1.JobService.
@@ -166,47 +181,121 @@ func (s *Service) Policy() backend.Policy { return s.cfg.Auth }
 
 // EnqueueJob implements courier.v1.JobService.
 func (s *Service) EnqueueJob(ctx context.Context, req *courierv1.EnqueueJobRequest) (*courierv1.EnqueueJobResponse, error) {
-	payload := req.GetPayload()
-	if payload == nil || payload.GetTypeUrl() == "" {
-		return nil, status.Error(codes.InvalidArgument, "jobservice: payload is missing: set it to a google.protobuf.Any holding a registered job message, e.g. courier.demo.v1.Echo")
-	}
-	typeName := string(payload.MessageName())
-	if typeName == "" {
-		return nil, status.Errorf(codes.InvalidArgument, "jobservice: payload type URL %q names no message; it should end in /FULL.MESSAGE.NAME", clip.String(payload.GetTypeUrl()))
-	}
-	if err := tooLong("payload type name", typeName, jobs.MaxTypeBytes); err != nil {
-		return nil, err
-	}
-	if err := tooLong("idempotency_key", req.GetIdempotencyKey(), jobs.MaxIdempotencyKeyBytes); err != nil {
-		return nil, err
-	}
-	if err := checkLabels("labels", req.GetLabels()); err != nil {
-		return nil, err
-	}
-	mt, err := s.cfg.Resolver.FindMessageByName(protoreflect.FullName(typeName))
+	p, info, err := s.prepare(req)
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "jobservice: payload type %s is unknown to this server: no such protobuf message is compiled in; registered job types: %s", typeName, s.typeList())
-	}
-	info, ok := s.cfg.Types.Lookup(typeName)
-	if !ok {
-		return nil, status.Errorf(codes.InvalidArgument, "jobservice: payload type %s has no registered handler, so no job of it can run; registered job types: %s", typeName, s.typeList())
-	}
-	if n := len(payload.GetValue()); n > s.cfg.MaxPayloadBytes {
-		return nil, status.Errorf(codes.InvalidArgument, "jobservice: payload of %s is %d bytes, over the limit of %d bytes (Pub/Sub's message limit); store large inputs elsewhere and pass a reference", typeName, n, s.cfg.MaxPayloadBytes)
-	}
-	// The relay publishes the payload with courier's attributes and the
-	// labels: what must fit is that message, as the publisher counts it.
-	var tl *publisher.TooLargeError
-	if err := publisher.CheckSize(typeName, payload.GetValue(), req.GetLabels()); errors.As(err, &tl) {
-		return nil, status.Errorf(codes.InvalidArgument, "jobservice: a job of %s with this payload (%d bytes) and these labels is a Pub/Sub message of %d bytes encoded, over Pub/Sub's limit of %d bytes; store large inputs elsewhere and pass a reference", typeName, len(payload.GetValue()), tl.Size, tl.Limit)
-	}
-	if err := proto.Unmarshal(payload.GetValue(), mt.New().Interface()); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "jobservice: payload bytes are not a valid %s: %v", typeName, err)
+		return nil, err
 	}
 	if info.Check != nil {
 		if err := info.Check(ctx); err != nil {
 			return nil, err
 		}
+	}
+	stored, dup, err := s.cfg.Store.Enqueue(ctx, p)
+	if err != nil {
+		return nil, toStatus(err, p.Job.ID)
+	}
+	if !dup && s.cfg.Notify != nil {
+		s.cfg.Notify()
+	}
+	return &courierv1.EnqueueJobResponse{JobId: stored.ID, Duplicate: dup}, nil
+}
+
+// MaxEnqueueJobs bounds the jobs of one EnqueueJobs.
+const MaxEnqueueJobs = jobs.MaxEnqueueBatch
+
+// EnqueueJobs implements courier.v1.JobService: every job checked as
+// EnqueueJob checks it, then all recorded in one store transaction.
+func (s *Service) EnqueueJobs(ctx context.Context, req *courierv1.EnqueueJobsRequest) (*courierv1.EnqueueJobsResponse, error) {
+	switch n := len(req.GetJobs()); {
+	case n == 0:
+		return nil, status.Errorf(codes.InvalidArgument, "jobservice: jobs is empty: pass 1 to %d jobs", MaxEnqueueJobs)
+	case n > MaxEnqueueJobs:
+		return nil, status.Errorf(codes.InvalidArgument, "jobservice: jobs has %d entries, over the limit of %d: split the batch", n, MaxEnqueueJobs)
+	}
+	ps := make([]jobs.EnqueueParams, len(req.GetJobs()))
+	checked := map[string]bool{}
+	for i, r := range req.GetJobs() {
+		p, info, err := s.prepare(r)
+		if err != nil {
+			return nil, atIndex(i, err)
+		}
+		if info.Check != nil && !checked[p.Job.Type] {
+			if err := info.Check(ctx); err != nil {
+				return nil, atIndex(i, err)
+			}
+			checked[p.Job.Type] = true
+		}
+		ps[i] = p
+	}
+	res, err := jobs.EnqueueBatch(ctx, s.cfg.Store, ps)
+	if errors.Is(err, jobs.ErrUnsupported) {
+		return nil, status.Errorf(codes.Unimplemented, "jobservice: EnqueueJobs: this server's job store cannot record a batch in one transaction (%v); call EnqueueJob for each job, or run on the SQLite or PostgreSQL store", err)
+	}
+	if err != nil {
+		return nil, toStatus(err, "")
+	}
+	out := &courierv1.EnqueueJobsResponse{Jobs: make([]*courierv1.EnqueueJobResponse, len(res))}
+	added := false
+	for i, r := range res {
+		out.Jobs[i] = &courierv1.EnqueueJobResponse{JobId: r.Job.ID, Duplicate: r.Duplicate}
+		added = added || !r.Duplicate
+	}
+	if added && s.cfg.Notify != nil {
+		s.cfg.Notify()
+	}
+	return out, nil
+}
+
+// atIndex restates a status error about one job of EnqueueJobs with its
+// index.
+func atIndex(i int, err error) error {
+	st := status.Convert(err)
+	return status.Errorf(st.Code(), "jobservice: jobs[%d]: %s", i, strings.TrimPrefix(st.Message(), "jobservice: "))
+}
+
+// prepare checks an EnqueueJobRequest and returns what to record, and its
+// type's TypeInfo (whose Check the caller runs).
+func (s *Service) prepare(req *courierv1.EnqueueJobRequest) (jobs.EnqueueParams, TypeInfo, error) {
+	var none TypeInfo
+	payload := req.GetPayload()
+	if payload == nil || payload.GetTypeUrl() == "" {
+		return jobs.EnqueueParams{}, none, status.Error(codes.InvalidArgument, "jobservice: payload is missing: set it to a google.protobuf.Any holding a registered job message, e.g. courier.demo.v1.Echo")
+	}
+	typeName := string(payload.MessageName())
+	if typeName == "" {
+		return jobs.EnqueueParams{}, none, status.Errorf(codes.InvalidArgument, "jobservice: payload type URL %q names no message; it should end in /FULL.MESSAGE.NAME", clip.String(payload.GetTypeUrl()))
+	}
+	if err := tooLong("payload type name", typeName, jobs.MaxTypeBytes); err != nil {
+		return jobs.EnqueueParams{}, none, err
+	}
+	if err := tooLong("idempotency_key", req.GetIdempotencyKey(), jobs.MaxIdempotencyKeyBytes); err != nil {
+		return jobs.EnqueueParams{}, none, err
+	}
+	if err := tooLong("ordering_key", req.GetOrderingKey(), jobs.MaxOrderingKeyBytes); err != nil {
+		return jobs.EnqueueParams{}, none, err
+	}
+	if err := checkLabels("labels", req.GetLabels()); err != nil {
+		return jobs.EnqueueParams{}, none, err
+	}
+	mt, err := s.cfg.Resolver.FindMessageByName(protoreflect.FullName(typeName))
+	if err != nil {
+		return jobs.EnqueueParams{}, none, status.Errorf(codes.InvalidArgument, "jobservice: payload type %s is unknown to this server: no such protobuf message is compiled in; registered job types: %s", typeName, s.typeList())
+	}
+	info, ok := s.cfg.Types.Lookup(typeName)
+	if !ok {
+		return jobs.EnqueueParams{}, none, status.Errorf(codes.InvalidArgument, "jobservice: payload type %s has no registered handler, so no job of it can run; registered job types: %s", typeName, s.typeList())
+	}
+	if n := len(payload.GetValue()); n > s.cfg.MaxPayloadBytes {
+		return jobs.EnqueueParams{}, none, status.Errorf(codes.InvalidArgument, "jobservice: payload of %s is %d bytes, over the limit of %d bytes (Pub/Sub's message limit); store large inputs elsewhere and pass a reference", typeName, n, s.cfg.MaxPayloadBytes)
+	}
+	// The relay publishes the payload with courier's attributes and the
+	// labels: what must fit is that message, as the publisher counts it.
+	var tl *publisher.TooLargeError
+	if err := publisher.CheckSize(typeName, payload.GetValue(), req.GetLabels()); errors.As(err, &tl) {
+		return jobs.EnqueueParams{}, none, status.Errorf(codes.InvalidArgument, "jobservice: a job of %s with this payload (%d bytes) and these labels is a Pub/Sub message of %d bytes encoded, over Pub/Sub's limit of %d bytes; store large inputs elsewhere and pass a reference", typeName, len(payload.GetValue()), tl.Size, tl.Limit)
+	}
+	if err := proto.Unmarshal(payload.GetValue(), mt.New().Interface()); err != nil {
+		return jobs.EnqueueParams{}, none, status.Errorf(codes.InvalidArgument, "jobservice: payload bytes are not a valid %s: %v", typeName, err)
 	}
 	job := jobs.Job{
 		ID:             s.cfg.NewID(),
@@ -215,21 +304,62 @@ func (s *Service) EnqueueJob(ctx context.Context, req *courierv1.EnqueueJobReque
 		Payload:        payload.GetValue(),
 		Labels:         req.GetLabels(),
 		IdempotencyKey: req.GetIdempotencyKey(),
+		OrderingKey:    req.GetOrderingKey(),
 	}
 	if req.GetRunAfter() != nil {
 		if err := req.GetRunAfter().CheckValid(); err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "jobservice: run_after: %v", err)
+			return jobs.EnqueueParams{}, none, status.Errorf(codes.InvalidArgument, "jobservice: run_after: %v", err)
 		}
 		job.RunAfter = req.GetRunAfter().AsTime()
 	}
-	stored, dup, err := s.cfg.Store.Enqueue(ctx, jobs.EnqueueParams{Job: job})
-	if err != nil {
-		return nil, toStatus(err, job.ID)
+	switch n := int(req.GetMaxAttempts()); {
+	case n < 0:
+		return jobs.EnqueueParams{}, none, status.Errorf(codes.InvalidArgument, "jobservice: max_attempts is %d: use 0 for the type's (%s) or 1 up to it", n, limitText(info.MaxAttempts))
+	case n > 0 && info.MaxAttempts > 0 && n > info.MaxAttempts:
+		return jobs.EnqueueParams{}, none, status.Errorf(codes.InvalidArgument, "jobservice: max_attempts is %d, above the limit of %d (the max attempts of %s): ask for at most that, or raise the type's (handlers.types.%s.maxAttempts)", n, info.MaxAttempts, typeName, typeName)
+	case n > 0:
+		job.MaxAttempts = n
 	}
-	if !dup && s.cfg.Notify != nil {
-		s.cfg.Notify()
+	if d := req.GetTimeout(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return jobs.EnqueueParams{}, none, status.Errorf(codes.InvalidArgument, "jobservice: timeout: %v", err)
+		}
+		to := d.AsDuration()
+		switch {
+		case to <= 0:
+			return jobs.EnqueueParams{}, none, status.Errorf(codes.InvalidArgument, "jobservice: timeout is %v: use a positive duration, or leave it unset for the type's", to)
+		case to < time.Microsecond:
+			return jobs.EnqueueParams{}, none, status.Errorf(codes.InvalidArgument, "jobservice: timeout is %v: use at least 1µs", to)
+		case info.Timeout > 0 && to > info.Timeout:
+			return jobs.EnqueueParams{}, none, status.Errorf(codes.InvalidArgument, "jobservice: timeout is %v, above the limit of %v (the timeout of %s): ask for at most that, or raise the type's (handlers.types.%s.timeout)", to, info.Timeout, typeName, typeName)
+		}
+		job.Timeout = to
 	}
-	return &courierv1.EnqueueJobResponse{JobId: stored.ID, Duplicate: dup}, nil
+	p := jobs.EnqueueParams{Job: job, UniqueWhileActive: req.GetUniqueWhileActive()}
+	if d := req.GetUniqueFor(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return jobs.EnqueueParams{}, none, status.Errorf(codes.InvalidArgument, "jobservice: unique_for: %v", err)
+		}
+		if p.UniqueFor = d.AsDuration(); p.UniqueFor <= 0 {
+			return jobs.EnqueueParams{}, none, status.Errorf(codes.InvalidArgument, "jobservice: unique_for is %v: use a positive duration, or leave it unset to hold the key while the job is kept", p.UniqueFor)
+		}
+	}
+	if (p.UniqueFor > 0 || p.UniqueWhileActive) && job.IdempotencyKey == "" {
+		return jobs.EnqueueParams{}, none, status.Error(codes.InvalidArgument, "jobservice: unique_for or unique_while_active is set but idempotency_key is empty: they say how long a key is held, so set one")
+	}
+	if p.UniqueFor > 0 || p.UniqueWhileActive {
+		if !jobs.SupportsUniqueScopes(s.cfg.Store) {
+			return jobs.EnqueueParams{}, none, status.Errorf(codes.Unimplemented, "jobservice: this server's job store (%T) does not support unique_for or unique_while_active; leave them unset (the key is then held while the job is kept), or run on the SQLite or PostgreSQL store", s.cfg.Store)
+		}
+	}
+	return p, info, nil
+}
+
+func limitText(n int) string {
+	if n == 0 {
+		return "the handler's default"
+	}
+	return strconv.Itoa(n)
 }
 
 // GetJob implements courier.v1.JobService.
@@ -306,6 +436,38 @@ func (s *Service) CancelJob(ctx context.Context, req *courierv1.CancelJobRequest
 		return nil, toStatus(err, req.GetId())
 	}
 	return ToProto(j), nil
+}
+
+// CountJobs implements courier.v1.JobService: the store's counters by type
+// and state (Store.Counts), so its cost does not grow with the jobs kept.
+func (s *Service) CountJobs(ctx context.Context, req *courierv1.CountJobsRequest) (*courierv1.CountJobsResponse, error) {
+	if err := tooLong("type", req.GetType(), jobs.MaxTypeBytes); err != nil {
+		return nil, err
+	}
+	counts, err := s.cfg.Store.Counts(ctx)
+	if err != nil {
+		return nil, toStatus(err, "")
+	}
+	resp := &courierv1.CountJobsResponse{}
+	for _, c := range counts {
+		if req.GetType() != "" && c.Type != req.GetType() {
+			continue
+		}
+		tc := &courierv1.JobTypeCounts{
+			Type:      c.Type,
+			Queued:    int64(c.States[jobs.Queued]),
+			Running:   int64(c.States[jobs.Running]),
+			Succeeded: int64(c.States[jobs.Succeeded]),
+			Failed:    int64(c.States[jobs.Failed]),
+			Cancelled: int64(c.States[jobs.Cancelled]),
+		}
+		if !c.OldestQueued.IsZero() {
+			tc.OldestQueuedTime = timestamppb.New(c.OldestQueued)
+		}
+		resp.Types = append(resp.Types, tc)
+	}
+	slices.SortFunc(resp.Types, func(a, b *courierv1.JobTypeCounts) int { return strings.Compare(a.Type, b.Type) })
+	return resp, nil
 }
 
 // ListJobs implements courier.v1.JobService.
@@ -452,6 +614,10 @@ func ToProto(j *jobs.Job) *courierv1.Job {
 		UpdateTime:     ts(j.UpdateTime),
 		RunAfter:       ts(j.RunAfter),
 		IdempotencyKey: j.IdempotencyKey,
+		OrderingKey:    j.OrderingKey,
+	}
+	if j.Timeout > 0 {
+		out.Timeout = durationpb.New(j.Timeout)
 	}
 	if j.ResultType != "" {
 		out.Result = &anypb.Any{TypeUrl: "type.googleapis.com/" + j.ResultType, Value: j.Result}

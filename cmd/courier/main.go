@@ -3,6 +3,7 @@
 //
 //	courier [--addr 127.0.0.1:8005] [-o json] enqueue TYPE JSON [--key K] [--wait]
 //	courier get ID | watch ID | cancel ID | list [--state S] [--type T]
+//	courier dead-letters list [--type T] | show SUB/ID | replay SUB/ID... | replay --type T
 //	courier version | completion bash|zsh|fish|powershell
 //
 // It learns message types from the server (gRPC server reflection), so it

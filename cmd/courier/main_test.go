@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -91,9 +92,18 @@ func TestEnqueueGetListCancel(t *testing.T) {
 	if err != nil || !strings.Contains(out, id) {
 		t.Fatalf("list: %q %v", out, err)
 	}
+	out, err = cli(t, "--addr", addr, "stats")
+	if err != nil || !regexp.MustCompile(`(?m)^\s*courier\.demo\.v1\.Echo\s+1\s+0\s+0\s+0\s+0\s+\d{4}-`).MatchString(out) {
+		t.Fatalf("stats with one queued Echo: %q %v", out, err)
+	}
 	out, err = cli(t, "--addr", addr, "cancel", id)
 	if err != nil || !strings.Contains(out, "CANCELLED") {
 		t.Fatalf("cancel: %q %v", out, err)
+	}
+	out, err = cli(t, "--addr", addr, "-o", "json", "stats", "--type", "courier.demo.v1.Echo")
+	var counts courierv1.CountJobsResponse
+	if err != nil || protojson.Unmarshal([]byte(out), &counts) != nil || len(counts.Types) != 1 || counts.Types[0].Cancelled != 1 || counts.Types[0].Queued != 0 || counts.Types[0].OldestQueuedTime != nil {
+		t.Fatalf("stats -o json after the cancel: %q %v", out, err)
 	}
 	out, err = cli(t, "--addr", addr, "cancel", id)
 	if err == nil || !strings.Contains(err.Error(), "FailedPrecondition") {

@@ -14,6 +14,8 @@ var subcommands = []func(*globals) *cobra.Command{
 	newWatchCommand,
 	newCancelCommand,
 	newListCommand,
+	newStatsCommand,
+	newDeadLettersCommand,
 	newVersionCommand,
 }
 
@@ -27,6 +29,8 @@ func newRoot(g *globals) *cobra.Command {
   courier [--addr HOST:PORT] [-o text|json] enqueue TYPE JSON [--key K] [--wait] [--label k=v]
   courier get ID | watch ID | cancel ID
   courier list [--state S] [--type T] [--label k=v] [--limit N]
+  courier stats [--type T]
+  courier dead-letters list [--type T] | show SUB/ID | replay SUB/ID... | replay --type T
   courier version | completion bash|zsh|fish|powershell
 
 Message types come from the server through gRPC server reflection: any type

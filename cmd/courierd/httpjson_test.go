@@ -481,6 +481,24 @@ func TestHTTPJSONEnqueuePollWatchCancel(t *testing.T) {
 		t.Errorf("list of another run: %+v", list.Jobs)
 	}
 
+	// Counts by type and state: this test's store holds this test's jobs only.
+	var counts struct {
+		Types []struct {
+			Type                         string
+			Queued, Succeeded, Cancelled string // int64 is a JSON string
+			OldestQueuedTime             *string
+		} `json:"types"`
+	}
+	if code, s := reader.do("GET", "/v1/jobs:count?type=courier.demo.v1.Sleep", "", &counts); s != nil {
+		t.Fatalf("count: %d %+v", code, s)
+	}
+	if len(counts.Types) != 1 || counts.Types[0].Type != "courier.demo.v1.Sleep" || counts.Types[0].Succeeded != "1" || counts.Types[0].Cancelled != "1" || counts.Types[0].Queued != "0" || counts.Types[0].OldestQueuedTime != nil {
+		t.Errorf("count of Sleep jobs: %+v, want 1 succeeded and 1 cancelled", counts.Types)
+	}
+	if code := anonymous.code("GET", "/v1/jobs:count", ""); code != codes.Unauthenticated {
+		t.Errorf("count without a token: %v", code)
+	}
+
 	// Errors: google.rpc.Status JSON with the right HTTP status (code checks
 	// the status against the code) and a message that says what is wrong.
 	for _, c := range []struct {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -126,7 +127,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		// A misspelt method in a policy would leave EnqueueJob under the
 		// service-wide rule; a policy for a service not hosted does nothing.
 		{"grpc:\n  addr: 127.0.0.1:0\n  policies:\n    courier.v1.JobService:\n      roles: [reader]\n      methods: {EnqueueJobb: {roles: [writer]}}\npubsub: {emulator: embedded}\nstore: {path: " + filepath.Join(t.TempDir(), "jobs.db") + "}\nhttp: {addr: '-'}\n",
-			"config: grpc.policies.courier.v1.JobService.methods: EnqueueJobb: courier.v1.JobService has no such method; its methods are CancelJob, EnqueueJob, GetJob, ListJobs, WatchJob"},
+			"config: grpc.policies.courier.v1.JobService.methods: EnqueueJobb: courier.v1.JobService has no such method; its methods are " + strings.Join(jobServiceMethods(), ", ")},
 		{"grpc:\n  addr: 127.0.0.1:0\n  policies:\n    courier.v1.JobServce: {roles: [reader]}\npubsub: {emulator: embedded}\nstore: {path: " + filepath.Join(t.TempDir(), "jobs.db") + "}\nhttp: {addr: '-'}\n",
 			"config: grpc.policies: courier.v1.JobServce: no such service is hosted; the services are courier.v1.JobService, hello.v1.Hello"},
 	} {
@@ -308,4 +309,18 @@ func TestFullPath(t *testing.T) {
 			}
 		})
 	}
+}
+
+// jobServiceMethods lists JobService's method names, sorted, as a policy
+// error lists them.
+func jobServiceMethods() []string {
+	var names []string
+	for _, m := range courierv1.JobService_ServiceDesc.Methods {
+		names = append(names, m.MethodName)
+	}
+	for _, st := range courierv1.JobService_ServiceDesc.Streams {
+		names = append(names, st.StreamName)
+	}
+	slices.Sort(names)
+	return names
 }

@@ -50,6 +50,8 @@ func Exercise(ctx context.Context, t *testing.T, newStore func(t *testing.T, now
 		{"EnqueueRejectsBadInput", testEnqueueBadInput},
 		{"IdempotencyKey", testIdempotency},
 		{"ConcurrentIdempotentEnqueue", testConcurrentIdempotency},
+		{"EnqueueBatch", testEnqueueBatch},
+		{"ConcurrentEnqueueBatches", testConcurrentBatches},
 		{"Ensure", testEnsure},
 		{"GetNotFound", testGetNotFound},
 		{"Transitions", testTransitions},
@@ -105,6 +107,7 @@ func Exercise(ctx context.Context, t *testing.T, newStore func(t *testing.T, now
 		{"Cancelled", testCancelled},
 		{"Bounds", testBounds},
 		{"Defer", testDefer},
+		{"UniqueScopes", testUniqueScopes},
 	}
 	for _, tt := range clocked {
 		t.Run(tt.name, func(t *testing.T) {

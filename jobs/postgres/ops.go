@@ -13,6 +13,7 @@ import (
 	"github.com/courierq/courier/jobs"
 	"github.com/courierq/courier/jobs/internal/storekit"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 const cols = `id, type, state, attempt, max_attempts, payload, result_type, result, error_code, error_message,
@@ -154,11 +155,7 @@ func (s *Store) lookup(ctx context.Context, where string, args ...any) (*jobs.Jo
 	return j, nil
 }
 
-const insertJob = `INSERT INTO jobs (id, type, state, max_attempts, payload, labels, idempotency_key, run_after, create_time, update_time,
-		seen_time, trace_parent, trace_state, ordering_key, timeout_us)
-	VALUES ($1, $2, 'QUEUED', $3, $4, $5::jsonb, $6, $7, $8, $8, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING RETURNING ` + cols
-
-// insertArgs are the arguments $1..$12 of insertJob.
+// insertArgs are the arguments $1..$12 of enqueueSQL.
 func insertArgs(j jobs.Job, now time.Time) []any {
 	return []any{j.ID, j.Type, j.MaxAttempts, j.Payload, labelsArg(j.Labels), j.IdempotencyKey, tsArg(j.RunAfter), now,
 		j.TraceParent, j.TraceState, j.OrderingKey, j.Timeout.Microseconds()}
@@ -174,37 +171,221 @@ func countInsert(out **jobs.Job, now time.Time) func(*storekit.Tally) {
 	}
 }
 
-// Enqueue implements jobs.Store. The job and its outbox row are written by
-// one statement, hence in one transaction.
+// enqueueSQL records a job (see Enqueue) in one statement: its hold on its
+// idempotency key (job_keys: taken when free, or over from a holder that no
+// longer holds it), the job, and with outbox its outbox entry; it returns
+// the job, or no row when the key is held or the ID taken. Arguments:
+// $1..$12 insertArgs, $13 the key's held_until, $14 its while_active, and
+// with outbox $15 the entry's due time (enqueueArgs).
+//
+// The takeover asks whether the holder has ended, not whether it is still
+// active: under READ COMMITTED the ON CONFLICT condition sees the key row
+// as of now but other tables as of the statement's start, so a holder
+// committed meanwhile is invisible to it, and must count as holding.
+// (DeleteFinished deletes the key rows of the jobs it deletes, so a row's
+// holder always exists.)
+func enqueueSQL(outbox bool) string {
+	q := `WITH k AS (INSERT INTO job_keys AS h (type, key, job_id, held_until, while_active)
+			SELECT $2::text, $6::text, $1::text, $13::timestamptz, $14::boolean
+			WHERE $6::text <> '' AND NOT EXISTS (SELECT 1 FROM jobs WHERE id = $1::text)
+			ON CONFLICT (type, key) DO UPDATE SET job_id = excluded.job_id, held_until = excluded.held_until, while_active = excluded.while_active
+			WHERE h.held_until <= $8::timestamptz OR (h.while_active AND EXISTS (SELECT 1 FROM jobs a WHERE a.id = h.job_id AND a.state IN ` + terminal + `))
+			RETURNING job_id),
+		j AS (INSERT INTO jobs (id, type, state, max_attempts, payload, labels, idempotency_key, run_after, create_time, update_time,
+				seen_time, trace_parent, trace_state, ordering_key, timeout_us)
+			SELECT $1, $2, 'QUEUED', $3, $4, $5::jsonb, $6, $7, $8, $8, $8, $9, $10, $11, $12
+			WHERE $6::text = '' OR EXISTS (SELECT 1 FROM k)
+			ON CONFLICT DO NOTHING RETURNING ` + cols + `)`
+	if outbox {
+		q += `,
+		o AS (INSERT INTO outbox (job_id, due, created, ordering_key) SELECT id, ` + keyDue("$15::timestamptz", "j.ordering_key") + `, $8, ordering_key FROM j)`
+	}
+	return q + `
+		SELECT ` + cols + ` FROM j`
+}
+
+var enqueueJob, ensureJob = enqueueSQL(true), enqueueSQL(false)
+
+// enqueueArgs are the arguments of enqueueSQL(outbox).
+func enqueueArgs(p jobs.EnqueueParams, now time.Time, outbox bool) []any {
+	args := append(insertArgs(p.Job, now), tsArg(storekit.KeyHeldUntil(p, now)), p.UniqueWhileActive)
+	if outbox {
+		due := now
+		if p.Job.RunAfter.After(due) {
+			due = p.Job.RunAfter
+		}
+		args = append(args, due)
+	}
+	return args
+}
+
+// keyHolder is the WHERE clause of the job that holds key $2 of type $1 at
+// time $3.
+const keyHolder = `id = (SELECT k.job_id FROM job_keys k WHERE k.type = $1 AND k.key = $2
+	AND (k.held_until IS NULL OR k.held_until > $3)
+	AND (NOT k.while_active OR EXISTS (SELECT 1 FROM jobs a WHERE a.id = k.job_id AND a.state IN ('QUEUED', 'RUNNING'))))`
+
+// SupportsUniqueScopes implements jobs.UniqueScopes: true.
+func (s *Store) SupportsUniqueScopes() bool { return true }
+
+var (
+	_ jobs.UniqueScopes  = (*Store)(nil)
+	_ jobs.BatchEnqueuer = (*Store)(nil)
+)
+
+// Enqueue implements jobs.Store. The job, its outbox row and its hold on
+// its idempotency key are written by one statement, hence in one
+// transaction.
 func (s *Store) Enqueue(ctx context.Context, p jobs.EnqueueParams) (*jobs.Job, bool, error) {
 	j, err := storekit.NewJob(pkg, "Enqueue", p.Job, false)
 	if err != nil {
 		return nil, false, err
 	}
-	now := s.now()
-	due := now
-	if j.RunAfter.After(due) {
-		due = j.RunAfter
-	}
-	q := `WITH j AS (` + insertJob + `),
-		o AS (INSERT INTO outbox (job_id, due, created, ordering_key) SELECT id, ` + keyDue("$13::timestamptz", "j.ordering_key") + `, $8, ordering_key FROM j)
-		SELECT ` + cols + ` FROM j`
-	var out *jobs.Job
-	err = s.write(ctx, "Enqueue", j.ID, q, append(insertArgs(j, now), due), scanInto(&out), countInsert(&out, now))
-	if err != nil {
+	if err := storekit.CheckUnique(pkg, "Enqueue", p); err != nil {
 		return nil, false, err
 	}
-	if out != nil {
-		s.hub.Notify(out.ID)
-		return out, false, nil
-	}
-	if j.IdempotencyKey != "" {
-		dup, err := s.lookup(ctx, `type = $1 AND idempotency_key = $2 AND idempotency_key <> ''`, j.Type, j.IdempotencyKey)
+	p.Job = j
+	// A key that is released between the write (held) and the read of its
+	// holder (none) is tried again.
+	for range 3 {
+		now := s.now()
+		var out *jobs.Job
+		err = s.write(ctx, "Enqueue", j.ID, enqueueJob, enqueueArgs(p, now, true), scanInto(&out), countInsert(&out, now))
+		if err != nil {
+			return nil, false, err
+		}
+		if out != nil {
+			s.hub.Notify(out.ID)
+			return out, false, nil
+		}
+		if j.IdempotencyKey == "" {
+			break
+		}
+		dup, err := s.lookup(ctx, keyHolder, j.Type, j.IdempotencyKey, s.now())
 		if err != nil || dup != nil {
 			return dup, dup != nil, err
 		}
+		if taken, err := s.lookup(ctx, `id = $1`, j.ID); err != nil || taken != nil {
+			if err == nil {
+				err = fmt.Errorf("%s: Enqueue: job ID %s is taken by another job: %w", pkg, j.ID, jobs.ErrConflict)
+			}
+			return nil, false, err
+		}
 	}
 	return nil, false, fmt.Errorf("%s: Enqueue: job ID %s is taken by another job: %w", pkg, j.ID, jobs.ErrConflict)
+}
+
+// EnqueueBatch implements jobs.BatchEnqueuer: one explicit transaction on
+// a connection of its own (not the writers' batches), one pipelined
+// statement per job, then the counters, the notification and COMMIT.
+func (s *Store) EnqueueBatch(ctx context.Context, ps []jobs.EnqueueParams) ([]jobs.EnqueueResult, error) {
+	if err := s.checkOpen("EnqueueBatch"); err != nil {
+		return nil, err
+	}
+	ps, err := storekit.NewBatch(pkg, ps)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]jobs.EnqueueResult, len(ps))
+	if len(ps) == 0 {
+		return out, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, batchTimeout)
+	defer cancel()
+	// The statements run in request order (a batch's jobs of one ordering
+	// key go out in that order), so two batches could take the row locks
+	// of the same idempotency keys in opposite orders. Each batch first
+	// takes a transaction advisory lock per key, in one order for every
+	// batch, so batches do not deadlock on each other; a deadlock with the
+	// writers' batches (PostgreSQL aborts one) runs the batch again.
+	for try := 1; ; try++ {
+		err = s.enqueueBatch(ctx, ps, out)
+		var pe *pgconn.PgError
+		if try < 3 && errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001") {
+			continue
+		}
+		break
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: EnqueueBatch: %w", pkg, err)
+	}
+	for _, r := range out {
+		if !r.Duplicate {
+			s.hub.Notify(r.Job.ID)
+		}
+	}
+	return out, nil
+}
+
+// enqueueBatch is one try of EnqueueBatch: it fills out.
+func (s *Store) enqueueBatch(ctx context.Context, ps []jobs.EnqueueParams, out []jobs.EnqueueResult) error {
+	now := s.now()
+	clear(out)
+	var keys []string
+	for _, p := range ps {
+		if p.Job.IdempotencyKey != "" {
+			keys = append(keys, p.Job.Type+"/"+p.Job.IdempotencyKey)
+		}
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		for _, k := range keys {
+			b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 7))`, k)
+		}
+		for _, p := range ps {
+			b.Queue(enqueueJob, enqueueArgs(p, now, true)...)
+		}
+		br := tx.SendBatch(ctx, b)
+		for range keys {
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return fmt.Errorf("lock the idempotency keys: %w", err)
+			}
+		}
+		for i := range ps {
+			var j *jobs.Job
+			if err := scanInto(&j)(br.QueryRow()); err != nil {
+				br.Close()
+				return fmt.Errorf("jobs[%d]: %w", i, err)
+			}
+			out[i].Job = j
+		}
+		if err := br.Close(); err != nil {
+			return err
+		}
+		var (
+			tally storekit.Tally
+			ids   []string
+		)
+		for i, p := range ps {
+			if out[i].Job != nil {
+				tally.Move(p.Job.Type, "", jobs.Queued, now)
+				ids = append(ids, p.Job.ID)
+				continue
+			}
+			// Held key (by a job before the batch, or earlier in it), or a
+			// taken ID: this transaction's statements see each other.
+			if p.Job.IdempotencyKey != "" {
+				held, err := scanJob(tx.QueryRow(ctx, `SELECT `+cols+` FROM jobs WHERE `+keyHolder, p.Job.Type, p.Job.IdempotencyKey, now))
+				if err == nil {
+					out[i] = jobs.EnqueueResult{Job: held, Duplicate: true}
+					continue
+				}
+				if !errors.Is(err, pgx.ErrNoRows) {
+					return fmt.Errorf("jobs[%d]: read the holder of its idempotency key: %w", i, err)
+				}
+			}
+			return fmt.Errorf("jobs[%d]: job ID %s is taken by another job: %w", i, p.Job.ID, jobs.ErrConflict)
+		}
+		b = &pgx.Batch{}
+		queueTally(b, &tally, rand.IntN(counterShards))
+		for _, pl := range notifyPayloads(ids) {
+			b.Queue(`SELECT pg_notify($1, $2)`, s.channel, pl)
+		}
+		return tx.SendBatch(ctx, b).Close()
+	})
 }
 
 // Ensure implements jobs.Store.
@@ -221,7 +402,7 @@ func (s *Store) Ensure(ctx context.Context, p jobs.EnsureParams) (*jobs.Job, err
 	}
 	var out *jobs.Job
 	now := s.now()
-	err = s.write(ctx, "Ensure", j.ID, insertJob, insertArgs(j, now), scanInto(&out), countInsert(&out, now))
+	err = s.write(ctx, "Ensure", j.ID, ensureJob, enqueueArgs(jobs.EnqueueParams{Job: j}, now, false), scanInto(&out), countInsert(&out, now))
 	if err != nil {
 		return nil, err
 	}
@@ -233,7 +414,7 @@ func (s *Store) Ensure(ctx context.Context, p jobs.EnsureParams) (*jobs.Job, err
 		return out, err
 	}
 	if j.IdempotencyKey != "" {
-		if out, err = s.lookup(ctx, `type = $1 AND idempotency_key = $2 AND idempotency_key <> ''`, j.Type, j.IdempotencyKey); err != nil || out != nil {
+		if out, err = s.lookup(ctx, keyHolder, j.Type, j.IdempotencyKey, s.now()); err != nil || out != nil {
 			return out, err
 		}
 	}
@@ -666,6 +847,7 @@ func (s *Store) DeleteFinished(ctx context.Context, cutoff time.Time) (int, erro
 				SELECT id FROM jobs WHERE end_time < $1 AND state IN `+terminal+`
 				ORDER BY end_time LIMIT $2 FOR UPDATE SKIP LOCKED),
 			o AS (DELETE FROM outbox WHERE job_id IN (SELECT id FROM d)),
+			k AS (DELETE FROM job_keys WHERE job_id IN (SELECT id FROM d)),
 			e AS (DELETE FROM job_events WHERE job_id IN (SELECT id FROM d)),
 			j AS (DELETE FROM jobs WHERE id IN (SELECT id FROM d) RETURNING type, state),
 			c AS (INSERT INTO job_counts (type, state, shard, n)

@@ -61,34 +61,87 @@ func (s *Store) lookup(w *wtx, st *sql.Stmt, args ...any) (*jobs.Job, error) {
 	return j, nil
 }
 
+// enqueue records one job (see Enqueue) in the batch transaction: when its
+// key is held, the holder and true; otherwise the new job, its outbox entry
+// and its hold on the key.
+func (s *Store) enqueue(w *wtx, method string, p jobs.EnqueueParams, outbox bool, now time.Time) (*jobs.Job, bool, error) {
+	j := p.Job
+	if j.IdempotencyKey != "" {
+		held, err := s.lookup(w, s.st.byKeyW, j.Type, j.IdempotencyKey, now.UnixMicro())
+		if err != nil || held != nil {
+			return held, held != nil, err
+		}
+	}
+	got, ok, err := s.insert(w, j, outbox, now)
+	if err != nil {
+		return nil, false, err
+	}
+	if !ok {
+		return nil, false, fmt.Errorf("%s: %s: job ID %s is taken by another job: %w", pkg, method, j.ID, jobs.ErrConflict)
+	}
+	if j.IdempotencyKey != "" {
+		if _, err := w.stmt(s.st.holdKey).Exec(j.Type, j.IdempotencyKey, j.ID, micros(storekit.KeyHeldUntil(p, now)), p.UniqueWhileActive); err != nil {
+			return nil, false, fmt.Errorf("%s: %s: record the idempotency key of job %s: %w", pkg, method, j.ID, err)
+		}
+	}
+	return got, false, nil
+}
+
+// SupportsUniqueScopes implements jobs.UniqueScopes: true.
+func (s *Store) SupportsUniqueScopes() bool { return true }
+
+var (
+	_ jobs.UniqueScopes  = (*Store)(nil)
+	_ jobs.BatchEnqueuer = (*Store)(nil)
+)
+
 // Enqueue implements jobs.Store.
 func (s *Store) Enqueue(ctx context.Context, p jobs.EnqueueParams) (*jobs.Job, bool, error) {
 	j, err := storekit.NewJob(pkg, "Enqueue", p.Job, false)
 	if err != nil {
 		return nil, false, err
 	}
+	if err := storekit.CheckUnique(pkg, "Enqueue", p); err != nil {
+		return nil, false, err
+	}
+	p.Job = j
 	var (
 		out *jobs.Job
 		dup bool
 	)
-	err = s.write(ctx, "Enqueue", true, func(w *wtx) error {
-		got, ok, err := s.insert(w, j, true, s.now())
-		if err != nil || ok {
-			out = got
-			return err
-		}
-		if j.IdempotencyKey != "" {
-			if out, err = s.lookup(w, s.st.byKeyW, j.Type, j.IdempotencyKey); err != nil || out != nil {
-				dup = out != nil
-				return err
-			}
-		}
-		return fmt.Errorf("%s: Enqueue: job ID %s is taken by another job: %w", pkg, j.ID, jobs.ErrConflict)
+	err = s.write(ctx, "Enqueue", true, func(w *wtx) (err error) {
+		out, dup, err = s.enqueue(w, "Enqueue", p, true, s.now())
+		return err
 	})
 	if err != nil {
 		return nil, false, err
 	}
 	return out, dup, nil
+}
+
+// EnqueueBatch implements jobs.BatchEnqueuer: one write request, so one
+// transaction (inside the writer's batch, under a savepoint of its own).
+func (s *Store) EnqueueBatch(ctx context.Context, ps []jobs.EnqueueParams) ([]jobs.EnqueueResult, error) {
+	ps, err := storekit.NewBatch(pkg, ps)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]jobs.EnqueueResult, len(ps))
+	err = s.write(ctx, "EnqueueBatch", true, func(w *wtx) error {
+		now := s.now()
+		for i, p := range ps {
+			j, dup, err := s.enqueue(w, fmt.Sprintf("EnqueueBatch: jobs[%d]", i), p, true, now)
+			if err != nil {
+				return err
+			}
+			out[i] = jobs.EnqueueResult{Job: j, Duplicate: dup}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // Ensure implements jobs.Store.
@@ -105,20 +158,12 @@ func (s *Store) Ensure(ctx context.Context, p jobs.EnsureParams) (*jobs.Job, err
 	}
 	var out *jobs.Job
 	err = s.write(ctx, "Ensure", true, func(w *wtx) error {
-		got, ok, err := s.insert(w, j, false, s.now())
-		if err != nil || ok {
-			out = got
-			return err
-		}
+		var err error
 		if out, err = s.lookup(w, s.st.byIDW, j.ID); err != nil || out != nil {
 			return err
 		}
-		if j.IdempotencyKey != "" {
-			if out, err = s.lookup(w, s.st.byKeyW, j.Type, j.IdempotencyKey); err != nil || out != nil {
-				return err
-			}
-		}
-		return fmt.Errorf("%s: Ensure: job %s was neither inserted nor found", pkg, j.ID)
+		out, _, err = s.enqueue(w, "Ensure", jobs.EnqueueParams{Job: j}, false, s.now())
+		return err
 	})
 	return out, err
 }
@@ -577,6 +622,9 @@ func (s *Store) DeleteFinished(ctx context.Context, cutoff time.Time) (int, erro
 	for {
 		var n int64
 		err := s.write(ctx, "DeleteFinished", true, func(w *wtx) error {
+			if _, err := w.stmt(s.st.delKeys).Exec(cut, deleteChunk); err != nil {
+				return fmt.Errorf("%s: DeleteFinished: idempotency keys: %w", pkg, err)
+			}
 			if _, err := w.stmt(s.st.delLabels).Exec(cut, deleteChunk); err != nil {
 				return fmt.Errorf("%s: DeleteFinished: labels: %w", pkg, err)
 			}

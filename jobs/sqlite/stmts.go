@@ -44,7 +44,7 @@ type stmts struct {
 	savepoint, rollbackTo, release *sql.Stmt
 
 	insertJob, insertLabel, insertOutbox *sql.Stmt
-	byIDW, byKeyW                        *sql.Stmt
+	byIDW, byKeyW, holdKey, delKeys      *sql.Stmt
 	start, progress, succeed             *sql.Stmt
 	failRetry, failFinal, cancel         *sql.Stmt
 	heartbeat, markSeen                  *sql.Stmt
@@ -80,7 +80,12 @@ func (st *stmts) prepare(ctx context.Context, wdb, rdb *sql.DB) error {
 	// no earlier than the key's last entry (see keyDue).
 	st.insertOutbox = p(wdb, `INSERT INTO outbox (job_id, due, created, ordering_key) VALUES (?1, `+keyDue+`, ?3, ?4)`)
 	st.byIDW = p(wdb, `SELECT `+cols+` FROM jobs WHERE id = ?`)
-	st.byKeyW = p(wdb, `SELECT `+cols+` FROM jobs WHERE type = ? AND idempotency_key = ? AND idempotency_key <> ''`)
+	// ?1 type, ?2 key, ?3 now: the job that holds the key (see job_keys).
+	st.byKeyW = p(wdb, `SELECT `+cols+` FROM jobs WHERE id = (SELECT k.job_id FROM job_keys k WHERE k.type = ?1 AND k.key = ?2
+		AND (k.held_until IS NULL OR k.held_until > ?3)
+		AND (k.while_active = 0 OR EXISTS (SELECT 1 FROM jobs a WHERE a.id = k.job_id AND a.state IN ('QUEUED', 'RUNNING'))))`)
+	st.holdKey = p(wdb, `INSERT INTO job_keys (type, key, job_id, held_until, while_active) VALUES (?1, ?2, ?3, ?4, ?5)
+		ON CONFLICT (type, key) DO UPDATE SET job_id = excluded.job_id, held_until = excluded.held_until, while_active = excluded.while_active`)
 	// ?1 attempt, ?2 lease, ?3 lease expiry, ?4 now, ?5 id. A RUNNING job
 	// with no lease expiry was started before leases existed: its lease
 	// counts as lapsed.
@@ -141,6 +146,7 @@ func (st *stmts) prepare(ctx context.Context, wdb, rdb *sql.DB) error {
 		ORDER BY `+activity+` LIMIT ?2`)
 	st.seen = p(wdb, `UPDATE jobs SET seen_time = ?1 WHERE id = ?2`)
 	const doomed = `SELECT id FROM jobs WHERE end_time < ?1 AND state IN ` + terminal + ` ORDER BY end_time LIMIT ?2`
+	st.delKeys = p(wdb, `DELETE FROM job_keys WHERE job_id IN (`+doomed+`)`)
 	st.delLabels = p(wdb, `DELETE FROM job_labels WHERE job_id IN (`+doomed+`)`)
 	st.delOutbox = p(wdb, `DELETE FROM outbox WHERE job_id IN (`+doomed+`)`)
 	st.delEvents = p(wdb, `DELETE FROM job_events WHERE job_id IN (`+doomed+`)`)
@@ -171,7 +177,7 @@ func (st *stmts) prepare(ctx context.Context, wdb, rdb *sql.DB) error {
 
 func (st *stmts) close() {
 	for _, s := range []*sql.Stmt{st.savepoint, st.rollbackTo, st.release, st.insertJob, st.insertLabel, st.insertOutbox,
-		st.byIDW, st.byKeyW, st.start, st.progress, st.succeed, st.failRetry, st.failFinal, st.cancel,
+		st.byIDW, st.byKeyW, st.holdKey, st.delKeys, st.start, st.progress, st.succeed, st.failRetry, st.failFinal, st.cancel,
 		st.heartbeat, st.markSeen, st.deleteOutbox, st.markSent, st.retryOutbox, st.retryKey,
 		st.claim, st.lapsed, st.release1, st.requeueOutbox, st.lost, st.seen,
 		st.delLabels, st.delOutbox, st.delEvents, st.delJobs, st.delThroughput, st.addCount, st.addEnds,

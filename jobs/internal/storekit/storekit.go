@@ -99,6 +99,52 @@ func NewJob(pkg, method string, j jobs.Job, needID bool) (jobs.Job, error) {
 	return out, nil
 }
 
+// CheckUnique checks the uniqueness scope of an Enqueue.
+func CheckUnique(pkg, method string, p jobs.EnqueueParams) error {
+	if p.UniqueFor < 0 {
+		return Invalid(pkg, "%s: UniqueFor is %v: use 0 (the key is held while the job is kept) or a positive duration", method, p.UniqueFor)
+	}
+	if (p.UniqueFor > 0 || p.UniqueWhileActive) && p.Job.IdempotencyKey == "" {
+		return Invalid(pkg, "%s: UniqueFor or UniqueWhileActive is set but Job.IdempotencyKey is empty: they scope a key, so set one", method)
+	}
+	return nil
+}
+
+// NewBatch checks the jobs of an EnqueueBatch and returns the copies to
+// store; an error names the index of the first invalid job.
+func NewBatch(pkg string, ps []jobs.EnqueueParams) ([]jobs.EnqueueParams, error) {
+	if len(ps) > jobs.MaxEnqueueBatch {
+		return nil, Invalid(pkg, "EnqueueBatch: %d jobs in one call: pass at most %d", len(ps), jobs.MaxEnqueueBatch)
+	}
+	out := make([]jobs.EnqueueParams, len(ps))
+	ids := make(map[string]int, len(ps))
+	for i, p := range ps {
+		j, err := NewJob(pkg, fmt.Sprintf("EnqueueBatch: jobs[%d]", i), p.Job, false)
+		if err != nil {
+			return nil, err
+		}
+		if err := CheckUnique(pkg, fmt.Sprintf("EnqueueBatch: jobs[%d]", i), p); err != nil {
+			return nil, err
+		}
+		if k, ok := ids[j.ID]; ok {
+			return nil, Invalid(pkg, "EnqueueBatch: jobs[%d] has the ID %s of jobs[%d]: give each job its own ID, or leave IDs empty", i, Clip(j.ID), k)
+		}
+		ids[j.ID] = i
+		p.Job = j
+		out[i] = p
+	}
+	return out, nil
+}
+
+// KeyHeldUntil is when a job created at now stops holding its idempotency
+// key by time (zero: never, by time).
+func KeyHeldUntil(p jobs.EnqueueParams, now time.Time) time.Time {
+	if p.UniqueFor <= 0 {
+		return time.Time{}
+	}
+	return Round(now.Add(p.UniqueFor))
+}
+
 // clipBytes is how much of a too long or malformed value error messages
 // quote.
 const clipBytes = 64

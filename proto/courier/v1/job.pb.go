@@ -15,6 +15,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	anypb "google.golang.org/protobuf/types/known/anypb"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -178,8 +179,12 @@ type Job struct {
 	RunAfter *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=run_after,json=runAfter,proto3" json:"run_after,omitempty"`
 	// The idempotency key given at enqueue, if any.
 	IdempotencyKey string `protobuf:"bytes,16,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The Pub/Sub ordering key given at enqueue, if any.
+	OrderingKey string `protobuf:"bytes,17,opt,name=ordering_key,json=orderingKey,proto3" json:"ordering_key,omitempty"`
+	// The per-attempt timeout given at enqueue; unset when the type's applies.
+	Timeout       *durationpb.Duration `protobuf:"bytes,18,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -324,6 +329,20 @@ func (x *Job) GetIdempotencyKey() string {
 	return ""
 }
 
+func (x *Job) GetOrderingKey() string {
+	if x != nil {
+		return x.OrderingKey
+	}
+	return ""
+}
+
+func (x *Job) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
 type EnqueueJobRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The job's payload. Its type selects the topic and the handler.
@@ -332,8 +351,29 @@ type EnqueueJobRequest struct {
 	// the first job's ID with duplicate set.
 	IdempotencyKey string `protobuf:"bytes,2,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// Optional. The job is not published before this time.
-	RunAfter      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=run_after,json=runAfter,proto3" json:"run_after,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	RunAfter *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=run_after,json=runAfter,proto3" json:"run_after,omitempty"`
+	Labels   map[string]string      `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Optional, with idempotency_key: the key is held for this long after
+	// the job's enqueue; a later enqueue with the key after that makes a new
+	// job (which holds the key in turn). Unset: the key is held for as long
+	// as the job is kept (until the janitor deletes it). Must be positive.
+	UniqueFor *durationpb.Duration `protobuf:"bytes,5,opt,name=unique_for,json=uniqueFor,proto3" json:"unique_for,omitempty"`
+	// Optional, with idempotency_key: the key is held only while its job is
+	// QUEUED or RUNNING; once it has ended (SUCCEEDED, FAILED or CANCELLED)
+	// a later enqueue with the key makes a new job. With unique_for as well,
+	// the key is released by whichever comes first.
+	UniqueWhileActive bool `protobuf:"varint,6,opt,name=unique_while_active,json=uniqueWhileActive,proto3" json:"unique_while_active,omitempty"`
+	// Optional. Attempts this job gets, from 1 up to its type's max_attempts;
+	// 0 means the type's.
+	MaxAttempts int32 `protobuf:"varint,7,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
+	// Optional. The timeout of each attempt of this job, positive and no
+	// longer than its type's timeout (when the type has one); unset means the
+	// type's.
+	Timeout *durationpb.Duration `protobuf:"bytes,8,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// Optional. The Pub/Sub ordering key of the job's message: jobs with one
+	// key are published in enqueue order and run one at a time, in that
+	// order, across all workers. At most 1,024 bytes.
+	OrderingKey   string `protobuf:"bytes,9,opt,name=ordering_key,json=orderingKey,proto3" json:"ordering_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -396,6 +436,131 @@ func (x *EnqueueJobRequest) GetLabels() map[string]string {
 	return nil
 }
 
+func (x *EnqueueJobRequest) GetUniqueFor() *durationpb.Duration {
+	if x != nil {
+		return x.UniqueFor
+	}
+	return nil
+}
+
+func (x *EnqueueJobRequest) GetUniqueWhileActive() bool {
+	if x != nil {
+		return x.UniqueWhileActive
+	}
+	return false
+}
+
+func (x *EnqueueJobRequest) GetMaxAttempts() int32 {
+	if x != nil {
+		return x.MaxAttempts
+	}
+	return 0
+}
+
+func (x *EnqueueJobRequest) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *EnqueueJobRequest) GetOrderingKey() string {
+	if x != nil {
+		return x.OrderingKey
+	}
+	return ""
+}
+
+type EnqueueJobsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The jobs, 1 to 1,000.
+	Jobs          []*EnqueueJobRequest `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnqueueJobsRequest) Reset() {
+	*x = EnqueueJobsRequest{}
+	mi := &file_courier_v1_job_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnqueueJobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnqueueJobsRequest) ProtoMessage() {}
+
+func (x *EnqueueJobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_job_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnqueueJobsRequest.ProtoReflect.Descriptor instead.
+func (*EnqueueJobsRequest) Descriptor() ([]byte, []int) {
+	return file_courier_v1_job_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *EnqueueJobsRequest) GetJobs() []*EnqueueJobRequest {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+type EnqueueJobsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per requested job, in request order.
+	Jobs          []*EnqueueJobResponse `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnqueueJobsResponse) Reset() {
+	*x = EnqueueJobsResponse{}
+	mi := &file_courier_v1_job_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnqueueJobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnqueueJobsResponse) ProtoMessage() {}
+
+func (x *EnqueueJobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_job_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnqueueJobsResponse.ProtoReflect.Descriptor instead.
+func (*EnqueueJobsResponse) Descriptor() ([]byte, []int) {
+	return file_courier_v1_job_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *EnqueueJobsResponse) GetJobs() []*EnqueueJobResponse {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
 type EnqueueJobResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -407,7 +572,7 @@ type EnqueueJobResponse struct {
 
 func (x *EnqueueJobResponse) Reset() {
 	*x = EnqueueJobResponse{}
-	mi := &file_courier_v1_job_proto_msgTypes[3]
+	mi := &file_courier_v1_job_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -419,7 +584,7 @@ func (x *EnqueueJobResponse) String() string {
 func (*EnqueueJobResponse) ProtoMessage() {}
 
 func (x *EnqueueJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_courier_v1_job_proto_msgTypes[3]
+	mi := &file_courier_v1_job_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -432,7 +597,7 @@ func (x *EnqueueJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueJobResponse.ProtoReflect.Descriptor instead.
 func (*EnqueueJobResponse) Descriptor() ([]byte, []int) {
-	return file_courier_v1_job_proto_rawDescGZIP(), []int{3}
+	return file_courier_v1_job_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *EnqueueJobResponse) GetJobId() string {
@@ -458,7 +623,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_courier_v1_job_proto_msgTypes[4]
+	mi := &file_courier_v1_job_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -470,7 +635,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_courier_v1_job_proto_msgTypes[4]
+	mi := &file_courier_v1_job_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -483,7 +648,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_courier_v1_job_proto_rawDescGZIP(), []int{4}
+	return file_courier_v1_job_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -502,7 +667,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_courier_v1_job_proto_msgTypes[5]
+	mi := &file_courier_v1_job_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -514,7 +679,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_courier_v1_job_proto_msgTypes[5]
+	mi := &file_courier_v1_job_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -527,7 +692,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_courier_v1_job_proto_rawDescGZIP(), []int{5}
+	return file_courier_v1_job_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -546,7 +711,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_courier_v1_job_proto_msgTypes[6]
+	mi := &file_courier_v1_job_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -558,7 +723,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_courier_v1_job_proto_msgTypes[6]
+	mi := &file_courier_v1_job_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -571,7 +736,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_courier_v1_job_proto_rawDescGZIP(), []int{6}
+	return file_courier_v1_job_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -599,7 +764,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_courier_v1_job_proto_msgTypes[7]
+	mi := &file_courier_v1_job_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -611,7 +776,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_courier_v1_job_proto_msgTypes[7]
+	mi := &file_courier_v1_job_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -624,7 +789,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_courier_v1_job_proto_rawDescGZIP(), []int{7}
+	return file_courier_v1_job_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListJobsRequest) GetType() string {
@@ -673,7 +838,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_courier_v1_job_proto_msgTypes[8]
+	mi := &file_courier_v1_job_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -685,7 +850,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_courier_v1_job_proto_msgTypes[8]
+	mi := &file_courier_v1_job_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -698,7 +863,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_courier_v1_job_proto_rawDescGZIP(), []int{8}
+	return file_courier_v1_job_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -715,15 +880,648 @@ func (x *ListJobsResponse) GetNextPageToken() string {
 	return ""
 }
 
+type CountJobsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this job type (its full protobuf message name); empty for all.
+	Type          string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountJobsRequest) Reset() {
+	*x = CountJobsRequest{}
+	mi := &file_courier_v1_job_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountJobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountJobsRequest) ProtoMessage() {}
+
+func (x *CountJobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_job_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountJobsRequest.ProtoReflect.Descriptor instead.
+func (*CountJobsRequest) Descriptor() ([]byte, []int) {
+	return file_courier_v1_job_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CountJobsRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+type CountJobsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One entry a job type that has jobs, sorted by type.
+	Types         []*JobTypeCounts `protobuf:"bytes,1,rep,name=types,proto3" json:"types,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountJobsResponse) Reset() {
+	*x = CountJobsResponse{}
+	mi := &file_courier_v1_job_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountJobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountJobsResponse) ProtoMessage() {}
+
+func (x *CountJobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_job_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountJobsResponse.ProtoReflect.Descriptor instead.
+func (*CountJobsResponse) Descriptor() ([]byte, []int) {
+	return file_courier_v1_job_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CountJobsResponse) GetTypes() []*JobTypeCounts {
+	if x != nil {
+		return x.Types
+	}
+	return nil
+}
+
+// JobTypeCounts is how many jobs of one type are in each state.
+type JobTypeCounts struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Type      string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Queued    int64                  `protobuf:"varint,2,opt,name=queued,proto3" json:"queued,omitempty"`
+	Running   int64                  `protobuf:"varint,3,opt,name=running,proto3" json:"running,omitempty"`
+	Succeeded int64                  `protobuf:"varint,4,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	Failed    int64                  `protobuf:"varint,5,opt,name=failed,proto3" json:"failed,omitempty"`
+	Cancelled int64                  `protobuf:"varint,6,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	// The creation time of the oldest QUEUED job; unset when none is queued.
+	OldestQueuedTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=oldest_queued_time,json=oldestQueuedTime,proto3" json:"oldest_queued_time,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *JobTypeCounts) Reset() {
+	*x = JobTypeCounts{}
+	mi := &file_courier_v1_job_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobTypeCounts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobTypeCounts) ProtoMessage() {}
+
+func (x *JobTypeCounts) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_job_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobTypeCounts.ProtoReflect.Descriptor instead.
+func (*JobTypeCounts) Descriptor() ([]byte, []int) {
+	return file_courier_v1_job_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *JobTypeCounts) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *JobTypeCounts) GetQueued() int64 {
+	if x != nil {
+		return x.Queued
+	}
+	return 0
+}
+
+func (x *JobTypeCounts) GetRunning() int64 {
+	if x != nil {
+		return x.Running
+	}
+	return 0
+}
+
+func (x *JobTypeCounts) GetSucceeded() int64 {
+	if x != nil {
+		return x.Succeeded
+	}
+	return 0
+}
+
+func (x *JobTypeCounts) GetFailed() int64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *JobTypeCounts) GetCancelled() int64 {
+	if x != nil {
+		return x.Cancelled
+	}
+	return 0
+}
+
+func (x *JobTypeCounts) GetOldestQueuedTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OldestQueuedTime
+	}
+	return nil
+}
+
+// DeadLetter is a message kept on a dead-letter subscription: the copy a
+// worker published when it gave up on a job, or one Pub/Sub forwarded
+// under the subscription's dead-letter policy.
+type DeadLetter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The dead-letter subscription it is on.
+	Subscription string `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	// Its Pub/Sub message ID there; with subscription, it names the letter.
+	MessageId string `protobuf:"bytes,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// Full protobuf name of the payload (ce-type); empty when it had none.
+	Type string `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	// The dead job's ID (ce-id); empty when it had none.
+	JobId string `protobuf:"bytes,4,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// Why it was dead-lettered.
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The attempt that failed; 0 when it never ran or is unknown.
+	Attempt     int32                  `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	PublishTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=publish_time,json=publishTime,proto3" json:"publish_time,omitempty"`
+	// The message's data as a payload of type (when type is set).
+	Payload *anypb.Any `protobuf:"bytes,8,opt,name=payload,proto3" json:"payload,omitempty"`
+	// The job labels it carried.
+	Labels map[string]string `protobuf:"bytes,9,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Every Pub/Sub attribute of the message.
+	Attributes    map[string]string `protobuf:"bytes,10,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeadLetter) Reset() {
+	*x = DeadLetter{}
+	mi := &file_courier_v1_job_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadLetter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadLetter) ProtoMessage() {}
+
+func (x *DeadLetter) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_job_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
+func (*DeadLetter) Descriptor() ([]byte, []int) {
+	return file_courier_v1_job_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DeadLetter) GetSubscription() string {
+	if x != nil {
+		return x.Subscription
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *DeadLetter) GetPublishTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PublishTime
+	}
+	return nil
+}
+
+func (x *DeadLetter) GetPayload() *anypb.Any {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *DeadLetter) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *DeadLetter) GetAttributes() map[string]string {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+type ListDeadLettersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only dead letters of this job type (full protobuf name), when set.
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// At most this many dead letters of each type; 0 means 100; at most 1000.
+	PageSize      int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeadLettersRequest) Reset() {
+	*x = ListDeadLettersRequest{}
+	mi := &file_courier_v1_job_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeadLettersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeadLettersRequest) ProtoMessage() {}
+
+func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_job_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
+func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
+	return file_courier_v1_job_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListDeadLettersRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *ListDeadLettersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+type ListDeadLettersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DeadLetters   []*DeadLetter          `protobuf:"bytes,1,rep,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeadLettersResponse) Reset() {
+	*x = ListDeadLettersResponse{}
+	mi := &file_courier_v1_job_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeadLettersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeadLettersResponse) ProtoMessage() {}
+
+func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_job_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
+func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
+	return file_courier_v1_job_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListDeadLettersResponse) GetDeadLetters() []*DeadLetter {
+	if x != nil {
+		return x.DeadLetters
+	}
+	return nil
+}
+
+// DeadLetterRef names one dead letter.
+type DeadLetterRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Subscription  string                 `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	MessageId     string                 `protobuf:"bytes,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeadLetterRef) Reset() {
+	*x = DeadLetterRef{}
+	mi := &file_courier_v1_job_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadLetterRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadLetterRef) ProtoMessage() {}
+
+func (x *DeadLetterRef) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_job_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadLetterRef.ProtoReflect.Descriptor instead.
+func (*DeadLetterRef) Descriptor() ([]byte, []int) {
+	return file_courier_v1_job_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *DeadLetterRef) GetSubscription() string {
+	if x != nil {
+		return x.Subscription
+	}
+	return ""
+}
+
+func (x *DeadLetterRef) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+type ReplayDeadLettersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The dead letters to replay (from ListDeadLetters), at most 1000.
+	DeadLetters []*DeadLetterRef `protobuf:"bytes,1,rep,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
+	// Or: replay every dead letter of this job type (up to 1000). Set either
+	// dead_letters or type, not both.
+	Type          string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayDeadLettersRequest) Reset() {
+	*x = ReplayDeadLettersRequest{}
+	mi := &file_courier_v1_job_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayDeadLettersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayDeadLettersRequest) ProtoMessage() {}
+
+func (x *ReplayDeadLettersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_job_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayDeadLettersRequest.ProtoReflect.Descriptor instead.
+func (*ReplayDeadLettersRequest) Descriptor() ([]byte, []int) {
+	return file_courier_v1_job_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ReplayDeadLettersRequest) GetDeadLetters() []*DeadLetterRef {
+	if x != nil {
+		return x.DeadLetters
+	}
+	return nil
+}
+
+func (x *ReplayDeadLettersRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+// DeadLetterReplay is the outcome of one dead letter's replay.
+type DeadLetterReplay struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Subscription string                 `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	MessageId    string                 `protobuf:"bytes,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// The new job's ID; empty when the replay failed.
+	JobId string `protobuf:"bytes,3,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// Why the replay failed; unset when it succeeded.
+	Error         *status.Status `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeadLetterReplay) Reset() {
+	*x = DeadLetterReplay{}
+	mi := &file_courier_v1_job_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadLetterReplay) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadLetterReplay) ProtoMessage() {}
+
+func (x *DeadLetterReplay) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_job_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadLetterReplay.ProtoReflect.Descriptor instead.
+func (*DeadLetterReplay) Descriptor() ([]byte, []int) {
+	return file_courier_v1_job_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *DeadLetterReplay) GetSubscription() string {
+	if x != nil {
+		return x.Subscription
+	}
+	return ""
+}
+
+func (x *DeadLetterReplay) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *DeadLetterReplay) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *DeadLetterReplay) GetError() *status.Status {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type ReplayDeadLettersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*DeadLetterReplay    `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayDeadLettersResponse) Reset() {
+	*x = ReplayDeadLettersResponse{}
+	mi := &file_courier_v1_job_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayDeadLettersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayDeadLettersResponse) ProtoMessage() {}
+
+func (x *ReplayDeadLettersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_job_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayDeadLettersResponse.ProtoReflect.Descriptor instead.
+func (*ReplayDeadLettersResponse) Descriptor() ([]byte, []int) {
+	return file_courier_v1_job_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ReplayDeadLettersResponse) GetResults() []*DeadLetterReplay {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 var File_courier_v1_job_proto protoreflect.FileDescriptor
 
 const file_courier_v1_job_proto_rawDesc = "" +
 	"\n" +
 	"\x14courier/v1/job.proto\x12\n" +
-	"courier.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"@\n" +
+	"courier.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"@\n" +
 	"\bProgress\x12\x1a\n" +
 	"\bfraction\x18\x01 \x01(\x01R\bfraction\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\x87\x06\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xdf\x06\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12'\n" +
@@ -744,18 +1542,30 @@ const file_courier_v1_job_proto_rawDesc = "" +
 	"\vupdate_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x127\n" +
 	"\trun_after\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\brunAfter\x12'\n" +
-	"\x0fidempotency_key\x18\x10 \x01(\tR\x0eidempotencyKey\x1a9\n" +
+	"\x0fidempotency_key\x18\x10 \x01(\tR\x0eidempotencyKey\x12!\n" +
+	"\fordering_key\x18\x11 \x01(\tR\vorderingKey\x123\n" +
+	"\atimeout\x18\x12 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa3\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x88\x04\n" +
 	"\x11EnqueueJobRequest\x12.\n" +
 	"\apayload\x18\x01 \x01(\v2\x14.google.protobuf.AnyR\apayload\x12'\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x127\n" +
 	"\trun_after\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\brunAfter\x12A\n" +
-	"\x06labels\x18\x04 \x03(\v2).courier.v1.EnqueueJobRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x04 \x03(\v2).courier.v1.EnqueueJobRequest.LabelsEntryR\x06labels\x128\n" +
+	"\n" +
+	"unique_for\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\tuniqueFor\x12.\n" +
+	"\x13unique_while_active\x18\x06 \x01(\bR\x11uniqueWhileActive\x12!\n" +
+	"\fmax_attempts\x18\a \x01(\x05R\vmaxAttempts\x123\n" +
+	"\atimeout\x18\b \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12!\n" +
+	"\fordering_key\x18\t \x01(\tR\vorderingKey\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"I\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"G\n" +
+	"\x12EnqueueJobsRequest\x121\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x1d.courier.v1.EnqueueJobRequestR\x04jobs\"I\n" +
+	"\x13EnqueueJobsResponse\x122\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x1e.courier.v1.EnqueueJobResponseR\x04jobs\"I\n" +
 	"\x12EnqueueJobResponse\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"\x1f\n" +
@@ -777,7 +1587,61 @@ const file_courier_v1_job_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"_\n" +
 	"\x10ListJobsResponse\x12#\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x0f.courier.v1.JobR\x04jobs\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*a\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"&\n" +
+	"\x10CountJobsRequest\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\"D\n" +
+	"\x11CountJobsResponse\x12/\n" +
+	"\x05types\x18\x01 \x03(\v2\x19.courier.v1.JobTypeCountsR\x05types\"\xf3\x01\n" +
+	"\rJobTypeCounts\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
+	"\x06queued\x18\x02 \x01(\x03R\x06queued\x12\x18\n" +
+	"\arunning\x18\x03 \x01(\x03R\arunning\x12\x1c\n" +
+	"\tsucceeded\x18\x04 \x01(\x03R\tsucceeded\x12\x16\n" +
+	"\x06failed\x18\x05 \x01(\x03R\x06failed\x12\x1c\n" +
+	"\tcancelled\x18\x06 \x01(\x03R\tcancelled\x12H\n" +
+	"\x12oldest_queued_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x10oldestQueuedTime\"\x99\x04\n" +
+	"\n" +
+	"DeadLetter\x12\"\n" +
+	"\fsubscription\x18\x01 \x01(\tR\fsubscription\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x02 \x01(\tR\tmessageId\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\x12\x15\n" +
+	"\x06job_id\x18\x04 \x01(\tR\x05jobId\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x18\n" +
+	"\aattempt\x18\x06 \x01(\x05R\aattempt\x12=\n" +
+	"\fpublish_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vpublishTime\x12.\n" +
+	"\apayload\x18\b \x01(\v2\x14.google.protobuf.AnyR\apayload\x12:\n" +
+	"\x06labels\x18\t \x03(\v2\".courier.v1.DeadLetter.LabelsEntryR\x06labels\x12F\n" +
+	"\n" +
+	"attributes\x18\n" +
+	" \x03(\v2&.courier.v1.DeadLetter.AttributesEntryR\n" +
+	"attributes\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a=\n" +
+	"\x0fAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"I\n" +
+	"\x16ListDeadLettersRequest\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\"T\n" +
+	"\x17ListDeadLettersResponse\x129\n" +
+	"\fdead_letters\x18\x01 \x03(\v2\x16.courier.v1.DeadLetterR\vdeadLetters\"R\n" +
+	"\rDeadLetterRef\x12\"\n" +
+	"\fsubscription\x18\x01 \x01(\tR\fsubscription\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x02 \x01(\tR\tmessageId\"l\n" +
+	"\x18ReplayDeadLettersRequest\x12<\n" +
+	"\fdead_letters\x18\x01 \x03(\v2\x19.courier.v1.DeadLetterRefR\vdeadLetters\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\"\x96\x01\n" +
+	"\x10DeadLetterReplay\x12\"\n" +
+	"\fsubscription\x18\x01 \x01(\tR\fsubscription\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x02 \x01(\tR\tmessageId\x12\x15\n" +
+	"\x06job_id\x18\x03 \x01(\tR\x05jobId\x12(\n" +
+	"\x05error\x18\x04 \x01(\v2\x12.google.rpc.StatusR\x05error\"S\n" +
+	"\x19ReplayDeadLettersResponse\x126\n" +
+	"\aresults\x18\x01 \x03(\v2\x1c.courier.v1.DeadLetterReplayR\aresults*a\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
@@ -786,16 +1650,20 @@ const file_courier_v1_job_proto_rawDesc = "" +
 	"\tSUCCEEDED\x10\x03\x12\n" +
 	"\n" +
 	"\x06FAILED\x10\x04\x12\r\n" +
-	"\tCANCELLED\x10\x052\xca\x03\n" +
+	"\tCANCELLED\x10\x052\x99\a\n" +
 	"\n" +
 	"JobService\x12`\n" +
 	"\n" +
-	"EnqueueJob\x12\x1d.courier.v1.EnqueueJobRequest\x1a\x1e.courier.v1.EnqueueJobResponse\"\x13\x82\xd3\xe4\x93\x02\r:\x01*\"\b/v1/jobs\x12K\n" +
+	"EnqueueJob\x12\x1d.courier.v1.EnqueueJobRequest\x1a\x1e.courier.v1.EnqueueJobResponse\"\x13\x82\xd3\xe4\x93\x02\r:\x01*\"\b/v1/jobs\x12p\n" +
+	"\vEnqueueJobs\x12\x1e.courier.v1.EnqueueJobsRequest\x1a\x1f.courier.v1.EnqueueJobsResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/jobs:batchEnqueue\x12K\n" +
 	"\x06GetJob\x12\x19.courier.v1.GetJobRequest\x1a\x0f.courier.v1.Job\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/jobs/{id}\x12W\n" +
 	"\bWatchJob\x12\x1b.courier.v1.WatchJobRequest\x1a\x0f.courier.v1.Job\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/jobs/{id}:watch0\x01\x12[\n" +
 	"\tCancelJob\x12\x1c.courier.v1.CancelJobRequest\x1a\x0f.courier.v1.Job\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/jobs/{id}:cancel\x12W\n" +
 	"\bListJobs\x12\x1b.courier.v1.ListJobsRequest\x1a\x1c.courier.v1.ListJobsResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
-	"\x12\b/v1/jobsB8Z6github.com/courierq/courier/proto/courier/v1;courierv1b\x06proto3"
+	"\x12\b/v1/jobs\x12`\n" +
+	"\tCountJobs\x12\x1c.courier.v1.CountJobsRequest\x1a\x1d.courier.v1.CountJobsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/jobs:count\x12s\n" +
+	"\x0fListDeadLetters\x12\".courier.v1.ListDeadLettersRequest\x1a#.courier.v1.ListDeadLettersResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/deadLetters\x12\x83\x01\n" +
+	"\x11ReplayDeadLetters\x12$.courier.v1.ReplayDeadLettersRequest\x1a%.courier.v1.ReplayDeadLettersResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/deadLetters:replayB8Z6github.com/courierq/courier/proto/courier/v1;courierv1b\x06proto3"
 
 var (
 	file_courier_v1_job_proto_rawDescOnce sync.Once
@@ -810,58 +1678,96 @@ func file_courier_v1_job_proto_rawDescGZIP() []byte {
 }
 
 var file_courier_v1_job_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_courier_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_courier_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_courier_v1_job_proto_goTypes = []any{
-	(State)(0),                    // 0: courier.v1.State
-	(*Progress)(nil),              // 1: courier.v1.Progress
-	(*Job)(nil),                   // 2: courier.v1.Job
-	(*EnqueueJobRequest)(nil),     // 3: courier.v1.EnqueueJobRequest
-	(*EnqueueJobResponse)(nil),    // 4: courier.v1.EnqueueJobResponse
-	(*GetJobRequest)(nil),         // 5: courier.v1.GetJobRequest
-	(*WatchJobRequest)(nil),       // 6: courier.v1.WatchJobRequest
-	(*CancelJobRequest)(nil),      // 7: courier.v1.CancelJobRequest
-	(*ListJobsRequest)(nil),       // 8: courier.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 9: courier.v1.ListJobsResponse
-	nil,                           // 10: courier.v1.Job.LabelsEntry
-	nil,                           // 11: courier.v1.EnqueueJobRequest.LabelsEntry
-	nil,                           // 12: courier.v1.ListJobsRequest.LabelsEntry
-	(*anypb.Any)(nil),             // 13: google.protobuf.Any
-	(*status.Status)(nil),         // 14: google.rpc.Status
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(State)(0),                        // 0: courier.v1.State
+	(*Progress)(nil),                  // 1: courier.v1.Progress
+	(*Job)(nil),                       // 2: courier.v1.Job
+	(*EnqueueJobRequest)(nil),         // 3: courier.v1.EnqueueJobRequest
+	(*EnqueueJobsRequest)(nil),        // 4: courier.v1.EnqueueJobsRequest
+	(*EnqueueJobsResponse)(nil),       // 5: courier.v1.EnqueueJobsResponse
+	(*EnqueueJobResponse)(nil),        // 6: courier.v1.EnqueueJobResponse
+	(*GetJobRequest)(nil),             // 7: courier.v1.GetJobRequest
+	(*WatchJobRequest)(nil),           // 8: courier.v1.WatchJobRequest
+	(*CancelJobRequest)(nil),          // 9: courier.v1.CancelJobRequest
+	(*ListJobsRequest)(nil),           // 10: courier.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),          // 11: courier.v1.ListJobsResponse
+	(*CountJobsRequest)(nil),          // 12: courier.v1.CountJobsRequest
+	(*CountJobsResponse)(nil),         // 13: courier.v1.CountJobsResponse
+	(*JobTypeCounts)(nil),             // 14: courier.v1.JobTypeCounts
+	(*DeadLetter)(nil),                // 15: courier.v1.DeadLetter
+	(*ListDeadLettersRequest)(nil),    // 16: courier.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),   // 17: courier.v1.ListDeadLettersResponse
+	(*DeadLetterRef)(nil),             // 18: courier.v1.DeadLetterRef
+	(*ReplayDeadLettersRequest)(nil),  // 19: courier.v1.ReplayDeadLettersRequest
+	(*DeadLetterReplay)(nil),          // 20: courier.v1.DeadLetterReplay
+	(*ReplayDeadLettersResponse)(nil), // 21: courier.v1.ReplayDeadLettersResponse
+	nil,                               // 22: courier.v1.Job.LabelsEntry
+	nil,                               // 23: courier.v1.EnqueueJobRequest.LabelsEntry
+	nil,                               // 24: courier.v1.ListJobsRequest.LabelsEntry
+	nil,                               // 25: courier.v1.DeadLetter.LabelsEntry
+	nil,                               // 26: courier.v1.DeadLetter.AttributesEntry
+	(*anypb.Any)(nil),                 // 27: google.protobuf.Any
+	(*status.Status)(nil),             // 28: google.rpc.Status
+	(*timestamppb.Timestamp)(nil),     // 29: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),       // 30: google.protobuf.Duration
 }
 var file_courier_v1_job_proto_depIdxs = []int32{
 	0,  // 0: courier.v1.Job.state:type_name -> courier.v1.State
-	13, // 1: courier.v1.Job.payload:type_name -> google.protobuf.Any
-	13, // 2: courier.v1.Job.result:type_name -> google.protobuf.Any
-	14, // 3: courier.v1.Job.error:type_name -> google.rpc.Status
+	27, // 1: courier.v1.Job.payload:type_name -> google.protobuf.Any
+	27, // 2: courier.v1.Job.result:type_name -> google.protobuf.Any
+	28, // 3: courier.v1.Job.error:type_name -> google.rpc.Status
 	1,  // 4: courier.v1.Job.progress:type_name -> courier.v1.Progress
-	10, // 5: courier.v1.Job.labels:type_name -> courier.v1.Job.LabelsEntry
-	15, // 6: courier.v1.Job.create_time:type_name -> google.protobuf.Timestamp
-	15, // 7: courier.v1.Job.start_time:type_name -> google.protobuf.Timestamp
-	15, // 8: courier.v1.Job.end_time:type_name -> google.protobuf.Timestamp
-	15, // 9: courier.v1.Job.update_time:type_name -> google.protobuf.Timestamp
-	15, // 10: courier.v1.Job.run_after:type_name -> google.protobuf.Timestamp
-	13, // 11: courier.v1.EnqueueJobRequest.payload:type_name -> google.protobuf.Any
-	15, // 12: courier.v1.EnqueueJobRequest.run_after:type_name -> google.protobuf.Timestamp
-	11, // 13: courier.v1.EnqueueJobRequest.labels:type_name -> courier.v1.EnqueueJobRequest.LabelsEntry
-	0,  // 14: courier.v1.ListJobsRequest.state:type_name -> courier.v1.State
-	12, // 15: courier.v1.ListJobsRequest.labels:type_name -> courier.v1.ListJobsRequest.LabelsEntry
-	2,  // 16: courier.v1.ListJobsResponse.jobs:type_name -> courier.v1.Job
-	3,  // 17: courier.v1.JobService.EnqueueJob:input_type -> courier.v1.EnqueueJobRequest
-	5,  // 18: courier.v1.JobService.GetJob:input_type -> courier.v1.GetJobRequest
-	6,  // 19: courier.v1.JobService.WatchJob:input_type -> courier.v1.WatchJobRequest
-	7,  // 20: courier.v1.JobService.CancelJob:input_type -> courier.v1.CancelJobRequest
-	8,  // 21: courier.v1.JobService.ListJobs:input_type -> courier.v1.ListJobsRequest
-	4,  // 22: courier.v1.JobService.EnqueueJob:output_type -> courier.v1.EnqueueJobResponse
-	2,  // 23: courier.v1.JobService.GetJob:output_type -> courier.v1.Job
-	2,  // 24: courier.v1.JobService.WatchJob:output_type -> courier.v1.Job
-	2,  // 25: courier.v1.JobService.CancelJob:output_type -> courier.v1.Job
-	9,  // 26: courier.v1.JobService.ListJobs:output_type -> courier.v1.ListJobsResponse
-	22, // [22:27] is the sub-list for method output_type
-	17, // [17:22] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	22, // 5: courier.v1.Job.labels:type_name -> courier.v1.Job.LabelsEntry
+	29, // 6: courier.v1.Job.create_time:type_name -> google.protobuf.Timestamp
+	29, // 7: courier.v1.Job.start_time:type_name -> google.protobuf.Timestamp
+	29, // 8: courier.v1.Job.end_time:type_name -> google.protobuf.Timestamp
+	29, // 9: courier.v1.Job.update_time:type_name -> google.protobuf.Timestamp
+	29, // 10: courier.v1.Job.run_after:type_name -> google.protobuf.Timestamp
+	30, // 11: courier.v1.Job.timeout:type_name -> google.protobuf.Duration
+	27, // 12: courier.v1.EnqueueJobRequest.payload:type_name -> google.protobuf.Any
+	29, // 13: courier.v1.EnqueueJobRequest.run_after:type_name -> google.protobuf.Timestamp
+	23, // 14: courier.v1.EnqueueJobRequest.labels:type_name -> courier.v1.EnqueueJobRequest.LabelsEntry
+	30, // 15: courier.v1.EnqueueJobRequest.unique_for:type_name -> google.protobuf.Duration
+	30, // 16: courier.v1.EnqueueJobRequest.timeout:type_name -> google.protobuf.Duration
+	3,  // 17: courier.v1.EnqueueJobsRequest.jobs:type_name -> courier.v1.EnqueueJobRequest
+	6,  // 18: courier.v1.EnqueueJobsResponse.jobs:type_name -> courier.v1.EnqueueJobResponse
+	0,  // 19: courier.v1.ListJobsRequest.state:type_name -> courier.v1.State
+	24, // 20: courier.v1.ListJobsRequest.labels:type_name -> courier.v1.ListJobsRequest.LabelsEntry
+	2,  // 21: courier.v1.ListJobsResponse.jobs:type_name -> courier.v1.Job
+	14, // 22: courier.v1.CountJobsResponse.types:type_name -> courier.v1.JobTypeCounts
+	29, // 23: courier.v1.JobTypeCounts.oldest_queued_time:type_name -> google.protobuf.Timestamp
+	29, // 24: courier.v1.DeadLetter.publish_time:type_name -> google.protobuf.Timestamp
+	27, // 25: courier.v1.DeadLetter.payload:type_name -> google.protobuf.Any
+	25, // 26: courier.v1.DeadLetter.labels:type_name -> courier.v1.DeadLetter.LabelsEntry
+	26, // 27: courier.v1.DeadLetter.attributes:type_name -> courier.v1.DeadLetter.AttributesEntry
+	15, // 28: courier.v1.ListDeadLettersResponse.dead_letters:type_name -> courier.v1.DeadLetter
+	18, // 29: courier.v1.ReplayDeadLettersRequest.dead_letters:type_name -> courier.v1.DeadLetterRef
+	28, // 30: courier.v1.DeadLetterReplay.error:type_name -> google.rpc.Status
+	20, // 31: courier.v1.ReplayDeadLettersResponse.results:type_name -> courier.v1.DeadLetterReplay
+	3,  // 32: courier.v1.JobService.EnqueueJob:input_type -> courier.v1.EnqueueJobRequest
+	4,  // 33: courier.v1.JobService.EnqueueJobs:input_type -> courier.v1.EnqueueJobsRequest
+	7,  // 34: courier.v1.JobService.GetJob:input_type -> courier.v1.GetJobRequest
+	8,  // 35: courier.v1.JobService.WatchJob:input_type -> courier.v1.WatchJobRequest
+	9,  // 36: courier.v1.JobService.CancelJob:input_type -> courier.v1.CancelJobRequest
+	10, // 37: courier.v1.JobService.ListJobs:input_type -> courier.v1.ListJobsRequest
+	12, // 38: courier.v1.JobService.CountJobs:input_type -> courier.v1.CountJobsRequest
+	16, // 39: courier.v1.JobService.ListDeadLetters:input_type -> courier.v1.ListDeadLettersRequest
+	19, // 40: courier.v1.JobService.ReplayDeadLetters:input_type -> courier.v1.ReplayDeadLettersRequest
+	6,  // 41: courier.v1.JobService.EnqueueJob:output_type -> courier.v1.EnqueueJobResponse
+	5,  // 42: courier.v1.JobService.EnqueueJobs:output_type -> courier.v1.EnqueueJobsResponse
+	2,  // 43: courier.v1.JobService.GetJob:output_type -> courier.v1.Job
+	2,  // 44: courier.v1.JobService.WatchJob:output_type -> courier.v1.Job
+	2,  // 45: courier.v1.JobService.CancelJob:output_type -> courier.v1.Job
+	11, // 46: courier.v1.JobService.ListJobs:output_type -> courier.v1.ListJobsResponse
+	13, // 47: courier.v1.JobService.CountJobs:output_type -> courier.v1.CountJobsResponse
+	17, // 48: courier.v1.JobService.ListDeadLetters:output_type -> courier.v1.ListDeadLettersResponse
+	21, // 49: courier.v1.JobService.ReplayDeadLetters:output_type -> courier.v1.ReplayDeadLettersResponse
+	41, // [41:50] is the sub-list for method output_type
+	32, // [32:41] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_courier_v1_job_proto_init() }
@@ -875,7 +1781,7 @@ func file_courier_v1_job_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_courier_v1_job_proto_rawDesc), len(file_courier_v1_job_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

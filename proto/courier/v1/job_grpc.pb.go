@@ -22,11 +22,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	JobService_EnqueueJob_FullMethodName = "/courier.v1.JobService/EnqueueJob"
-	JobService_GetJob_FullMethodName     = "/courier.v1.JobService/GetJob"
-	JobService_WatchJob_FullMethodName   = "/courier.v1.JobService/WatchJob"
-	JobService_CancelJob_FullMethodName  = "/courier.v1.JobService/CancelJob"
-	JobService_ListJobs_FullMethodName   = "/courier.v1.JobService/ListJobs"
+	JobService_EnqueueJob_FullMethodName        = "/courier.v1.JobService/EnqueueJob"
+	JobService_EnqueueJobs_FullMethodName       = "/courier.v1.JobService/EnqueueJobs"
+	JobService_GetJob_FullMethodName            = "/courier.v1.JobService/GetJob"
+	JobService_WatchJob_FullMethodName          = "/courier.v1.JobService/WatchJob"
+	JobService_CancelJob_FullMethodName         = "/courier.v1.JobService/CancelJob"
+	JobService_ListJobs_FullMethodName          = "/courier.v1.JobService/ListJobs"
+	JobService_CountJobs_FullMethodName         = "/courier.v1.JobService/CountJobs"
+	JobService_ListDeadLetters_FullMethodName   = "/courier.v1.JobService/ListDeadLetters"
+	JobService_ReplayDeadLetters_FullMethodName = "/courier.v1.JobService/ReplayDeadLetters"
 )
 
 // JobServiceClient is the client API for JobService service.
@@ -46,6 +50,15 @@ type JobServiceClient interface {
 	// Errors: InvalidArgument for a missing, unknown or unregistered payload
 	// type, or a payload over Pub/Sub's 10 MB message limit.
 	EnqueueJob(ctx context.Context, in *EnqueueJobRequest, opts ...grpc.CallOption) (*EnqueueJobResponse, error)
+	// EnqueueJobs records up to 1,000 jobs in one store transaction and
+	// returns their results in request order: all are recorded, or none.
+	// Each job is checked as EnqueueJob checks it; an invalid one fails the
+	// whole request with InvalidArgument naming its index (jobs[i]).
+	//
+	// Errors: InvalidArgument for an empty or oversized batch or an invalid
+	// job; Unimplemented when the server's job store cannot record a batch
+	// in one transaction.
+	EnqueueJobs(ctx context.Context, in *EnqueueJobsRequest, opts ...grpc.CallOption) (*EnqueueJobsResponse, error)
 	// GetJob returns a job. Errors: NotFound for an unknown ID.
 	GetJob(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (*Job, error)
 	// WatchJob sends the job's current state, then each change, and ends after
@@ -61,6 +74,27 @@ type JobServiceClient interface {
 	// Over HTTP the filters are query parameters: type, state (a name such as
 	// QUEUED), pageSize, pageToken, and labels[KEY]=VALUE for each label.
 	ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
+	// CountJobs counts the jobs of each type in each state, across the whole
+	// store (every replica's jobs), with each type's oldest queued job. It
+	// reads counters the store keeps as jobs change state, so it costs the
+	// same on a store of a million jobs as on an empty one. Over HTTP the
+	// type filter is a query parameter.
+	CountJobs(ctx context.Context, in *CountJobsRequest, opts ...grpc.CallOption) (*CountJobsResponse, error)
+	// ListDeadLetters returns the messages kept on the dead-letter
+	// subscriptions of the registered job types (of one type, when set),
+	// oldest first, and leaves them in place. It peeks: a concurrent peek or
+	// replay may see fewer, and Pub/Sub may return fewer than are kept.
+	//
+	// Errors: InvalidArgument for a bad type or page_size; FailedPrecondition
+	// when the server reads no dead letters (no Pub/Sub client).
+	ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error)
+	// ReplayDeadLetters enqueues a new job from each named dead letter (or
+	// every dead letter of a type), as EnqueueJob would, then removes the
+	// dead letter. Replaying one dead letter twice makes one job: the new
+	// job's idempotency key is derived from the dead job's ID. Each letter
+	// has its own result; one that cannot be replayed does not stop the
+	// others.
+	ReplayDeadLetters(ctx context.Context, in *ReplayDeadLettersRequest, opts ...grpc.CallOption) (*ReplayDeadLettersResponse, error)
 }
 
 type jobServiceClient struct {
@@ -75,6 +109,16 @@ func (c *jobServiceClient) EnqueueJob(ctx context.Context, in *EnqueueJobRequest
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(EnqueueJobResponse)
 	err := c.cc.Invoke(ctx, JobService_EnqueueJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) EnqueueJobs(ctx context.Context, in *EnqueueJobsRequest, opts ...grpc.CallOption) (*EnqueueJobsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EnqueueJobsResponse)
+	err := c.cc.Invoke(ctx, JobService_EnqueueJobs_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -130,6 +174,36 @@ func (c *jobServiceClient) ListJobs(ctx context.Context, in *ListJobsRequest, op
 	return out, nil
 }
 
+func (c *jobServiceClient) CountJobs(ctx context.Context, in *CountJobsRequest, opts ...grpc.CallOption) (*CountJobsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CountJobsResponse)
+	err := c.cc.Invoke(ctx, JobService_CountJobs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDeadLettersResponse)
+	err := c.cc.Invoke(ctx, JobService_ListDeadLetters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) ReplayDeadLetters(ctx context.Context, in *ReplayDeadLettersRequest, opts ...grpc.CallOption) (*ReplayDeadLettersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReplayDeadLettersResponse)
+	err := c.cc.Invoke(ctx, JobService_ReplayDeadLetters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // JobServiceServer is the server API for JobService service.
 // All implementations must embed UnimplementedJobServiceServer
 // for forward compatibility.
@@ -147,6 +221,15 @@ type JobServiceServer interface {
 	// Errors: InvalidArgument for a missing, unknown or unregistered payload
 	// type, or a payload over Pub/Sub's 10 MB message limit.
 	EnqueueJob(context.Context, *EnqueueJobRequest) (*EnqueueJobResponse, error)
+	// EnqueueJobs records up to 1,000 jobs in one store transaction and
+	// returns their results in request order: all are recorded, or none.
+	// Each job is checked as EnqueueJob checks it; an invalid one fails the
+	// whole request with InvalidArgument naming its index (jobs[i]).
+	//
+	// Errors: InvalidArgument for an empty or oversized batch or an invalid
+	// job; Unimplemented when the server's job store cannot record a batch
+	// in one transaction.
+	EnqueueJobs(context.Context, *EnqueueJobsRequest) (*EnqueueJobsResponse, error)
 	// GetJob returns a job. Errors: NotFound for an unknown ID.
 	GetJob(context.Context, *GetJobRequest) (*Job, error)
 	// WatchJob sends the job's current state, then each change, and ends after
@@ -162,6 +245,27 @@ type JobServiceServer interface {
 	// Over HTTP the filters are query parameters: type, state (a name such as
 	// QUEUED), pageSize, pageToken, and labels[KEY]=VALUE for each label.
 	ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
+	// CountJobs counts the jobs of each type in each state, across the whole
+	// store (every replica's jobs), with each type's oldest queued job. It
+	// reads counters the store keeps as jobs change state, so it costs the
+	// same on a store of a million jobs as on an empty one. Over HTTP the
+	// type filter is a query parameter.
+	CountJobs(context.Context, *CountJobsRequest) (*CountJobsResponse, error)
+	// ListDeadLetters returns the messages kept on the dead-letter
+	// subscriptions of the registered job types (of one type, when set),
+	// oldest first, and leaves them in place. It peeks: a concurrent peek or
+	// replay may see fewer, and Pub/Sub may return fewer than are kept.
+	//
+	// Errors: InvalidArgument for a bad type or page_size; FailedPrecondition
+	// when the server reads no dead letters (no Pub/Sub client).
+	ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error)
+	// ReplayDeadLetters enqueues a new job from each named dead letter (or
+	// every dead letter of a type), as EnqueueJob would, then removes the
+	// dead letter. Replaying one dead letter twice makes one job: the new
+	// job's idempotency key is derived from the dead job's ID. Each letter
+	// has its own result; one that cannot be replayed does not stop the
+	// others.
+	ReplayDeadLetters(context.Context, *ReplayDeadLettersRequest) (*ReplayDeadLettersResponse, error)
 	mustEmbedUnimplementedJobServiceServer()
 }
 
@@ -175,6 +279,9 @@ type UnimplementedJobServiceServer struct{}
 func (UnimplementedJobServiceServer) EnqueueJob(context.Context, *EnqueueJobRequest) (*EnqueueJobResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method EnqueueJob not implemented")
 }
+func (UnimplementedJobServiceServer) EnqueueJobs(context.Context, *EnqueueJobsRequest) (*EnqueueJobsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EnqueueJobs not implemented")
+}
 func (UnimplementedJobServiceServer) GetJob(context.Context, *GetJobRequest) (*Job, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetJob not implemented")
 }
@@ -186,6 +293,15 @@ func (UnimplementedJobServiceServer) CancelJob(context.Context, *CancelJobReques
 }
 func (UnimplementedJobServiceServer) ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListJobs not implemented")
+}
+func (UnimplementedJobServiceServer) CountJobs(context.Context, *CountJobsRequest) (*CountJobsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CountJobs not implemented")
+}
+func (UnimplementedJobServiceServer) ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDeadLetters not implemented")
+}
+func (UnimplementedJobServiceServer) ReplayDeadLetters(context.Context, *ReplayDeadLettersRequest) (*ReplayDeadLettersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReplayDeadLetters not implemented")
 }
 func (UnimplementedJobServiceServer) mustEmbedUnimplementedJobServiceServer() {}
 func (UnimplementedJobServiceServer) testEmbeddedByValue()                    {}
@@ -222,6 +338,24 @@ func _JobService_EnqueueJob_Handler(srv interface{}, ctx context.Context, dec fu
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(JobServiceServer).EnqueueJob(ctx, req.(*EnqueueJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_EnqueueJobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EnqueueJobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).EnqueueJobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_EnqueueJobs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).EnqueueJobs(ctx, req.(*EnqueueJobsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -291,6 +425,60 @@ func _JobService_ListJobs_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JobService_CountJobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CountJobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).CountJobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_CountJobs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).CountJobs(ctx, req.(*CountJobsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_ListDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDeadLettersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).ListDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_ListDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).ListDeadLetters(ctx, req.(*ListDeadLettersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_ReplayDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReplayDeadLettersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).ReplayDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_ReplayDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).ReplayDeadLetters(ctx, req.(*ReplayDeadLettersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // JobService_ServiceDesc is the grpc.ServiceDesc for JobService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -303,6 +491,10 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _JobService_EnqueueJob_Handler,
 		},
 		{
+			MethodName: "EnqueueJobs",
+			Handler:    _JobService_EnqueueJobs_Handler,
+		},
+		{
 			MethodName: "GetJob",
 			Handler:    _JobService_GetJob_Handler,
 		},
@@ -313,6 +505,18 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListJobs",
 			Handler:    _JobService_ListJobs_Handler,
+		},
+		{
+			MethodName: "CountJobs",
+			Handler:    _JobService_CountJobs_Handler,
+		},
+		{
+			MethodName: "ListDeadLetters",
+			Handler:    _JobService_ListDeadLetters_Handler,
+		},
+		{
+			MethodName: "ReplayDeadLetters",
+			Handler:    _JobService_ReplayDeadLetters_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
