@@ -29,39 +29,37 @@ const fleetBenchJobs = 6000
 // the last success, with 1, 2 and 3 replicas; then 3 replicas with a
 // fleet-wide rate limit far above the load (ratePerSecond 100000, burst
 // 1000), whose rate against the unlimited one is the shared limiter's
-// cost.
+// cost, and with a fleet-wide concurrency limit far above it (two round
+// trips a job: a slot taken and released).
 func BenchmarkFleet(b *testing.B) {
 	for _, c := range []struct {
 		name     string
 		replicas int
-		limit    bool
+		h        config.Handler
 	}{
-		{"replicas=1", 1, false},
-		{"replicas=2", 2, false},
-		{"replicas=3", 3, false},
-		{"replicas=3/shared-limiter", 3, true},
+		{"replicas=1", 1, config.Handler{}},
+		{"replicas=2", 2, config.Handler{}},
+		{"replicas=3", 3, config.Handler{}},
+		{"replicas=3/shared-limiter", 3, config.Handler{RatePerSecond: 100000, Burst: 1000}},
+		{"replicas=3/shared-concurrency", 3, config.Handler{Concurrency: 100000}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			var rate float64
 			for range b.N {
-				rate = fleetRun(b, c.replicas, c.limit)
+				rate = fleetRun(b, c.replicas, c.h)
 			}
 			b.ReportMetric(rate, "jobs/s")
 		})
 	}
 }
 
-func fleetRun(b *testing.B, replicas int, limit bool) float64 {
+func fleetRun(b *testing.B, replicas int, h config.Handler) float64 {
 	url, schema := testenv.PostgresSchema(b)
 	emu, err := emulator.Start(context.Background(), emulator.Config{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer emu.Close()
-	h := config.Handler{}
-	if limit {
-		h = config.Handler{RatePerSecond: 100000, Burst: 1000}
-	}
 	cfg := &config.Config{
 		PubSub:   config.PubSub{Project: "bench"},
 		Store:    config.Store{Driver: "postgres", URL: url, Schema: schema},
@@ -126,6 +124,6 @@ func fleetRun(b *testing.B, replicas int, limit bool) float64 {
 	}
 	elapsed := time.Since(start)
 	rate := float64(fleetBenchJobs) / elapsed.Seconds()
-	b.Logf("%d replicas, shared limiter %v: %d jobs in %v: %.0f jobs/s", replicas, limit, fleetBenchJobs, elapsed.Round(time.Millisecond), rate)
+	b.Logf("%d replicas, limits %+v: %d jobs in %v: %.0f jobs/s", replicas, h, fleetBenchJobs, elapsed.Round(time.Millisecond), rate)
 	return rate
 }

@@ -24,11 +24,13 @@ type Limits interface {
 	// line of refused callers, spaced p.Interval apart, so that callers
 	// that come back at their RetryAfter do not all come at once.
 	TakeTokens(ctx context.Context, p TakeTokensParams) (TokenGrant, error)
-	// TakeSlot takes one of the p.Max concurrency slots of p.Name for
-	// p.Holder (unique per run) until now + p.LeaseFor, unless p.Max live
-	// slots are taken (then false). Slots whose lease lapsed (their worker
-	// died) are free again.
-	TakeSlot(ctx context.Context, p TakeSlotParams) (bool, error)
+	// TakeSlots takes concurrency slots of p.Name for the holders
+	// p.Holders (each unique, e.g. one per run or per slot a replica keeps),
+	// in order, until now + p.LeaseFor, as many as p.Max live slots allow,
+	// in one round trip, and returns how many: the first that many holders
+	// have one. A holder that has a slot keeps it (renewed). Slots whose
+	// lease lapsed (their worker died) are free again.
+	TakeSlots(ctx context.Context, p TakeSlotsParams) (int, error)
 	// RenewSlots extends to now + leaseFor the slots of these holders (at
 	// most MaxBatchIDs), in one write.
 	RenewSlots(ctx context.Context, holders []string, leaseFor time.Duration) error
@@ -68,10 +70,10 @@ type Deferrer interface {
 	Defer(ctx context.Context, id string, due time.Time) error
 }
 
-// TakeSlotParams are the arguments of Limits.TakeSlot.
-type TakeSlotParams struct {
+// TakeSlotsParams are the arguments of Limits.TakeSlots.
+type TakeSlotsParams struct {
 	Name     string        // the limit's name (e.g. the type and the key); at most 2048 bytes of valid UTF-8 without NUL
 	Max      int           // live slots allowed at once; at least 1
-	Holder   string        // who takes it: unique per run, at most MaxLeaseBytes
-	LeaseFor time.Duration // the slot lapses this long after the take or the last RenewSlots
+	Holders  []string      // who take them, 1..1000, each at most MaxLeaseBytes
+	LeaseFor time.Duration // a slot lapses this long after the take or the last RenewSlots
 }

@@ -175,31 +175,89 @@ func TestSlots(t *testing.T) {
 	}
 	r1()
 	r1() // twice is fine
-	if _, err := sl[1].Acquire(ctx, "k"); err != nil {
-		t.Fatalf("after a release: %v", err)
+	// The released slot stays with its replica for Idle (20ms), for that
+	// replica's next caller, then goes back to the store.
+	acquire := func(x *limits.Slots, key, what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, err := x.Acquire(ctx, key)
+			if err == nil {
+				return
+			}
+			if !errors.Is(err, handlers.ErrBusy) || time.Now().After(deadline) {
+				t.Fatalf("%s: %v", what, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
+	acquire(sl[1], "k", "the other replica, after a release")
 	// The slots are held and renewed (lease 1s, renewed every 333ms): past
 	// a lease they are still taken.
 	time.Sleep(1500 * time.Millisecond) // lets a lease lapse if renewals did not happen
 	if _, err := sl[0].Acquire(ctx, "k"); !errors.Is(err, handlers.ErrBusy) {
 		t.Fatalf("after 1.5 lease: %v; want ErrBusy (renewed slots)", err)
 	}
-	// A dead worker's slot (taken, never renewed): free once its lease lapses.
-	ok, err := s.TakeSlot(ctx, jobs.TakeSlotParams{Name: `concurrency:test "dead"`, Max: 1, Holder: "dead-worker", LeaseFor: 300 * time.Millisecond})
-	if err != nil || !ok {
-		t.Fatalf("TakeSlot: %v %v", ok, err)
+	// A dead worker's slots (taken, never renewed): free once their lease
+	// lapses.
+	n, err := s.TakeSlots(ctx, jobs.TakeSlotsParams{Name: `concurrency:test "dead"`, Max: 2, Holders: []string{"dead-1", "dead-2"}, LeaseFor: 300 * time.Millisecond})
+	if err != nil || n != 2 {
+		t.Fatalf("TakeSlots: %v %v", n, err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := sl[0].Acquire(ctx, "dead")
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, handlers.ErrBusy) || time.Now().After(deadline) {
-			t.Fatalf("a dead holder's slot is still taken 10s after its 300ms lease: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if _, err := sl[0].Acquire(ctx, "dead"); !errors.Is(err, handlers.ErrBusy) {
+		t.Fatalf("the dead holder's slot, before its lease lapsed: %v; want ErrBusy", err)
 	}
+	acquire(sl[0], "dead", "a dead holder's slot, 10s after its 300ms lease")
+}
+
+// TestSlotsBatch: a replica takes slots in batches and keeps a released one
+// for its next caller: many acquisitions, few round trips, and never more
+// than Max held across two replicas.
+func TestSlotsBatch(t *testing.T) {
+	s := shared(t)
+	ctx := context.Background()
+	var sl []*limits.Slots
+	for range 2 {
+		x, err := limits.NewSlots(limits.SlotsConfig{Store: s, Name: "concurrency:batch", Max: 16, Batch: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { x.Close() })
+		sl = append(sl, x)
+	}
+	var mu sync.Mutex
+	running, most, done := 0, 0, 0
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Go(func() {
+			for range 50 {
+				release, err := sl[i%2].Acquire(ctx, "")
+				if errors.Is(err, handlers.ErrBusy) {
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				running++
+				most = max(most, running)
+				mu.Unlock()
+				time.Sleep(time.Millisecond) // the job
+				mu.Lock()
+				running--
+				done++
+				mu.Unlock()
+				release()
+			}
+		})
+	}
+	wg.Wait()
+	if most > 16 {
+		t.Fatalf("%d ran at once with 16 slots", most)
+	}
+	t.Logf("%d acquisitions, at most %d at once (16 slots)", done, most)
 }
 
 // BenchmarkTokens measures a token's cost when the limit is far above the

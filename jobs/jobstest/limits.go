@@ -80,11 +80,11 @@ func testLimits(ctx context.Context, t *testing.T, s jobs.Store) {
 	// release frees one; a lapsed lease frees one.
 	slot := func(holder string, lease time.Duration) bool {
 		t.Helper()
-		ok, err := l.TakeSlot(ctx, jobs.TakeSlotParams{Name: "s", Max: 2, Holder: holder, LeaseFor: lease})
-		if err != nil {
-			t.Fatalf("TakeSlot(%s): %v", holder, err)
+		n, err := l.TakeSlots(ctx, jobs.TakeSlotsParams{Name: "s", Max: 2, Holders: []string{holder}, LeaseFor: lease})
+		if err != nil || n < 0 || n > 1 {
+			t.Fatalf("TakeSlots(%s): %d, %v", holder, n, err)
 		}
-		return ok
+		return n == 1
 	}
 	if !slot("h1", time.Minute) || !slot("h2", time.Minute) {
 		t.Fatal("the first two of two slots were refused")
@@ -114,7 +114,26 @@ func testLimits(ctx context.Context, t *testing.T, s jobs.Store) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if _, err := l.TakeSlot(ctx, jobs.TakeSlotParams{Name: "s", Max: 0, Holder: "h", LeaseFor: time.Minute}); !errors.Is(err, jobs.ErrInvalidArgument) {
-		t.Errorf("TakeSlot with Max 0: %v; want ErrInvalidArgument", err)
+	// Several holders in one call: as many as the limit allows, in order.
+	if n, err := l.TakeSlots(ctx, jobs.TakeSlotsParams{Name: "batch", Max: 3, Holders: []string{"b1", "b2"}, LeaseFor: time.Minute}); err != nil || n != 2 {
+		t.Fatalf("two of three slots in one call: %d, %v", n, err)
+	}
+	if n, err := l.TakeSlots(ctx, jobs.TakeSlotsParams{Name: "batch", Max: 3, Holders: []string{"b3", "b4", "b5"}, LeaseFor: time.Minute}); err != nil || n != 1 {
+		t.Fatalf("three more of three slots, two taken: %d, %v; want 1", n, err)
+	}
+	if err := l.ReleaseSlots(ctx, []string{"b1", "b2", "b3"}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := l.TakeSlots(ctx, jobs.TakeSlotsParams{Name: "batch", Max: 3, Holders: []string{"b4", "b5", "b6", "b7"}, LeaseFor: time.Minute}); err != nil || n != 3 {
+		t.Fatalf("after releasing them all: %d, %v; want 3", n, err)
+	}
+	for _, p := range []jobs.TakeSlotsParams{
+		{Name: "s", Max: 0, Holders: []string{"h"}, LeaseFor: time.Minute},
+		{Name: "s", Max: 1, LeaseFor: time.Minute},
+		{Name: "", Max: 1, Holders: []string{"h"}, LeaseFor: time.Minute},
+	} {
+		if _, err := l.TakeSlots(ctx, p); !errors.Is(err, jobs.ErrInvalidArgument) {
+			t.Errorf("TakeSlots(%+v): %v; want ErrInvalidArgument", p, err)
+		}
 	}
 }

@@ -43,24 +43,29 @@ func (s *Store) TakeTokens(ctx context.Context, p jobs.TakeTokensParams) (jobs.T
 	return g, nil
 }
 
-// TakeSlot implements jobs.Limits: one call of courier_slot_take.
-func (s *Store) TakeSlot(ctx context.Context, p jobs.TakeSlotParams) (bool, error) {
-	if err := s.checkOpen("TakeSlot"); err != nil {
-		return false, err
+// TakeSlots implements jobs.Limits: one call of courier_slots_take.
+func (s *Store) TakeSlots(ctx context.Context, p jobs.TakeSlotsParams) (int, error) {
+	if err := s.checkOpen("TakeSlots"); err != nil {
+		return 0, err
 	}
 	switch {
 	case p.Name == "" || len(p.Name) > maxLimitName:
-		return false, fmt.Errorf("%s: TakeSlot: Name is %d bytes; use 1..%d: %w", pkg, len(p.Name), maxLimitName, jobs.ErrInvalidArgument)
-	case p.Holder == "" || len(p.Holder) > jobs.MaxLeaseBytes:
-		return false, fmt.Errorf("%s: TakeSlot: Holder is %d bytes; use 1..%d: %w", pkg, len(p.Holder), jobs.MaxLeaseBytes, jobs.ErrInvalidArgument)
+		return 0, fmt.Errorf("%s: TakeSlots: Name is %d bytes; use 1..%d: %w", pkg, len(p.Name), maxLimitName, jobs.ErrInvalidArgument)
+	case len(p.Holders) == 0 || len(p.Holders) > 1000:
+		return 0, fmt.Errorf("%s: TakeSlots: %d holders; pass 1..1000: %w", pkg, len(p.Holders), jobs.ErrInvalidArgument)
 	case p.Max < 1 || p.LeaseFor < time.Millisecond:
-		return false, fmt.Errorf("%s: TakeSlot: Max (%d) must be at least 1 and LeaseFor (%v) at least 1ms: %w", pkg, p.Max, p.LeaseFor, jobs.ErrInvalidArgument)
+		return 0, fmt.Errorf("%s: TakeSlots: Max (%d) must be at least 1 and LeaseFor (%v) at least 1ms: %w", pkg, p.Max, p.LeaseFor, jobs.ErrInvalidArgument)
 	}
-	var ok bool
-	if err := s.pool.QueryRow(ctx, `SELECT courier_slot_take($1, $2, $3, $4)`, p.Name, p.Max, p.Holder, p.LeaseFor.Microseconds()).Scan(&ok); err != nil {
-		return false, fmt.Errorf("%s: TakeSlot of %s: %w", pkg, p.Name, err)
+	for _, h := range p.Holders {
+		if h == "" || len(h) > jobs.MaxLeaseBytes {
+			return 0, fmt.Errorf("%s: TakeSlots: a holder is %d bytes; use 1..%d: %w", pkg, len(h), jobs.MaxLeaseBytes, jobs.ErrInvalidArgument)
+		}
 	}
-	return ok, nil
+	var n int
+	if err := s.pool.QueryRow(ctx, `SELECT courier_slots_take($1, $2, $3, $4)`, p.Name, p.Max, p.Holders, p.LeaseFor.Microseconds()).Scan(&n); err != nil {
+		return 0, fmt.Errorf("%s: TakeSlots of %s: %w", pkg, p.Name, err)
+	}
+	return n, nil
 }
 
 // RenewSlots implements jobs.Limits, in one statement.

@@ -73,25 +73,28 @@ BEGIN
 END
 $$ LANGUAGE plpgsql;
 
--- Takes one of the p_max slots of p_name for p_holder until now +
--- p_lease_us, unless p_max live slots are taken; slots whose lease lapsed
--- are dropped first. An advisory lock per name makes count-then-insert one
--- step across replicas.
-CREATE FUNCTION courier_slot_take(p_name text, p_max integer, p_holder text, p_lease_us bigint) RETURNS boolean AS $$
+-- Takes slots of p_name for the holders p_holders, in order, until now +
+-- p_lease_us, as many as p_max live slots allow (slots whose lease lapsed
+-- are dropped first; a holder that has a slot keeps it, renewed), and
+-- returns how many: the first that many holders have one. An advisory lock
+-- per name makes count-then-insert one step across replicas.
+CREATE FUNCTION courier_slots_take(p_name text, p_max integer, p_holders text[], p_lease_us bigint) RETURNS integer AS $$
 DECLARE
 	now_us bigint := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
 	n integer;
+	k integer;
 BEGIN
 	PERFORM set_config('synchronous_commit', 'off', true);
 	PERFORM pg_advisory_xact_lock(hashtextextended('courier.slot:' || p_name, 0));
 	DELETE FROM limit_slots WHERE name = p_name AND expires < now_us;
-	SELECT count(*) INTO n FROM limit_slots WHERE name = p_name AND holder <> p_holder;
-	IF n >= p_max THEN
-		RETURN false;
+	SELECT count(*) INTO n FROM limit_slots WHERE name = p_name AND holder <> ALL (p_holders);
+	k := least(greatest(p_max - n, 0), coalesce(array_length(p_holders, 1), 0));
+	IF k > 0 THEN
+		INSERT INTO limit_slots (name, holder, expires)
+			SELECT p_name, h, now_us + p_lease_us FROM unnest(p_holders[1:k]) AS h
+			ON CONFLICT (name, holder) DO UPDATE SET expires = excluded.expires;
 	END IF;
-	INSERT INTO limit_slots (name, holder, expires) VALUES (p_name, p_holder, now_us + p_lease_us)
-		ON CONFLICT (name, holder) DO UPDATE SET expires = excluded.expires;
-	RETURN true;
+	RETURN k;
 END
 $$ LANGUAGE plpgsql;
 
