@@ -60,8 +60,9 @@ bench:
 	$(GO) test -run '^$$' -bench Store -benchtime 1x -count 3 ./jobs/sqlite/ ./jobs/postgres/
 
 ## bench-fleet: replicas on one PostgreSQL schema: jobs/s with 1, 2 and 3
-## replicas, and with a fleet-wide limiter set far above the load (its
-## cost); the shared limiter's cost per token; the dashboard on a million jobs.
+## replicas, and with a fleet-wide rate or concurrency limit set far above
+## the load (their cost); the shared limiter's cost per token; the dashboard
+## on a million jobs.
 bench-fleet:
 	$(GO) test -run '^$$' -bench Fleet -benchtime 1x -count 3 -timeout 30m .
 	$(GO) test -run '^$$' -bench Tokens -benchtime 2s ./limits
