@@ -25,8 +25,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/courierq/courier/handlers"
@@ -76,6 +78,8 @@ type keyTokens struct {
 	mu    sync.Mutex  // guards ready
 	ready []time.Time // tokens taken and not handed out, in time order
 	used  time.Time
+	// refilling: a round trip started ahead of need is in flight.
+	refilling atomic.Bool
 }
 
 // NewTokens checks cfg and returns a Tokens.
@@ -163,6 +167,7 @@ func (t *Tokens) Reserve(ctx context.Context, key string) (time.Duration, func()
 	for {
 		now := time.Now()
 		if d, ok := t.take(k, now); ok {
+			t.refillEarly(k, key)
 			return d, t.canceller(k, now.Add(d)), nil
 		}
 		k.fetch.Lock()
@@ -181,14 +186,45 @@ func (t *Tokens) Reserve(ctx context.Context, key string) (time.Duration, func()
 			k.fetch.Unlock()
 			return 0, func() {}, &handlers.BusyError{Limit: "rate limit", RetryAfter: max(g.RetryAfter, time.Millisecond)}
 		}
-		at := time.Now()
-		k.mu.Lock()
-		for i := range g.Granted {
-			k.ready = append(k.ready, at.Add(max(g.First+time.Duration(i)*t.interval, 0)))
-		}
-		k.mu.Unlock()
+		t.add(k, g)
 		k.fetch.Unlock()
 	}
+}
+
+// refillEarly starts a round trip in the background when k's batch runs
+// low (a quarter of Batch left), so that callers seldom find it empty and
+// wait for one. Batches of fewer than 4 are not refilled early.
+func (t *Tokens) refillEarly(k *keyTokens, key string) {
+	if t.cfg.Batch < 4 {
+		return
+	}
+	k.mu.Lock()
+	low := len(k.ready) < t.cfg.Batch/4
+	k.mu.Unlock()
+	if !low || !k.refilling.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer k.refilling.Store(false)
+		k.fetch.Lock()
+		defer k.fetch.Unlock()
+		g, err := t.fetch(context.Background(), key)
+		if err != nil || g.Granted == 0 {
+			return // a caller that finds the batch empty asks itself, and learns why
+		}
+		t.add(k, g)
+	}()
+}
+
+// add puts the tokens of g into k's batch.
+func (t *Tokens) add(k *keyTokens, g jobs.TokenGrant) {
+	at := time.Now()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for i := range g.Granted {
+		k.ready = append(k.ready, at.Add(max(g.First+time.Duration(i)*t.interval, 0)))
+	}
+	slices.SortFunc(k.ready, func(a, b time.Time) int { return a.Compare(b) })
 }
 
 func (t *Tokens) fetch(ctx context.Context, key string) (jobs.TokenGrant, error) {
