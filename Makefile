@@ -8,7 +8,7 @@ TOOL     ?= $(GO) tool -modfile=tools.mod
 PKGS     ?= ./...
 TESTFLAGS ?=
 
-.PHONY: all build run run-temporal run-demo-backend test test-setup test-go proto proto-check lint fmt-check bench bench-emulator clean
+.PHONY: all build run run-temporal run-demo-backend test test-setup test-go proto proto-check lint fmt-check bench bench-emulator bench-fleet clean
 
 all: build
 
@@ -59,6 +59,15 @@ bench:
 	$(GO) test -run '^$$' -bench StoreEndToEnd -benchtime 1x -timeout 30m ./cmd/courierd
 	$(GO) test -run '^$$' -bench 'BurnDown|RawReceive' -benchtime 20000x -timeout 30m ./ingest
 	$(GO) test -run '^$$' -bench Store -benchtime 1x -count 3 ./jobs/sqlite/ ./jobs/postgres/
+
+## bench-fleet: replicas on one PostgreSQL schema: jobs/s with 1, 2 and 3
+## replicas, and with a fleet-wide rate or concurrency limit set far above
+## the load (their cost); the shared limiter's cost per token; the dashboard
+## on a million jobs.
+bench-fleet:
+	$(GO) test -run '^$$' -bench Fleet -benchtime 1x -count 3 -timeout 30m .
+	$(GO) test -run '^$$' -bench Tokens -benchtime 2s ./limits
+	$(GO) test -run '^$$' -bench Overview -benchtime 20x -timeout 30m ./dashboard
 
 ## bench-emulator: courier's and Google's emulators on the same workload.
 bench-emulator:

@@ -32,6 +32,7 @@ import (
 	"github.com/courierq/courier/jobs/postgres"
 	"github.com/courierq/courier/jobs/spanner"
 	"github.com/courierq/courier/jobs/sqlite"
+	"github.com/courierq/courier/limits"
 	"github.com/courierq/courier/outbox"
 	"github.com/courierq/courier/publisher"
 	"github.com/courierq/courier/readiness"
@@ -64,8 +65,8 @@ type parts struct {
 	obs      *observe
 
 	// raw is the store as opened (or given), before decoration: the
-	// optional interfaces of the job controls (jobs.Schedules, ...) are
-	// found on it.
+	// optional interfaces (jobs.Limits, jobs.Deferrer, and those of the job
+	// controls: jobs.Schedules, ...) are found on it.
 	raw       jobs.Store
 	scheduler *schedule.Scheduler // nil outside the api role, or when the store keeps no schedules
 	paused    *ingest.PausedTypes // nil when the store keeps no paused types
@@ -245,15 +246,40 @@ func (p *parts) buildHandlers(ctx context.Context) (map[string]func(context.Cont
 			}
 		}
 		if hc.EnqueueRatePerSecond > 0 && checks[name] == nil {
-			check, err := workflows.EnqueueLimit(hc.EnqueueRatePerSecond, hc.EnqueueBurst, nil)
+			var check func(context.Context) error
+			var err error
+			if shared := p.fleetLimits(hc); shared != nil {
+				var lim *limits.Tokens
+				lim, err = limits.NewTokens(limits.TokensConfig{Store: shared, Name: "enqueue:" + name, PerSecond: hc.EnqueueRatePerSecond, Burst: hc.EnqueueBurst})
+				if err == nil {
+					check = workflows.EnqueueLimitOver(lim, hc.EnqueueRatePerSecond, hc.EnqueueBurst)
+				}
+			} else {
+				check, err = workflows.EnqueueLimit(hc.EnqueueRatePerSecond, hc.EnqueueBurst, nil)
+			}
 			if err != nil {
-				return nil, &config.ValidationError{Field: "handlers.types." + name + ".enqueueBurst", Value: hc.EnqueueBurst, Fix: err.Error()}
+				return nil, &config.ValidationError{Field: "handlers.types." + name + ".enqueueRatePerSecond", Value: hc.EnqueueRatePerSecond, Fix: err.Error()}
 			}
 			checks[name] = check
 		}
 	}
 	return checks, nil
 }
+
+// fleetLimits returns the store's fleet-wide limits when a type configured
+// by hc gets them: the store shares them (jobs.Limits: PostgreSQL) and
+// hc.rateScope is not "process". nil means limits per process.
+func (p *parts) fleetLimits(hc config.Handler) jobs.Limits {
+	if hc.RateScope == config.RateScopeProcess {
+		return nil
+	}
+	l, _ := p.raw.(jobs.Limits)
+	return l
+}
+
+// holdForToken is how long a worker holds a message for a fleet-wide
+// rate-limit token; past it the job is put off through the outbox.
+const holdForToken = time.Second
 
 // handlerConfig converts a config file's handler settings.
 func handlerConfig(h config.Handler) handlers.Config {
@@ -348,11 +374,58 @@ func (p *parts) buildWorker() error {
 		return nil
 	}
 	limiters := map[string]handlers.Limiter{}
+	rateKeys, slots, slotKeys := map[string]handlers.KeyFunc{}, map[string]handlers.SlotLimiter{}, map[string]handlers.KeyFunc{}
 	for _, e := range p.reg.Entries() {
+		hc := cfg.Handlers.Types[e.Type] // zero when the file does not name the type: fleet-wide
+		shared := p.fleetLimits(hc)
 		if e.Config.RatePerSecond > 0 {
-			limiters[e.Type] = p.obs.metrics.WrapLimiter(e.Type, handlers.NewLocalLimiter(e.Config.RatePerSecond, e.Config.Burst, nil))
+			var lim handlers.Limiter = handlers.NewLocalLimiter(e.Config.RatePerSecond, e.Config.Burst, nil)
+			pull := cfg.Worker.Mode != "push" // a push is answered 429 at once: it needs no place in a line
+			if _, ok := p.raw.(jobs.Deferrer); ok && shared == nil && pull {
+				// Per process, but throttled messages are put off as well.
+				var err error
+				if lim, err = limits.Line(lim, e.Config.RatePerSecond, holdForToken); err != nil {
+					return err
+				}
+			}
+			if shared != nil {
+				t, err := limits.NewTokens(limits.TokensConfig{Store: shared, Name: "rate:" + e.Type, PerSecond: e.Config.RatePerSecond,
+					Burst: e.Config.Burst, MaxWait: holdForToken, Queue: pull})
+				if err != nil {
+					return &config.ValidationError{Field: "handlers.types." + e.Type + ".ratePerSecond", Value: e.Config.RatePerSecond, Fix: err.Error()}
+				}
+				lim = t
+			}
+			limiters[e.Type] = p.obs.metrics.WrapLimiter(e.Type, lim)
+		}
+		if label := config.KeyLabel(hc.RateKey); label != "" {
+			rateKeys[e.Type] = handlers.LabelKey(label)
+		}
+		label := config.KeyLabel(hc.ConcurrencyKey)
+		if e.Config.Concurrency > 0 && shared != nil {
+			// Without a key, a refused message waits and asks again soon (at
+			// most this process's own bound of them ask); with one, it is put
+			// off for about a second.
+			retry := time.Second
+			if label == "" {
+				retry = 100 * time.Millisecond
+			}
+			sl, err := limits.NewSlots(limits.SlotsConfig{Store: shared, Name: "concurrency:" + e.Type, Max: e.Config.Concurrency, Lease: 30 * time.Second,
+				RetryAfter: retry, Hold: label == "", Logger: n.log})
+			if err != nil {
+				return &config.ValidationError{Field: "handlers.types." + e.Type + ".concurrency", Value: e.Config.Concurrency, Fix: err.Error()}
+			}
+			p.closers = append(p.closers, sl.Close)
+			slots[e.Type] = sl
+			if label != "" {
+				slotKeys[e.Type] = handlers.LabelKey(label)
+			}
+		} else if label != "" {
+			return &config.ValidationError{Field: "handlers.types." + e.Type + ".concurrencyKey", Value: hc.ConcurrencyKey,
+				Fix: "keyed concurrency is fleet-wide only: it needs a shared store (store.driver postgres) and rateScope fleet; remove it or change those"}
 		}
 	}
+	deferrer, _ := p.raw.(jobs.Deferrer)
 	mws := append([]handlers.Middleware{p.obs.metrics.Middleware(), p.obs.tracing.Middleware()}, n.opt.middleware...)
 	var push *ingest.PushConfig // nil: pull
 	if cfg.Worker.Mode == "push" {
@@ -372,7 +445,7 @@ func (p *parts) buildWorker() error {
 		Client: p.ps, Store: p.store, Registry: p.reg, Naming: p.naming(),
 		DisableCreate: cfg.PubSub.DisableCreate, MaxOutstandingMessages: cfg.Handlers.MaxOutstandingMessages,
 		AckDeadline: cfg.Handlers.AckDeadline.D(), Logger: n.log, SeenInterval: max(cfg.Jobs.RescueAfter.D()/4, 0),
-		Limiters: limiters, Middleware: mws, DeadLetters: p.obs.metrics.WrapDeadLetters(ingest.NewDeadLetters(p.ps)),
+		Limiters: limiters, RateKeys: rateKeys, Slots: slots, ConcurrencyKeys: slotKeys, Deferrer: deferrer, Middleware: mws, DeadLetters: p.obs.metrics.WrapDeadLetters(ingest.NewDeadLetters(p.ps)),
 		Push: push, Snoozer: snoozer, Paused: p.paused, Now: n.now(),
 	})
 	return err

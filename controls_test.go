@@ -38,7 +38,9 @@ import (
 // snoozed jobs (jobs.Schedules, jobs.TypePauser, jobs.Snoozer) and batches
 // (jobs.BatchEnqueuer); the Spanner store has none of them, and the
 // JobService tests check what it answers instead.
-func controlStores() []testenv.StoreKind { return []testenv.StoreKind{testenv.SQLite, testenv.Postgres} }
+func controlStores() []testenv.StoreKind {
+	return []testenv.StoreKind{testenv.SQLite, testenv.Postgres}
+}
 
 // clockedStore opens a fresh store of kind whose clock is now; for
 // PostgreSQL, in schema (a fresh one when "").

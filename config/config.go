@@ -216,9 +216,21 @@ type Handler struct {
 	MaxAttempts   int      `json:"maxAttempts,omitempty"`
 	MinBackoff    Duration `json:"minBackoff,omitempty"`
 	MaxBackoff    Duration `json:"maxBackoff,omitempty"`
-	// EnqueueRatePerSecond limits EnqueueJob for this type (per replica):
-	// over it, EnqueueJob answers ResourceExhausted with the retry delay and
-	// records nothing. 0 means no limit.
+	// RateScope is where ratePerSecond, burst, concurrency and
+	// enqueueRatePerSecond hold: "fleet" (the default) across every
+	// replica when the store is shared (PostgreSQL), per process on SQLite;
+	// "process": per process on any store.
+	RateScope string `json:"rateScope,omitempty"`
+	// RateKey gives each value of a job's label its own rate-limit bucket:
+	// "label:NAME" (e.g. label:customer, each customer gets ratePerSecond).
+	// "" means one bucket per type. ConcurrencyKey does the same for
+	// concurrency.
+	RateKey        string `json:"rateKey,omitempty"`
+	ConcurrencyKey string `json:"concurrencyKey,omitempty"`
+	// EnqueueRatePerSecond limits EnqueueJob for this type (across the
+	// fleet, as rateScope says): over it, EnqueueJob answers
+	// ResourceExhausted with the retry delay and records nothing. 0 means
+	// no limit.
 	EnqueueRatePerSecond float64 `json:"enqueueRatePerSecond,omitempty"`
 	// EnqueueBurst is the enqueue limit's burst. 0 means 1.
 	EnqueueBurst int `json:"enqueueBurst,omitempty"`
@@ -262,6 +274,24 @@ func (h Handler) validate(path string) []error {
 	}
 	if h.EnqueueBurst < 0 {
 		bad("enqueueBurst", h.EnqueueBurst, "use a positive number, or 0 for 1")
+	}
+	if h.RateScope != "" && h.RateScope != RateScopeFleet && h.RateScope != RateScopeProcess {
+		bad("rateScope", h.RateScope, `use "fleet" (the default: across replicas on a shared store) or "process"`)
+	}
+	for _, k := range []struct{ field, v string }{{"rateKey", h.RateKey}, {"concurrencyKey", h.ConcurrencyKey}} {
+		if k.v == "" {
+			continue
+		}
+		name, ok := strings.CutPrefix(k.v, "label:")
+		if !ok || name == "" || len(name) > 63 {
+			bad(k.field, k.v, `use "label:NAME" (a job label's key, 1..63 bytes), e.g. label:customer`)
+		}
+	}
+	if h.RateKey != "" && h.RatePerSecond == 0 {
+		bad("rateKey", h.RateKey, "it keys ratePerSecond, which is not set; set ratePerSecond or remove rateKey")
+	}
+	if h.ConcurrencyKey != "" && h.Concurrency == 0 {
+		bad("concurrencyKey", h.ConcurrencyKey, "it keys concurrency, which is not set; set concurrency or remove concurrencyKey")
 	}
 	return errs
 }
@@ -481,6 +511,19 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Values of handlers.types.T.rateScope.
+const (
+	RateScopeFleet   = "fleet"
+	RateScopeProcess = "process"
+)
+
+// KeyLabel returns the label a rateKey or concurrencyKey names ("" for
+// none).
+func KeyLabel(key string) string {
+	name, _ := strings.CutPrefix(key, "label:")
+	return name
+}
+
 // Defaults of settings left zero (WithDefaults applies them).
 const (
 	DefaultRole                   = "all"
@@ -497,6 +540,7 @@ const (
 	DefaultAckDeadline            = 60 * time.Second
 	DefaultMaxOutstandingMessages = 4000
 	DefaultEnqueueBurst           = 1
+	DefaultRateScope              = RateScopeFleet
 	DefaultLogFormat              = "text"
 	DefaultLogLevel               = "info"
 )
@@ -584,6 +628,9 @@ func (c Config) WithDefaults() Config {
 		for k, h := range c.Handlers.Types {
 			if h.EnqueueRatePerSecond > 0 && h.EnqueueBurst == 0 {
 				h.EnqueueBurst = DefaultEnqueueBurst
+			}
+			if h.RateScope == "" {
+				h.RateScope = DefaultRateScope
 			}
 			types[k] = h
 		}

@@ -38,6 +38,11 @@ func TestParseErrors(t *testing.T) {
 		{"handlers:\n  types:\n    a.B: {minBackoff: 20s, maxBackoff: 10s}\n", "handlers.types.a.B.minBackoff: 20s: it is above maxBackoff (10s)"},
 		{"handlers:\n  types:\n    a.B: {concurrency: -1}\n", "handlers.types.a.B.concurrency"},
 		{"handlers:\n  types:\n    a.B: {burts: 1}\n", "handlers.types.a.B.burts: unknown field"},
+		{"handlers:\n  types:\n    a.B: {ratePerSecond: 1, rateScope: cluster}\n", `handlers.types.a.B.rateScope: cluster: use "fleet"`},
+		{"handlers:\n  types:\n    a.B: {ratePerSecond: 1, rateKey: customer}\n", `handlers.types.a.B.rateKey: customer: use "label:NAME"`},
+		{"handlers:\n  types:\n    a.B: {ratePerSecond: 1, rateKey: \"label:\"}\n", "handlers.types.a.B.rateKey"},
+		{"handlers:\n  types:\n    a.B: {rateKey: label:customer}\n", "handlers.types.a.B.rateKey: label:customer: it keys ratePerSecond, which is not set"},
+		{"handlers:\n  types:\n    a.B: {concurrencyKey: label:customer}\n", "handlers.types.a.B.concurrencyKey: label:customer: it keys concurrency"},
 		{"store:\n  driver: postgres\n  url: postgres://x@h/db\n  schema: Bad-Schema\n", "store.schema: Bad-Schema"},
 		{"store:\n  driver: postgres\n  url: \"mysql://u:secret@h/db\"\n", "store.url: mysql://u:xxxxx@h/db"},
 		{"store:\n  driver: spanner\n", "store.database"},
@@ -96,10 +101,22 @@ func TestWithDefaults(t *testing.T) {
 	if d.Role != "all" || d.ShutdownTimeout.D() != 30*time.Second || d.HTTP.Addr != "127.0.0.1:8006" || d.GRPC.Addr != "127.0.0.1:8005" ||
 		d.PubSub.Project != "courier-demo" || d.Store.Driver != "sqlite" || d.Store.Path != ".courier/jobs.db" ||
 		d.Jobs.Retention.D() != 7*24*time.Hour || d.Jobs.RelayPollInterval.D() != time.Second || d.Jobs.RescueAfter.D() != time.Hour ||
-		d.Handlers.AckDeadline.D() != time.Minute || d.Handlers.MaxOutstandingMessages != 4000 || d.Handlers.Types["a.B"].EnqueueBurst != 1 {
+		d.Handlers.AckDeadline.D() != time.Minute || d.Handlers.MaxOutstandingMessages != 4000 || d.Handlers.Types["a.B"].EnqueueBurst != 1 ||
+		d.Handlers.Types["a.B"].RateScope != "fleet" {
 		t.Fatalf("defaults: %+v", d)
 	}
 	if c.Role != "" || c.Handlers.Types["a.B"].EnqueueBurst != 0 {
 		t.Fatal("WithDefaults changed the Config it was called on")
+	}
+}
+
+func TestRateKeys(t *testing.T) {
+	c, err := config.Parse([]byte("pubsub:\n  emulator: embedded\nhandlers:\n  types:\n    a.B: {ratePerSecond: 10, rateKey: label:customer, concurrency: 2, concurrencyKey: label:tenant, rateScope: process}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := c.Handlers.Types["a.B"]
+	if config.KeyLabel(h.RateKey) != "customer" || config.KeyLabel(h.ConcurrencyKey) != "tenant" || h.RateScope != config.RateScopeProcess || config.KeyLabel("") != "" {
+		t.Fatalf("parsed %+v", h)
 	}
 }

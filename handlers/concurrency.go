@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 )
 
@@ -29,6 +30,42 @@ func Concurrency(n int) Middleware {
 				}
 			}
 			defer func() { <-slots }()
+			return next(ctx, req)
+		}
+	}
+}
+
+// SlotLimiter hands out concurrency slots, per key, from somewhere other
+// than this process (package limits: slots in a store shared by every
+// replica, so that a bound holds fleet-wide).
+type SlotLimiter interface {
+	// Acquire takes a slot of key and returns the func that frees it
+	// (safe to call more than once). When none is free it returns a
+	// *BusyError at once: it does not wait.
+	Acquire(ctx context.Context, key string) (release func(), err error)
+}
+
+// SharedConcurrency runs next only with a slot of lim (its key named by
+// key; nil key means by type), freed when next returns. A full limit
+// returns lim's *BusyError, so the runner puts the message off (or answers
+// a push 429) instead of holding it; any other error of lim is retryable.
+func SharedConcurrency(lim SlotLimiter, key KeyFunc) Middleware {
+	return func(next Handler) Handler {
+		return func(ctx context.Context, req *Request) (protoMessage, error) {
+			k := req.Type
+			if key != nil {
+				k = key(req)
+			}
+			release, err := lim.Acquire(ctx, k)
+			if err != nil {
+				var busy *BusyError
+				if errors.As(err, &busy) {
+					busy.Type = req.Type
+					return nil, busy
+				}
+				return nil, fmt.Errorf("handlers: concurrency limit of %s: %w", req.Type, err)
+			}
+			defer release()
 			return next(ctx, req)
 		}
 	}

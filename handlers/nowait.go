@@ -19,6 +19,10 @@ type BusyError struct {
 	// RetryAfter is when a token will be there (rate limit), from now; 0
 	// when unknown (a slot frees when a running attempt ends).
 	RetryAfter time.Duration
+	// Hold asks a caller that can hold its message (a pulled one) to wait
+	// RetryAfter and try again, rather than put the message off: the
+	// limit is the type's own, so held messages starve no other key.
+	Hold bool
 }
 
 func (e *BusyError) Error() string {

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 )
 
@@ -22,7 +23,9 @@ func LabelKey(name string) KeyFunc {
 // Pub/Sub message, is held while it waits. If ctx ends first the token is
 // given back and ctx's error returned, so the runner nacks. Under a context
 // from WithoutWaiting it does not wait: the token is given back and a
-// *BusyError says when one will be there. A limiter error
+// *BusyError says when one will be there; a limiter may also return a
+// *BusyError itself (package limits does, past its longest wait), which is
+// passed on as it is. Any other limiter error
 // (no token could be had) is returned as a retryable error. clock nil means
 // the real clock.
 func RateLimit(lim Limiter, key KeyFunc, clock Clock) Middleware {
@@ -37,6 +40,11 @@ func RateLimit(lim Limiter, key KeyFunc, clock Clock) Middleware {
 			}
 			d, cancel, err := lim.Reserve(ctx, k)
 			if err != nil {
+				var busy *BusyError
+				if errors.As(err, &busy) { // a limiter that does not make callers wait that long
+					busy.Type = req.Type
+					return nil, busy
+				}
 				return nil, fmt.Errorf("handlers: rate limit of %s: %w", req.Type, err)
 			}
 			if d > 0 && !waits(ctx) {

@@ -104,6 +104,16 @@ func (d *delivery) process() {
 		if !d.started && errors.Is(err, jobs.ErrLeased) {
 			continue // the job started elsewhere since it was read: wait for that run
 		}
+		if busy := (*handlers.BusyError)(nil); !d.started && !d.m.pushed && errors.As(err, &busy) {
+			// A limiter refused to make it wait that long (a fleet-wide
+			// limit's line is long, or its slots are taken): put the job off
+			// through the outbox, or else wait, holding the message, and
+			// try again.
+			if !busy.Hold && d.putOff(busy) || !d.waitBusy(busy) {
+				return
+			}
+			continue
+		}
 		d.settle(res, err)
 		return
 	}
@@ -240,7 +250,11 @@ func (d *delivery) chain() handlers.Handler {
 	if d.t.rateLimit != nil {
 		mws = append(mws, d.t.rateLimit)
 	}
-	mws = append(mws, d.t.concurrency, d.markRunning)
+	mws = append(mws, d.t.concurrency)
+	if d.t.slots != nil {
+		mws = append(mws, d.t.slots)
+	}
+	mws = append(mws, d.markRunning)
 	mws = append(mws, d.w.cfg.Middleware...)
 	timeout := d.t.entry.Config.Timeout
 	if d.job != nil && d.job.Timeout > 0 {
@@ -391,6 +405,61 @@ func (d *delivery) delay(de *handlers.DelayError) {
 	}
 	d.debug("ingest: job waits in the store", "until", until, "snooze", de.Snooze)
 	d.m.Ack()
+}
+
+// putOff puts off a job that a limiter refused (a fleet-wide limit's line
+// is long, or its slots are taken): when the store is a jobs.Deferrer, the
+// job gets an outbox entry due when the limiter says and the message is
+// acked, so that it does not occupy the worker meanwhile. It reports
+// whether it did. A job with an ordering key is not put off (its entry
+// would go out of order).
+func (d *delivery) putOff(busy *handlers.BusyError) bool {
+	df := d.w.cfg.Deferrer
+	if df == nil || d.job.OrderingKey != "" {
+		return false
+	}
+	wait := max(busy.RetryAfter, d.w.cfg.DeferMin)
+	// A message may come before the relay that published it has removed
+	// its outbox entry (MarkSent follows the publish): Defer refuses while
+	// the entry is there, so try again a few times, for about half a second.
+	pause := 20 * time.Millisecond
+	for try := 0; ; try++ {
+		ctx, cancel := d.w.storeCtx()
+		err := df.Defer(ctx, d.id, time.Now().Add(wait))
+		cancel()
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, jobs.ErrConflict) || try == 4 {
+			d.warn("ingest: putting off a throttled job failed; its message waits instead", "err", err)
+			return false
+		}
+		select {
+		case <-time.After(pause):
+		case <-d.w.pullCtx.Done():
+			return false
+		}
+		pause *= 2
+	}
+	d.debug("ingest: over a fleet-wide limit; the job is put off and its message acked", "limit", busy.Limit, "for", wait)
+	d.m.Ack()
+	return true
+}
+
+// waitBusy waits, holding the message, until the limiter said to come back.
+// It returns false, after nacking the message, when the worker stops
+// meanwhile.
+func (d *delivery) waitBusy(busy *handlers.BusyError) bool {
+	t := time.NewTimer(max(busy.RetryAfter, d.w.cfg.DeferMin))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-d.w.pullCtx.Done():
+		d.debug("ingest: worker stopping while a throttled message waited; nacked")
+		d.m.Nack()
+		return false
+	}
 }
 
 func (d *delivery) ackIf(ack bool) {

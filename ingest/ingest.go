@@ -17,6 +17,13 @@
 // publisher (see package publisher), knows nothing of gRPC and never
 // imports backend.
 //
+// Limits: a message waits for a rate-limit token or a concurrency slot
+// while it holds it; a limiter that refuses to make it wait that long
+// (package limits, fleet-wide, or a local one past a second) returns a
+// *handlers.BusyError, and the job is put off instead: Config.Deferrer gives
+// it an outbox entry due when the limiter says and the message is acked,
+// so throttled messages (a hot key's) never fill the worker's flow control.
+//
 // Per message: a message with no ce-type, of a type with no handler, or whose
 // data does not decode is dead-lettered with the reason in the
 // courier-dead-letter-reason attribute and acked; it never stops the worker.
@@ -126,6 +133,23 @@ type Config struct {
 	// RateKeys name the rate-limit bucket of a type's attempts (e.g.
 	// handlers.LabelKey("customer")). A type with no entry has one bucket.
 	RateKeys map[string]handlers.KeyFunc
+	// Slots are fleet-wide concurrency limits of types (package limits),
+	// taken after the type's own Concurrency slot of this process;
+	// ConcurrencyKeys name their keys as RateKeys do.
+	Slots           map[string]handlers.SlotLimiter
+	ConcurrencyKeys map[string]handlers.KeyFunc
+	// DeferMin is the shortest a throttled message is put off: when a
+	// limiter refuses an attempt with a *handlers.BusyError (a fleet-wide
+	// limit's line is long) and Store is a jobs.Deferrer, the job gets an
+	// outbox entry due when the limiter says and the message is acked, so
+	// that throttled messages do not occupy the worker; otherwise (no
+	// Deferrer, a job with an ordering key) the message waits as long,
+	// held, and tries again. 0 means 100ms.
+	DeferMin time.Duration
+	// Deferrer puts throttled jobs off (see DeferMin). nil means Store, if
+	// it is a jobs.Deferrer (a decorated store may hide it: pass the
+	// store itself here).
+	Deferrer jobs.Deferrer
 	// Middleware wraps every handler once its job is RUNNING, inside the
 	// timeout, first outermost (metrics, tracing).
 	Middleware []handlers.Middleware
@@ -192,6 +216,7 @@ type typeRun struct {
 	names       Names
 	rateLimit   handlers.Middleware // nil without a rate limit
 	concurrency handlers.Middleware
+	slots       handlers.Middleware // nil without a fleet-wide concurrency limit
 }
 
 // New validates cfg and returns a Worker; it starts nothing (see Run).
@@ -258,6 +283,20 @@ func New(cfg Config) (*Worker, error) {
 			return nil, fmt.Errorf("ingest: Config.Limiters has %s, which has no handler (registered: %v)", typ, cfg.Registry.Types())
 		}
 	}
+	for typ := range cfg.Slots {
+		if _, ok := cfg.Registry.Lookup(typ); !ok {
+			return nil, fmt.Errorf("ingest: Config.Slots has %s, which has no handler (registered: %v)", typ, cfg.Registry.Types())
+		}
+	}
+	if cfg.DeferMin < 0 {
+		return nil, fmt.Errorf("ingest: Config.DeferMin is %v; use 0 for the default (100ms) or a positive duration", cfg.DeferMin)
+	}
+	if cfg.DeferMin == 0 {
+		cfg.DeferMin = 100 * time.Millisecond
+	}
+	if cfg.Deferrer == nil {
+		cfg.Deferrer, _ = cfg.Store.(jobs.Deferrer)
+	}
 	// Every subscription's names must be valid before anything starts.
 	for _, e := range cfg.Registry.Entries() {
 		n, err := w.names(e)
@@ -265,12 +304,21 @@ func New(cfg Config) (*Worker, error) {
 			return nil, err
 		}
 		t := &typeRun{entry: e, names: n, concurrency: handlers.Concurrency(e.Config.Concurrency)}
+		if cfg.Slots[e.Type] != nil && cfg.ConcurrencyKeys[e.Type] != nil {
+			// Keyed, the fleet's slots are per key: a bound per type in
+			// this process would be wrong. (Unkeyed, this process's bound
+			// stays: at most that many messages ask the fleet for a slot.)
+			t.concurrency = handlers.Concurrency(0)
+		}
 		if e.Config.RatePerSecond > 0 {
 			lim := cfg.Limiters[e.Type]
 			if lim == nil {
 				lim = handlers.NewLocalLimiter(e.Config.RatePerSecond, e.Config.Burst, cfg.Clock)
 			}
 			t.rateLimit = handlers.RateLimit(lim, cfg.RateKeys[e.Type], cfg.Clock)
+		}
+		if sl := cfg.Slots[e.Type]; sl != nil {
+			t.slots = handlers.SharedConcurrency(sl, cfg.ConcurrencyKeys[e.Type])
 		}
 		w.types[e.Type] = t
 	}

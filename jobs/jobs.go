@@ -3,6 +3,11 @@
 // and the errors they share. Each store lives in a subpackage (jobs/sqlite,
 // jobs/postgres, jobs/spanner) and is checked by the one conformance suite in
 // jobs/jobstest.
+// Optional capabilities sit beside Store, as interfaces of their own so
+// that a store need not have them: Limits (rate-limit buckets and
+// concurrency slots shared by every replica: jobs/postgres), Deferrer
+// (putting a queued job's message off through the outbox: SQLite and
+// PostgreSQL), and those of the job controls (below).
 //
 // It is for the code that records jobs: the JobService, the outbox relay and
 // the handler workers. It knows nothing of gRPC, Pub/Sub or protobuf

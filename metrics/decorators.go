@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"time"
 
@@ -48,6 +49,9 @@ type limiter struct {
 
 func (l *limiter) Reserve(ctx context.Context, key string) (time.Duration, func(), error) {
 	d, cancel, err := l.Limiter.Reserve(ctx, key)
+	if errors.Is(err, handlers.ErrBusy) {
+		l.m.rateLimitRefused.WithLabelValues(l.typ).Inc()
+	}
 	if err != nil {
 		return d, cancel, err
 	}

@@ -57,7 +57,7 @@ type Metrics struct {
 	cfg Config
 
 	enqueued, started, succeeded, failed, retried, cancelled, deadLettered *prometheus.CounterVec
-	publishErrors                                                          *prometheus.CounterVec
+	publishErrors, rateLimitRefused                                        *prometheus.CounterVec
 	handlerDuration, startLatency, rateLimitWait                           *prometheus.HistogramVec
 	inFlight, rateLimitWaiting                                             *prometheus.GaugeVec
 	waitingNow                                                             sync.Map // type -> *atomic.Int64
@@ -99,6 +99,7 @@ func New(cfg Config) (*Metrics, error) {
 		cancelled:        counter("jobs_cancelled_total", "Jobs cancelled, by type.", "type"),
 		deadLettered:     counter("jobs_dead_lettered_total", "Messages published to a dead-letter topic, by type (\"\" when the message had no ce-type).", "type"),
 		publishErrors:    counter("pubsub_publish_errors_total", "Pub/Sub publishes that failed (outbox relay and fire-and-forget publisher), by type.", "type"),
+		rateLimitRefused: counter("rate_limit_refused_total", "Attempts a rate limiter refused outright (its next token too far off): pulled messages' jobs were put off, pushes answered 429, by type.", "type"),
 		handlerDuration:  hist("handler_duration_seconds", "Time a handler ran, from admission to return, by type."),
 		startLatency:     hist("enqueue_to_start_seconds", "Time from a job's creation (or run_after) to its first start, by type."),
 		rateLimitWait:    hist("rate_limit_wait_seconds", "Time an admitted message waited for its rate-limit token, by type (rate-limited handlers only)."),
@@ -106,7 +107,7 @@ func New(cfg Config) (*Metrics, error) {
 		rateLimitWaiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "rate_limit_waiting", Help: "Messages waiting for a rate-limit token now, by type."}, []string{"type"}),
 	}
 	cs := []prometheus.Collector{m.enqueued, m.started, m.succeeded, m.failed, m.retried, m.cancelled, m.deadLettered,
-		m.publishErrors, m.handlerDuration, m.startLatency, m.rateLimitWait, m.inFlight, m.rateLimitWaiting}
+		m.publishErrors, m.rateLimitRefused, m.handlerDuration, m.startLatency, m.rateLimitWait, m.inFlight, m.rateLimitWaiting}
 	if cfg.Store != nil {
 		cs = append(cs, &outboxCollector{m: m,
 			backlog: prometheus.NewDesc(ns+"_outbox_backlog", "Outbox entries not yet published (including run_after entries not yet due).", nil, nil),

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -12,6 +13,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/courierq/courier/handlers"
 )
 
 // EnqueueLimit returns a jobservice.TypeInfo.Check hook that admits at most
@@ -64,5 +67,33 @@ func RequireTemporal(typeName string) func(ctx context.Context) error {
 	return func(context.Context) error {
 		return status.Errorf(codes.FailedPrecondition,
 			"workflows: %s is a Temporal workflow job type and this server has no Temporal configured; start the demo with `make run-temporal` (a local Temporal dev server), or give courierd --config a temporal section (hostPort, namespace, taskQueue)", typeName)
+	}
+}
+
+// EnqueueLimitOver is EnqueueLimit over a handlers.Limiter whose buckets
+// may live elsewhere (package limits: in a store shared by every replica,
+// so that the limit holds fleet-wide): an enqueue takes a token at once or
+// is refused, as EnqueueLimit says, with the limiter's wait as the retry
+// delay. ratePerSecond and burst only word the refusal.
+func EnqueueLimitOver(lim handlers.Limiter, ratePerSecond float64, burst int) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		delay, cancel, err := lim.Reserve(ctx, "")
+		var busy *handlers.BusyError
+		switch {
+		case errors.As(err, &busy):
+			delay = busy.RetryAfter
+		case err != nil:
+			return status.Errorf(codes.Unavailable, "workflows: the enqueue rate limit cannot be checked: %v; retry", err)
+		case delay == 0:
+			return nil
+		default:
+			cancel()
+		}
+		st := status.Newf(codes.ResourceExhausted,
+			"workflows: enqueue rate limit of %g per second (burst %d) for this job type reached across the fleet; retry in %v", ratePerSecond, burst, delay.Round(time.Millisecond))
+		if d, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(delay)}); err == nil {
+			st = d
+		}
+		return st.Err()
 	}
 }

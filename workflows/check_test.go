@@ -12,8 +12,10 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/courierq/courier/backend/jobservice"
+	"github.com/courierq/courier/handlers"
 	"github.com/courierq/courier/internal/testenv"
 	"github.com/courierq/courier/jobs"
+	"github.com/courierq/courier/limits"
 	demov1 "github.com/courierq/courier/proto/courier/demo/v1"
 	courierv1 "github.com/courierq/courier/proto/courier/v1"
 	"github.com/courierq/courier/workflows"
@@ -149,4 +151,41 @@ func countJobs(t *testing.T, store jobs.Store) int {
 		t.Fatal(err)
 	}
 	return len(list)
+}
+
+// fixedClock is a handlers.Clock at a fixed instant.
+type fixedClock struct{ t time.Time }
+
+func (c fixedClock) Now() time.Time                       { return c.t }
+func (c fixedClock) After(time.Duration) <-chan time.Time { return make(chan time.Time) }
+
+// TestEnqueueLimitOver: over a handlers.Limiter (package limits' buckets
+// shared by the fleet in production; a local one here), the check admits
+// what the limiter gives at once and refuses the rest with the wait as
+// RetryInfo, whether the limiter reports a wait or refuses (BusyError).
+func TestEnqueueLimitOver(t *testing.T) {
+	clk := fixedClock{time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	ctx := context.Background()
+	check := workflows.EnqueueLimitOver(handlers.NewLocalLimiter(2, 3, clk), 2, 3)
+	for i := range 3 {
+		if err := check(ctx); err != nil {
+			t.Fatalf("enqueue %d of the burst: %v", i+1, err)
+		}
+	}
+	for range 2 { // a refusal takes no token
+		if d := retryDelay(t, check(ctx)); d != 500*time.Millisecond {
+			t.Errorf("retry delay %v, want 500ms (one token at 2/s)", d)
+		}
+	}
+	refusing, err := limits.Line(handlers.NewLocalLimiter(2, 1, clk), 2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check = workflows.EnqueueLimitOver(refusing, 2, 1)
+	if err := check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := retryDelay(t, check(ctx)); d <= 0 {
+		t.Errorf("retry delay %v after a BusyError, want the limiter's", d)
+	}
 }

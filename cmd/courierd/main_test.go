@@ -30,7 +30,12 @@ import (
 	"github.com/courierq/courier/publisher"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(fleetChildEnv) != "" { // this binary runs as a fleet replica (fleet_test.go)
+		os.Exit(fleetChild())
+	}
+	testenv.Main(m)
+}
 
 // startCourierd runs courierd in this process with the given config body
 // (gRPC and HTTP on free ports are added) and returns the ready stack.

@@ -72,6 +72,7 @@ func Exercise(ctx context.Context, t *testing.T, newStore func(t *testing.T, now
 		{"Subscribe", testSubscribe},
 		{"SubscribeOtherReplica", func(ctx context.Context, t *testing.T, s jobs.Store) { testPeer(ctx, t, s, f) }},
 		{"Times", testTimes},
+		{"Limits", testLimits},
 		{"PingAndClose", testClose},
 	}
 	for _, tt := range tests {
@@ -105,6 +106,7 @@ func Exercise(ctx context.Context, t *testing.T, newStore func(t *testing.T, now
 		{"RescueLapsedLeases", testRescueLapsed},
 		{"Cancelled", testCancelled},
 		{"Bounds", testBounds},
+		{"Defer", testDefer},
 		{"UniqueScopes", testUniqueScopes},
 	}
 	for _, tt := range clocked {

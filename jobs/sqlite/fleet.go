@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/courierq/courier/jobs"
 	"github.com/courierq/courier/jobs/internal/storekit"
@@ -174,4 +175,31 @@ func (s *Store) Throughput(ctx context.Context, p jobs.ThroughputParams) ([]jobs
 		return nil, fmt.Errorf("%s: Throughput: %w", pkg, err)
 	}
 	return out, nil
+}
+
+var _ jobs.Deferrer = (*Store)(nil)
+
+// Defer implements jobs.Deferrer, in one write request.
+func (s *Store) Defer(ctx context.Context, id string, due time.Time) error {
+	if err := storekit.CheckID(pkg, "Defer", id); err != nil {
+		return err
+	}
+	var n int64
+	err := s.write(ctx, "Defer", false, func(w *wtx) error {
+		r, err := w.tx.ExecContext(w.ctx, `INSERT INTO outbox (job_id, due, created)
+			SELECT id, ?2, ?3 FROM jobs WHERE id = ?1 AND state = 'QUEUED' AND ordering_key = ''
+			ON CONFLICT (job_id) DO NOTHING`, id, storekit.Round(due).UnixMicro(), s.now().UnixMicro())
+		if err != nil {
+			return fmt.Errorf("%s: Defer %s: %w", pkg, id, err)
+		}
+		n, err = r.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: Defer %s: the job is not QUEUED, has an ordering key, or already has an outbox entry: %w", pkg, id, jobs.ErrConflict)
+	}
+	return nil
 }
