@@ -472,7 +472,7 @@ func (p *parts) buildAPI(checks map[string]func(context.Context) error) error {
 		if p.dead, err = ingest.NewDeadLetterReader(ingest.DeadLetterReaderConfig{Client: p.ps, Registry: p.reg, Naming: p.naming()}); err != nil {
 			return err
 		}
-		jcfg.DeadLetters = jobDeadLetters{p.dead}
+		jcfg.DeadLetters = jobDeadLetters{deadLetters{p.dead}}
 	}
 	if sc, ok := p.raw.(jobs.Schedules); ok {
 		jcfg.Schedules = sc

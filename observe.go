@@ -246,24 +246,18 @@ func (d deadLetters) Ack(ctx context.Context, sub string, ids []string) ([]strin
 	return d.r.Ack(ctx, sub, ids)
 }
 
-// jobDeadLetters serves ListDeadLetters and ReplayDeadLetters.
-type jobDeadLetters struct{ r *ingest.DeadLetterReader }
+// jobDeadLetters serves ListDeadLetters and ReplayDeadLetters: the
+// dashboard's letters (the two packages' DeadLetter have the same fields).
+type jobDeadLetters struct{ deadLetters }
 
 func (d jobDeadLetters) Peek(ctx context.Context, typ string, limit int) ([]jobservice.DeadLetter, error) {
-	dls, err := d.r.Peek(ctx, typ, limit)
+	dls, err := d.deadLetters.Peek(ctx, typ, limit)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]jobservice.DeadLetter, len(dls))
 	for i, dl := range dls {
-		out[i] = jobservice.DeadLetter{
-			Subscription: dl.Subscription, MessageID: dl.MessageID, Type: dl.Type, JobID: dl.JobID, Reason: dl.Reason,
-			Attempt: dl.Attempt, Published: dl.Published, Data: dl.Data, Labels: wire.Labels(dl.Attributes), Attributes: dl.Attributes,
-		}
+		out[i] = jobservice.DeadLetter(dl)
 	}
 	return out, nil
-}
-
-func (d jobDeadLetters) Ack(ctx context.Context, sub string, ids []string) ([]string, error) {
-	return d.r.Ack(ctx, sub, ids)
 }

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -72,10 +73,7 @@ func (rs *runs) seen(ctx context.Context) {
 		case <-t.C:
 		}
 		rs.mu.Lock()
-		ids := make([]string, 0, len(rs.held))
-		for id := range rs.held {
-			ids = append(ids, id)
-		}
+		ids := slices.Collect(maps.Keys(rs.held))
 		rs.mu.Unlock()
 		for chunk := range slices.Chunk(ids, jobs.MaxBatchIDs) {
 			sctx, cancel := rs.w.storeCtx()
@@ -129,11 +127,7 @@ func (rs *runs) count() int {
 func (rs *runs) ids() []string {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	out := make([]string, 0, len(rs.byID))
-	for id := range rs.byID {
-		out = append(out, id)
-	}
-	return out
+	return slices.Collect(maps.Keys(rs.byID))
 }
 
 // cancelAll cancels the runs of id with cause.

@@ -8,15 +8,12 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/courierq/courier/internal/clip"
 	"github.com/courierq/courier/jobs"
 	courierv1 "github.com/courierq/courier/proto/courier/v1"
-	"github.com/courierq/courier/publisher"
 	"github.com/courierq/courier/schedule"
 )
 
@@ -90,7 +87,7 @@ func (s *Service) ScheduleFromProto(in *courierv1.Schedule) (jobs.Schedule, erro
 	if err != nil {
 		return sc, status.Errorf(codes.InvalidArgument, "jobservice: schedule: %v", err)
 	}
-	typeName, err := s.checkPayload("schedule.payload", in.GetPayload(), in.GetLabels())
+	typeName, _, err := s.checkPayload("schedule.payload", in.GetPayload(), in.GetLabels())
 	if err != nil {
 		return sc, err
 	}
@@ -110,39 +107,6 @@ func (s *Service) ScheduleFromProto(in *courierv1.Schedule) (jobs.Schedule, erro
 		Name: name, Type: typeName, Payload: in.GetPayload().GetValue(), Labels: in.GetLabels(), MaxAttempts: int(in.GetMaxAttempts()),
 		Cron: in.GetCron(), TimeZone: in.GetTimeZone(), Every: every, Missed: missed, NextTime: next,
 	}, nil
-}
-
-// checkPayload checks a job payload and its labels as EnqueueJob does and
-// returns its type name; field names the payload in errors.
-func (s *Service) checkPayload(field string, payload *anypb.Any, labels map[string]string) (string, error) {
-	if payload == nil || payload.GetTypeUrl() == "" {
-		return "", status.Errorf(codes.InvalidArgument, "jobservice: %s is missing: set it to a google.protobuf.Any holding a registered job message, e.g. courier.demo.v1.Echo", field)
-	}
-	typeName := string(payload.MessageName())
-	if typeName == "" {
-		return "", status.Errorf(codes.InvalidArgument, "jobservice: %s type URL %q names no message; it should end in /FULL.MESSAGE.NAME", field, clip.String(payload.GetTypeUrl()))
-	}
-	if err := tooLong(field+" type name", typeName, jobs.MaxTypeBytes); err != nil {
-		return "", err
-	}
-	if err := checkLabels("labels", labels); err != nil {
-		return "", err
-	}
-	mt, err := s.cfg.Resolver.FindMessageByName(protoreflect.FullName(typeName))
-	if err != nil {
-		return "", status.Errorf(codes.InvalidArgument, "jobservice: %s type %s is unknown to this server: no such protobuf message is compiled in; registered job types: %s", field, typeName, s.typeList())
-	}
-	if _, ok := s.cfg.Types.Lookup(typeName); !ok {
-		return "", status.Errorf(codes.InvalidArgument, "jobservice: %s type %s has no registered handler, so no job of it can run; registered job types: %s", field, typeName, s.typeList())
-	}
-	var tl *publisher.TooLargeError
-	if err := publisher.CheckSize(typeName, payload.GetValue(), labels); errors.As(err, &tl) || len(payload.GetValue()) > s.cfg.MaxPayloadBytes {
-		return "", status.Errorf(codes.InvalidArgument, "jobservice: %s of %s (%d bytes) with these labels is over Pub/Sub's message limit; store large inputs elsewhere and pass a reference", field, typeName, len(payload.GetValue()))
-	}
-	if err := proto.Unmarshal(payload.GetValue(), mt.New().Interface()); err != nil {
-		return "", status.Errorf(codes.InvalidArgument, "jobservice: %s bytes are not a valid %s: %v", field, typeName, err)
-	}
-	return typeName, nil
 }
 
 // ListSchedules implements courier.v1.JobService.

@@ -274,45 +274,16 @@ func atIndex(i int, err error) error {
 // type's TypeInfo (whose Check the caller runs).
 func (s *Service) prepare(req *courierv1.EnqueueJobRequest) (jobs.EnqueueParams, TypeInfo, error) {
 	var none TypeInfo
-	payload := req.GetPayload()
-	if payload == nil || payload.GetTypeUrl() == "" {
-		return jobs.EnqueueParams{}, none, status.Error(codes.InvalidArgument, "jobservice: payload is missing: set it to a google.protobuf.Any holding a registered job message, e.g. courier.demo.v1.Echo")
-	}
-	typeName := string(payload.MessageName())
-	if typeName == "" {
-		return jobs.EnqueueParams{}, none, status.Errorf(codes.InvalidArgument, "jobservice: payload type URL %q names no message; it should end in /FULL.MESSAGE.NAME", clip.String(payload.GetTypeUrl()))
-	}
-	if err := tooLong("payload type name", typeName, jobs.MaxTypeBytes); err != nil {
-		return jobs.EnqueueParams{}, none, err
-	}
 	if err := tooLong("idempotency_key", req.GetIdempotencyKey(), jobs.MaxIdempotencyKeyBytes); err != nil {
 		return jobs.EnqueueParams{}, none, err
 	}
 	if err := tooLong("ordering_key", req.GetOrderingKey(), jobs.MaxOrderingKeyBytes); err != nil {
 		return jobs.EnqueueParams{}, none, err
 	}
-	if err := checkLabels("labels", req.GetLabels()); err != nil {
-		return jobs.EnqueueParams{}, none, err
-	}
-	mt, err := s.cfg.Resolver.FindMessageByName(protoreflect.FullName(typeName))
+	payload := req.GetPayload()
+	typeName, info, err := s.checkPayload("payload", payload, req.GetLabels())
 	if err != nil {
-		return jobs.EnqueueParams{}, none, status.Errorf(codes.InvalidArgument, "jobservice: payload type %s is unknown to this server: no such protobuf message is compiled in; registered job types: %s", typeName, s.typeList())
-	}
-	info, ok := s.cfg.Types.Lookup(typeName)
-	if !ok {
-		return jobs.EnqueueParams{}, none, status.Errorf(codes.InvalidArgument, "jobservice: payload type %s has no registered handler, so no job of it can run; registered job types: %s", typeName, s.typeList())
-	}
-	if n := len(payload.GetValue()); n > s.cfg.MaxPayloadBytes {
-		return jobs.EnqueueParams{}, none, status.Errorf(codes.InvalidArgument, "jobservice: payload of %s is %d bytes, over the limit of %d bytes (Pub/Sub's message limit); store large inputs elsewhere and pass a reference", typeName, n, s.cfg.MaxPayloadBytes)
-	}
-	// The relay publishes the payload with courier's attributes and the
-	// labels: what must fit is that message, as the publisher counts it.
-	var tl *publisher.TooLargeError
-	if err := publisher.CheckSize(typeName, payload.GetValue(), req.GetLabels()); errors.As(err, &tl) {
-		return jobs.EnqueueParams{}, none, status.Errorf(codes.InvalidArgument, "jobservice: a job of %s with this payload (%d bytes) and these labels is a Pub/Sub message of %d bytes encoded, over Pub/Sub's limit of %d bytes; store large inputs elsewhere and pass a reference", typeName, len(payload.GetValue()), tl.Size, tl.Limit)
-	}
-	if err := proto.Unmarshal(payload.GetValue(), mt.New().Interface()); err != nil {
-		return jobs.EnqueueParams{}, none, status.Errorf(codes.InvalidArgument, "jobservice: payload bytes are not a valid %s: %v", typeName, err)
+		return jobs.EnqueueParams{}, none, err
 	}
 	job := jobs.Job{
 		ID:             s.cfg.NewID(),
@@ -370,6 +341,47 @@ func (s *Service) prepare(req *courierv1.EnqueueJobRequest) (jobs.EnqueueParams,
 		}
 	}
 	return p, info, nil
+}
+
+// checkPayload checks a job payload and its labels (an EnqueueJob's, a
+// schedule's) and returns its type name and TypeInfo; field names the
+// payload in errors.
+func (s *Service) checkPayload(field string, payload *anypb.Any, labels map[string]string) (string, TypeInfo, error) {
+	var none TypeInfo
+	if payload == nil || payload.GetTypeUrl() == "" {
+		return "", none, status.Errorf(codes.InvalidArgument, "jobservice: %s is missing: set it to a google.protobuf.Any holding a registered job message, e.g. courier.demo.v1.Echo", field)
+	}
+	typeName := string(payload.MessageName())
+	if typeName == "" {
+		return "", none, status.Errorf(codes.InvalidArgument, "jobservice: %s type URL %q names no message; it should end in /FULL.MESSAGE.NAME", field, clip.String(payload.GetTypeUrl()))
+	}
+	if err := tooLong(field+" type name", typeName, jobs.MaxTypeBytes); err != nil {
+		return "", none, err
+	}
+	if err := checkLabels("labels", labels); err != nil {
+		return "", none, err
+	}
+	mt, err := s.cfg.Resolver.FindMessageByName(protoreflect.FullName(typeName))
+	if err != nil {
+		return "", none, status.Errorf(codes.InvalidArgument, "jobservice: %s type %s is unknown to this server: no such protobuf message is compiled in; registered job types: %s", field, typeName, s.typeList())
+	}
+	info, ok := s.cfg.Types.Lookup(typeName)
+	if !ok {
+		return "", none, status.Errorf(codes.InvalidArgument, "jobservice: %s type %s has no registered handler, so no job of it can run; registered job types: %s", field, typeName, s.typeList())
+	}
+	if n := len(payload.GetValue()); n > s.cfg.MaxPayloadBytes {
+		return "", none, status.Errorf(codes.InvalidArgument, "jobservice: %s of %s is %d bytes, over the limit of %d bytes (Pub/Sub's message limit); store large inputs elsewhere and pass a reference", field, typeName, n, s.cfg.MaxPayloadBytes)
+	}
+	// The relay publishes the payload with courier's attributes and the
+	// labels: what must fit is that message, as the publisher counts it.
+	var tl *publisher.TooLargeError
+	if err := publisher.CheckSize(typeName, payload.GetValue(), labels); errors.As(err, &tl) {
+		return "", none, status.Errorf(codes.InvalidArgument, "jobservice: a job of %s with this %s (%d bytes) and these labels is a Pub/Sub message of %d bytes encoded, over Pub/Sub's limit of %d bytes; store large inputs elsewhere and pass a reference", typeName, field, len(payload.GetValue()), tl.Size, tl.Limit)
+	}
+	if err := proto.Unmarshal(payload.GetValue(), mt.New().Interface()); err != nil {
+		return "", none, status.Errorf(codes.InvalidArgument, "jobservice: %s bytes are not a valid %s: %v", field, typeName, err)
+	}
+	return typeName, info, nil
 }
 
 func limitText(n int) string {

@@ -49,13 +49,12 @@ func (c *countingStore) Succeed(ctx context.Context, p jobs.SucceedParams) (*job
 // benchStore opens the job store a bench stack runs on; each call opens the
 // same database (the burn-down run opens it three times).
 type benchStore struct {
-	name string
 	open func() (jobs.Store, error)
 }
 
 // sqliteBench is the embedded stack's store: the SQLite file path.
 func sqliteBench(path string) benchStore {
-	return benchStore{"SQLite", func() (jobs.Store, error) {
+	return benchStore{func() (jobs.Store, error) {
 		return sqlite.Open(context.Background(), sqlite.Config{Path: path})
 	}}
 }
@@ -63,7 +62,7 @@ func sqliteBench(path string) benchStore {
 // postgresBench is a PostgreSQL schema of the benchmark's own.
 func postgresBench(b *testing.B) benchStore {
 	url, schema := testenv.PostgresSchema(b)
-	return benchStore{"PostgreSQL", func() (jobs.Store, error) {
+	return benchStore{func() (jobs.Store, error) {
 		return postgres.Open(context.Background(), postgres.Config{URL: url, Schema: schema})
 	}}
 }
@@ -72,40 +71,15 @@ func postgresBench(b *testing.B) benchStore {
 // the store bs opens; stop shuts it down.
 func benchStack(b *testing.B, bs benchStore, workers bool, target int64) (st *courier.Node, cs *countingStore, stop func()) {
 	b.Helper()
-	doc := fmt.Sprintf(`grpc: {addr: "127.0.0.1:0", devMode: true}
-http: {addr: "-"}
-pubsub: {project: bench}
-handlers: {demo: true, disabled: %v}
-`, !workers)
-	cfg, err := config.Parse([]byte(doc))
-	if err != nil {
-		b.Fatal(err)
-	}
 	cs = &countingStore{target: target, done: make(chan struct{})}
 	store, err := bs.open()
 	if err != nil {
 		b.Fatal(err)
 	}
 	cs.Store = store
-	// Warn level: the per-RPC info lines are not what is being measured.
-	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st, err = courier.New(cfg, courier.WithLogger(log), courier.WithStore(cs))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- st.Run(ctx) }()
-	select {
-	case <-st.Ready():
-	case err := <-done:
-		b.Fatal(err)
-	}
+	st, stopNode := storeStack(b, cs, "bench", workers)
 	return st, cs, func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Errorf("node: %v", err)
-		}
+		stopNode()
 		store.Close()
 	}
 }
@@ -404,7 +378,7 @@ func BenchmarkStoreEndToEnd(b *testing.B) {
 	for _, kind := range testenv.StoreKinds() {
 		store := testenv.Store(b, kind)
 		cs := &countingStore{Store: store, target: int64(n), done: make(chan struct{})}
-		st, stop := storeStack(b, cs, "bench-"+string(kind))
+		st, stop := storeStack(b, cs, "bench-"+string(kind), true)
 		t0 := time.Now()
 		ids := enqueueAll(b, st.GRPCAddr(), n, callers)
 		waitDone(b, cs, string(kind)+" end to end")
@@ -421,18 +395,20 @@ func BenchmarkStoreEndToEnd(b *testing.B) {
 	}
 }
 
-// storeStack runs a Node with its workers on store and the emulator of
-// PUBSUB_EMULATOR_HOST, in project; stop shuts it down (not the store).
-func storeStack(b *testing.B, store jobs.Store, project string) (*courier.Node, func()) {
+// storeStack runs a Node (with its workers, or with the demo handlers
+// disabled) on store and the emulator of PUBSUB_EMULATOR_HOST, in project;
+// stop shuts it down (not the store).
+func storeStack(b *testing.B, store jobs.Store, project string, workers bool) (*courier.Node, func()) {
 	b.Helper()
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`grpc: {addr: "127.0.0.1:0", devMode: true}
 http: {addr: "-"}
 pubsub: {project: %s}
-handlers: {demo: true}
-`, project)))
+handlers: {demo: true, disabled: %v}
+`, project, !workers)))
 	if err != nil {
 		b.Fatal(err)
 	}
+	// Warn level: the per-RPC info lines are not what is being measured.
 	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	st, err := courier.New(cfg, courier.WithLogger(log), courier.WithStore(store))
 	if err != nil {
