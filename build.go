@@ -440,13 +440,17 @@ func (p *parts) buildWorker() error {
 	} else {
 		n.log.Warn("courier: the job store keeps no snoozed jobs (it does not implement jobs.Snoozer): handlers.RetryAfter and handlers.Snooze are ordinary retryable errors", "store", fmt.Sprintf("%T", p.raw))
 	}
+	var quick jobs.StartSucceeder
+	if q, ok := p.raw.(jobs.StartSucceeder); ok {
+		quick = p.obs.metrics.WrapStartSucceeder(q)
+	}
 	var err error
 	p.worker, err = ingest.New(ingest.Config{
 		Client: p.ps, Store: p.store, Registry: p.reg, Naming: p.naming(),
 		DisableCreate: cfg.PubSub.DisableCreate, MaxOutstandingMessages: cfg.Handlers.MaxOutstandingMessages,
 		AckDeadline: cfg.Handlers.AckDeadline.D(), Logger: n.log, SeenInterval: max(cfg.Jobs.RescueAfter.D()/4, 0),
 		Limiters: limiters, RateKeys: rateKeys, Slots: slots, ConcurrencyKeys: slotKeys, Deferrer: deferrer, Middleware: mws, DeadLetters: p.obs.metrics.WrapDeadLetters(ingest.NewDeadLetters(p.ps)),
-		Push: push, Snoozer: snoozer, Paused: p.paused, Now: n.now(),
+		Push: push, Snoozer: snoozer, Paused: p.paused, Now: n.now(), Quick: quick, RunningAfter: cfg.Handlers.RunningAfter.D(),
 	})
 	return err
 }

@@ -205,6 +205,13 @@ type Handlers struct {
 	// MaxOutstandingMessages is each subscription's flow control: how many
 	// messages a worker holds at once. 0 means 4000.
 	MaxOutstandingMessages int `json:"maxOutstandingMessages,omitempty"`
+	// RunningAfter is how long a handler runs, on the embedded store
+	// (store.driver sqlite), before its job is recorded RUNNING: a job whose
+	// handler succeeds sooner has its start and end recorded in one write
+	// (its timeline still shows both). Progress and failures are recorded
+	// RUNNING at once. Shared stores record every run RUNNING before its
+	// handler starts. 0 means 100ms.
+	RunningAfter Duration `json:"runningAfter,omitempty"`
 }
 
 // Handler configures one handler; zero fields mean the handler's defaults.
@@ -489,6 +496,9 @@ func (c *Config) Validate() error {
 	if a := h.AckDeadline.D(); a != 0 && (a < 10*time.Second || a > 600*time.Second) {
 		bad("handlers.ackDeadline", h.AckDeadline, "Pub/Sub allows 10s..600s; 0 means 60s")
 	}
+	if h.RunningAfter < 0 {
+		bad("handlers.runningAfter", h.RunningAfter, "use a positive duration, or 0 for 100ms")
+	}
 	if h.MaxOutstandingMessages < 0 {
 		bad("handlers.maxOutstandingMessages", h.MaxOutstandingMessages, "use a positive number, or 0 for 4000")
 	}
@@ -538,6 +548,7 @@ const (
 	DefaultRelayPollInterval      = time.Second
 	DefaultRescueAfter            = time.Hour
 	DefaultAckDeadline            = 60 * time.Second
+	DefaultRunningAfter           = 100 * time.Millisecond
 	DefaultMaxOutstandingMessages = 4000
 	DefaultEnqueueBurst           = 1
 	DefaultRateScope              = RateScopeFleet
@@ -618,6 +629,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Handlers.AckDeadline == 0 {
 		c.Handlers.AckDeadline = Duration(DefaultAckDeadline)
+	}
+	if c.Handlers.RunningAfter == 0 {
+		c.Handlers.RunningAfter = Duration(DefaultRunningAfter)
 	}
 	if c.Handlers.MaxOutstandingMessages == 0 {
 		c.Handlers.MaxOutstandingMessages = DefaultMaxOutstandingMessages

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
@@ -34,7 +35,9 @@ type delivery struct {
 
 	attempt, maxAttempts int
 	lease                string          // this delivery's run lease
-	started              bool            // markRunning recorded RUNNING
+	started              bool            // markRunning recorded RUNNING, or began a quick run
+	quick                *quickRun       // the quick run (Config.Quick), once begun
+	ran                  bool            // the handler ran, but the job moved on before its run was recorded
 	runCtx               context.Context // the handler's context, once started
 	herr                 error           // the chain's error, once settled (a push is answered by it)
 }
@@ -101,8 +104,19 @@ func (d *delivery) process() {
 		}
 		d.lease = newLease()
 		res, err := d.chain()(d.intake(), d.request())
+		if !d.started {
+			d.endQuick()
+		}
 		if !d.started && errors.Is(err, jobs.ErrLeased) {
 			continue // the job started elsewhere since it was read: wait for that run
+		}
+		if rh := (*runningHere)(nil); !d.started && errors.As(err, &rh) {
+			// Another delivery of the job runs in this worker (a quick run,
+			// not recorded yet): wait for it to end, then read the job again.
+			if !d.waitRunningHere(rh.done) {
+				return
+			}
+			continue
 		}
 		if busy := (*handlers.BusyError)(nil); !d.started && !d.m.pushed && errors.As(err, &busy) {
 			// A limiter refused to make it wait that long (a fleet-wide
@@ -115,6 +129,7 @@ func (d *delivery) process() {
 			continue
 		}
 		d.settle(res, err)
+		d.endQuick()
 		return
 	}
 }
@@ -224,6 +239,11 @@ func (d *delivery) request() *handlers.Request {
 		Labels: labels, Payload: d.payload, TraceParent: d.attrs.TraceParent, TraceState: d.attrs.TraceState,
 		Source: d.sub.names.Subscription, MessageID: d.m.ID,
 		Progress: func(ctx context.Context, fraction float64, message string) error {
+			if d.quick != nil { // progress is recorded on a RUNNING job
+				if err := d.record(false); err != nil {
+					return err
+				}
+			}
 			return store.Progress(ctx, jobs.ProgressParams{ID: id, Fraction: fraction, Message: message, Lease: lease})
 		},
 	}
@@ -273,6 +293,9 @@ func (d *delivery) markRunning(next handlers.Handler) handlers.Handler {
 		if ctx.Err() != nil {
 			return nil, context.Cause(ctx)
 		}
+		if d.w.cfg.Quick != nil {
+			return d.runQuick(next, req)
+		}
 		sctx, cancel := d.w.storeCtx()
 		started, err := d.w.cfg.Store.Start(sctx, jobs.StartParams{ID: d.id, Attempt: d.attempt, Lease: d.lease, LeaseFor: d.w.cfg.Lease})
 		cancel()
@@ -288,6 +311,116 @@ func (d *delivery) markRunning(next handlers.Handler) handlers.Handler {
 		d.runCtx = rctx
 		return next(rctx, req)
 	}
+}
+
+// quickRun is a run begun without recording RUNNING (Config.Quick): the
+// store learns of it when the handler outlives RunningAfter, reports
+// progress or fails (Store.Start, under the delivery's lease), or else in
+// the one write that records its success (jobs.StartSucceeder).
+type quickRun struct {
+	run     *run
+	started time.Time
+	// mu orders the recording (by the timer, Progress or the end) with the
+	// end of the handler.
+	mu       sync.Mutex
+	recorded bool // RUNNING is in the store under the delivery's lease
+	ended    bool // the handler returned: only the end records now
+}
+
+// runningHere is what markRunning returns when another delivery of the job
+// runs in this worker as a quick run; done closes when that run ends.
+type runningHere struct{ done <-chan struct{} }
+
+func (*runningHere) Error() string { return "ingest: another delivery of the job runs in this worker" }
+
+// runQuick runs the rest of the chain as a quick run (see Config.Quick).
+func (d *delivery) runQuick(next handlers.Handler, req *handlers.Request) (proto.Message, error) {
+	r, busy := d.w.runs.addQuick(d.id)
+	if r == nil {
+		return nil, &runningHere{done: busy}
+	}
+	// The run stays registered until its end is recorded (endQuick), so
+	// that a duplicate waiting for it then reads the job ended.
+	q := &quickRun{run: r, started: d.w.cfg.Now()}
+	d.quick, d.started, d.runCtx = q, true, r.ctx
+	t := time.AfterFunc(d.w.cfg.RunningAfter, func() {
+		if err := d.record(false); err != nil && !gone(err) {
+			d.warn("ingest: recording a long quick run as RUNNING failed; its end records it", "err", err)
+		}
+	})
+	res, err := next(r.ctx, req)
+	t.Stop()
+	q.mu.Lock()
+	q.ended = true
+	recorded := q.recorded
+	q.mu.Unlock()
+	if err != nil && !recorded {
+		// A failure is recorded as on the usual path, RUNNING first.
+		if serr := d.record(true); serr != nil {
+			if gone(serr) && errors.Is(context.Cause(r.ctx), errJobCancelled) {
+				return res, err // settle sees the cancel, which is recorded
+			}
+			d.started, d.ran = false, true
+			return nil, &startError{serr}
+		}
+	}
+	return res, err
+}
+
+// endQuick forgets the quick run, if any, once its outcome is recorded
+// (or it did not begin): a duplicate waiting for it reads the job again.
+func (d *delivery) endQuick() {
+	if d.quick != nil {
+		d.w.runs.remove(d.id, d.quick.run)
+		d.quick = nil
+	}
+}
+
+// record writes RUNNING for the quick run, under the delivery's lease,
+// unless it is recorded already or (without always) its handler returned.
+func (d *delivery) record(always bool) error {
+	q := d.quick
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.recorded || q.ended && !always {
+		return nil
+	}
+	ctx, cancel := d.w.storeCtx()
+	defer cancel()
+	if _, err := d.w.cfg.Store.Start(ctx, jobs.StartParams{ID: d.id, Attempt: d.attempt, Lease: d.lease, LeaseFor: d.w.cfg.Lease}); err != nil {
+		return err
+	}
+	q.recorded = true
+	d.w.runs.setLease(q.run, d.lease)
+	return nil
+}
+
+// unrecorded reports whether the delivery ran as a quick run that the
+// store has not seen: its success is recorded by StartSucceed.
+func (d *delivery) unrecorded() bool {
+	if d.quick == nil {
+		return false
+	}
+	d.quick.mu.Lock()
+	defer d.quick.mu.Unlock()
+	return !d.quick.recorded
+}
+
+// waitRunningHere waits, holding the message, until done closes. It
+// returns false, after nacking the message, when the worker stops (or the
+// push request ends) meanwhile.
+func (d *delivery) waitRunningHere(done <-chan struct{}) bool {
+	d.info("ingest: job runs in this worker under another delivery (not recorded yet); waiting for that run to end")
+	select {
+	case <-done:
+		return true
+	case <-d.w.pullCtx.Done():
+		d.debug("ingest: worker stopping while a duplicate waited for the job's run here; nacked")
+	case <-d.m.gone:
+		d.debug("ingest: the push request ended while a duplicate waited for the job's run here; nacked")
+	}
+	d.m.Nack()
+	return false
 }
 
 // newLease makes a delivery's run lease token.
@@ -323,6 +456,8 @@ func (d *delivery) settle(res proto.Message, herr error) {
 	switch v.Record {
 	case recordNothing:
 		switch {
+		case d.ran && v.Ack:
+			d.debug("ingest: job ended (cancelled) while its quick run ran; acked without recording", "err", o.Err)
 		case !d.started && v.Ack:
 			d.debug("ingest: job already ended; acked without running", "err", o.Err)
 		case !d.started && errors.Is(herr, handlers.ErrBusy):
@@ -475,6 +610,13 @@ func (d *delivery) succeed(res proto.Message) {
 	if res != nil {
 		data, err := proto.Marshal(res)
 		if err != nil {
+			if d.unrecorded() {
+				if serr := d.record(true); serr != nil && !gone(serr) {
+					d.error("ingest: recording the run failed; message nacked", "err", serr)
+					d.m.Nack()
+					return
+				}
+			}
 			d.fail(code.Code_INTERNAL, fmt.Sprintf("ingest: encoding the %T result: %v", res, err), true)
 			d.m.Nack()
 			return
@@ -483,7 +625,14 @@ func (d *delivery) succeed(res proto.Message) {
 	}
 	ctx, cancel := d.w.storeCtx()
 	defer cancel()
-	if _, err := d.w.cfg.Store.Succeed(ctx, p); err != nil && !gone(err) {
+	var err error
+	if d.unrecorded() {
+		_, err = d.w.cfg.Quick.StartSucceed(ctx, jobs.StartSucceedParams{ID: d.id, Attempt: d.attempt, Started: d.quick.started,
+			ResultType: p.ResultType, Result: p.Result})
+	} else {
+		_, err = d.w.cfg.Store.Succeed(ctx, p)
+	}
+	if err != nil && !gone(err) {
 		d.error("ingest: recording success failed; message nacked (the handler will run again)", "err", err)
 		d.m.Nack()
 		return

@@ -61,6 +61,9 @@ func startStack(t testing.TB, kind testenv.StoreKind, reg *handlers.Registry, cf
 	logs := newLogWatch(t)
 	cfg.Client, cfg.Store, cfg.Registry, cfg.Logger = c, store, reg, slog.New(logs)
 	cfg.Snoozer, _ = store.(jobs.Snoozer) // as courier's Node does
+	if cfg.Quick == nil {
+		cfg.Quick, _ = store.(jobs.StartSucceeder) // so too: quick runs on the embedded store
+	}
 	if d, ok := cfg.DeadLetters.(*countDeadLetters); ok {
 		d.DeadLetterPublisher = ingest.NewDeadLetters(c)
 	}

@@ -150,8 +150,9 @@ type Config struct {
 	// it is a jobs.Deferrer (a decorated store may hide it: pass the
 	// store itself here).
 	Deferrer jobs.Deferrer
-	// Middleware wraps every handler once its job is RUNNING, inside the
-	// timeout, first outermost (metrics, tracing).
+	// Middleware wraps every handler once its job is RUNNING (or its quick
+	// run began, see Quick), inside the timeout, first outermost (metrics,
+	// tracing).
 	Middleware []handlers.Middleware
 	// DeadLetters publishes the copies sent to dead-letter topics. nil means
 	// the Client's publishers.
@@ -165,6 +166,21 @@ type Config struct {
 	// ordinary retryable errors (Pub/Sub's backoff spaces the attempts, and
 	// a snooze counts as an attempt).
 	Snoozer jobs.Snoozer
+	// Quick, when set, lets a fast run skip its own write of RUNNING: the
+	// handler starts as soon as the job is read QUEUED, and when it
+	// succeeds within RunningAfter its start and end are recorded in one
+	// write (jobs.StartSucceeder), the timeline showing both; a handler
+	// that runs longer, reports progress or fails is recorded RUNNING
+	// (under its lease) before anything else, as without Quick. Set it only
+	// for a store no other process works on (the embedded SQLite store):
+	// this worker keeps two deliveries of a job from running at once, but
+	// another process could not see a run before it is recorded. nil:
+	// every run is recorded RUNNING before its handler starts.
+	Quick jobs.StartSucceeder
+	// RunningAfter is how long a quick run (see Quick) goes unrecorded.
+	// 0 means 100ms.
+	RunningAfter time.Duration
+
 	// Now is the clock of delays (when a snoozed job is due) and of
 	// run_after checks; it should be the store's. nil means time.Now.
 	Now func() time.Time
@@ -232,6 +248,8 @@ func New(cfg Config) (*Worker, error) {
 		return nil, errors.New("ingest: Config.Registry has no handlers; register at least one with handlers.Register")
 	case cfg.AckDeadline < 0 || cfg.AckDeadline > 0 && (cfg.AckDeadline < 10*time.Second || cfg.AckDeadline > 600*time.Second):
 		return nil, fmt.Errorf("ingest: Config.AckDeadline is %v; Pub/Sub allows 10s..600s (0 means 60s)", cfg.AckDeadline)
+	case cfg.RunningAfter < 0:
+		return nil, fmt.Errorf("ingest: Config.RunningAfter is %v: use 0 for the default (100ms) or a positive duration", cfg.RunningAfter)
 	case cfg.Lease < 0 || cfg.Lease > 0 && cfg.Lease < time.Second:
 		return nil, fmt.Errorf("ingest: Config.Lease is %v: use 0 for the default (30s) or at least 1s", cfg.Lease)
 	case cfg.MaxOutstandingMessages < 0, cfg.MaxOutstandingBytes < 0, cfg.NumStreams < 0, cfg.StoreTimeout < 0, cfg.CancelPollInterval < 0, cfg.SeenInterval < 0:
@@ -261,6 +279,9 @@ func New(cfg Config) (*Worker, error) {
 	}
 	if cfg.StoreTimeout == 0 {
 		cfg.StoreTimeout = 30 * time.Second
+	}
+	if cfg.RunningAfter == 0 {
+		cfg.RunningAfter = 100 * time.Millisecond
 	}
 	if cfg.Lease == 0 {
 		cfg.Lease = 30 * time.Second

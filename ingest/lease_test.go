@@ -18,8 +18,8 @@ import (
 )
 
 // TestDuplicateDeliveryDoesNotRunConcurrently: a second message of a job
-// that runs is nacked (the run's lease holds), not run beside it; the job
-// runs once.
+// that runs waits (the run's lease holds, or, for a quick run not recorded
+// yet, this worker knows it runs), not run beside it; the job runs once.
 func TestDuplicateDeliveryDoesNotRunConcurrently(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, kind testenv.StoreKind) {
@@ -42,7 +42,7 @@ func TestDuplicateDeliveryDoesNotRunConcurrently(t *testing.T) {
 		if _, err := s.pub.Publish(ctx, &demov1.Sleep{Duration: durationpb.New(time.Second)}, publisher.WithID(id)); err != nil {
 			t.Fatal(err)
 		}
-		s.logs.await(ctx, 1, "another worker's lease", id)
+		s.logs.await(ctx, 1, "waiting for that run to end", id)
 		if n := runs.Load(); n != 1 {
 			t.Fatalf("the handler ran %d times while the first run holds the lease; want 1", n)
 		}
@@ -78,6 +78,11 @@ func TestLostLeaseStopsTheHandler(t *testing.T) {
 			t.Fatal(err)
 		}
 		<-started
+		// The run is recorded RUNNING under its lease (a quick run once it
+		// outlives RunningAfter).
+		if j := waitState(ctx, t, s.store, id, jobs.Running); j.State != jobs.Running {
+			t.Fatalf("job %+v; want RUNNING", j)
+		}
 		// Another worker's run: the job went back to Queued and was started
 		// under a new lease.
 		if _, err := s.store.Fail(ctx, jobs.FailParams{ID: id, Code: 14, Message: "taken over", Retry: true}); err != nil {

@@ -30,7 +30,8 @@ type runs struct {
 }
 
 type run struct {
-	lease  string
+	lease  string // "" while a quick run is not recorded (see Config.Quick): no heartbeats
+	ctx    context.Context
 	cancel context.CancelCauseFunc
 }
 
@@ -92,11 +93,36 @@ func (rs *runs) seen(ctx context.Context) {
 // cancelled or its lease lost.
 func (rs *runs) add(id, lease string) (context.Context, *run) {
 	ctx, cancel := context.WithCancelCause(rs.w.runCtx)
-	r := &run{lease: lease, cancel: cancel}
+	r := &run{lease: lease, ctx: ctx, cancel: cancel}
 	rs.mu.Lock()
 	rs.byID[id] = append(rs.byID[id], r)
 	rs.mu.Unlock()
 	return ctx, r
+}
+
+// addQuick registers a quick run of job id (no lease recorded yet) unless
+// the job already runs here: then it returns nil and that run's context,
+// which ends with it. Quick runs are not recorded before their handlers
+// start, so this, not a lease, keeps two deliveries of a job from running
+// at once.
+func (rs *runs) addQuick(id string) (*run, <-chan struct{}) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if list := rs.byID[id]; len(list) > 0 {
+		return nil, list[0].ctx.Done()
+	}
+	ctx, cancel := context.WithCancelCause(rs.w.runCtx)
+	r := &run{ctx: ctx, cancel: cancel}
+	rs.byID[id] = append(rs.byID[id], r)
+	return r, nil
+}
+
+// setLease records that r now holds lease (its run was recorded RUNNING):
+// the heartbeats renew it from now on.
+func (rs *runs) setLease(r *run, lease string) {
+	rs.mu.Lock()
+	r.lease = lease
+	rs.mu.Unlock()
 }
 
 // remove forgets r and releases its context (keeping its cause).
@@ -177,14 +203,16 @@ func (rs *runs) cancelled(ctx context.Context, ids []string) ([]string, error) {
 	return rs.w.cfg.Store.Cancelled(ctx, ids)
 }
 
-// leases returns the lease of every run.
+// leases returns the lease of every recorded run.
 func (rs *runs) leases() []jobs.LeaseRef {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	out := make([]jobs.LeaseRef, 0, len(rs.byID))
 	for id, list := range rs.byID {
 		for _, r := range list {
-			out = append(out, jobs.LeaseRef{ID: id, Lease: r.lease})
+			if r.lease != "" {
+				out = append(out, jobs.LeaseRef{ID: id, Lease: r.lease})
+			}
 		}
 	}
 	return out

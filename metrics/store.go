@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"time"
 
 	"github.com/courierq/courier/jobs"
 )
@@ -50,16 +51,42 @@ func (s *store) Enqueue(ctx context.Context, p jobs.EnqueueParams) (*jobs.Job, b
 func (s *store) Start(ctx context.Context, p jobs.StartParams) (*jobs.Job, error) {
 	j, err := s.Store.Start(ctx, p)
 	if err == nil {
-		s.m.started.WithLabelValues(j.Type).Inc()
-		if j.Attempt == 1 && !j.StartTime.IsZero() {
-			from := j.CreateTime
-			if j.RunAfter.After(from) {
-				from = j.RunAfter
-			}
-			s.m.startLatency.WithLabelValues(j.Type).Observe(max(j.StartTime.Sub(from).Seconds(), 0))
-		}
+		s.m.countStart(j.Type, j.Attempt, j.CreateTime, j.RunAfter, j.StartTime)
 	}
 	return j, err
+}
+
+// countStart counts a job's start and, on its first attempt, observes its
+// enqueue-to-start latency.
+func (m *Metrics) countStart(typ string, attempt int, created, runAfter, started time.Time) {
+	m.started.WithLabelValues(typ).Inc()
+	if attempt == 1 && !started.IsZero() {
+		from := created
+		if runAfter.After(from) {
+			from = runAfter
+		}
+		m.startLatency.WithLabelValues(typ).Observe(max(started.Sub(from).Seconds(), 0))
+	}
+}
+
+// WrapStartSucceeder returns q with its quick runs counted as a Start and a
+// Succeed are (see WrapStore).
+func (m *Metrics) WrapStartSucceeder(q jobs.StartSucceeder) jobs.StartSucceeder {
+	return startSucceeder{q, m}
+}
+
+type startSucceeder struct {
+	jobs.StartSucceeder
+	m *Metrics
+}
+
+func (s startSucceeder) StartSucceed(ctx context.Context, p jobs.StartSucceedParams) (*jobs.QuickEnd, error) {
+	e, err := s.StartSucceeder.StartSucceed(ctx, p)
+	if err == nil {
+		s.m.countStart(e.Type, e.Attempt, e.CreateTime, e.RunAfter, e.StartTime)
+		s.m.succeeded.WithLabelValues(e.Type).Inc()
+	}
+	return e, err
 }
 
 func (s *store) Succeed(ctx context.Context, p jobs.SucceedParams) (*jobs.Job, error) {

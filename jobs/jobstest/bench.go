@@ -22,7 +22,8 @@ const benchMinOps = 20000
 // BenchmarkStore measures a store from newStore under BenchWorkers
 // concurrent goroutines and reports throughput: Enqueue/s, Start+Succeed
 // pairs/s (two conditional updates each), worker burn-down jobs/s
-// (Ensure+Start+Succeed) and Get/s. Each of its sub-benchmarks does at
+// (Ensure+Start+Succeed; for a jobs.StartSucceeder also Get+StartSucceed,
+// a quick run) and Get/s. Each of its sub-benchmarks does at
 // least benchMinOps operations per run, so `-benchtime 1x` is meaningful.
 func BenchmarkStore(b *testing.B, newStore func(tb testing.TB) jobs.Store) {
 	ctx := context.Background()
@@ -70,6 +71,26 @@ func BenchmarkStore(b *testing.B, newStore func(tb testing.TB) jobs.Store) {
 		})
 		b.ReportMetric(float64(n)/elapsed.Seconds(), "jobs/s")
 	})
+	if _, ok := newStore(b).(jobs.StartSucceeder); ok {
+		b.Run("QuickRun", func(b *testing.B) {
+			// What a worker does per delivered message of a quick run
+			// (jobs.StartSucceeder): Get, then StartSucceed.
+			s := newStore(b)
+			q := s.(jobs.StartSucceeder)
+			n := max(b.N, benchMinOps)
+			ids := seed(ctx, b, s, n)
+			b.ResetTimer()
+			elapsed := parallel(b, n, func(i int) error {
+				if _, err := s.Get(ctx, ids[i]); err != nil {
+					return err
+				}
+				_, err := q.StartSucceed(ctx, jobs.StartSucceedParams{ID: ids[i], Attempt: 1, Started: time.Now(),
+					ResultType: "bench.v1.Result", Result: []byte("ok")})
+				return err
+			})
+			b.ReportMetric(float64(n)/elapsed.Seconds(), "jobs/s")
+		})
+	}
 	b.Run("Get", func(b *testing.B) {
 		s := newStore(b)
 		const jobsN = 5000

@@ -25,6 +25,7 @@ func exerciseControls(ctx context.Context, t *testing.T, newStore func(t *testin
 		{"FireScheduleConcurrently", testFireConcurrently},
 		{"PausedTypes", testPausedTypes},
 		{"Snooze", testSnooze},
+		{"StartSucceed", testStartSucceed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -362,5 +363,78 @@ func testSnooze(ctx context.Context, t *testing.T, s jobs.Store, clk *Clock, _ F
 	}
 	if len(evs) < 4 || evs[2].State != jobs.Queued || evs[2].Message != "snoozed" {
 		t.Fatalf("Events = %+v; want the snooze recorded as Queued with its message", evs)
+	}
+}
+
+func testStartSucceed(ctx context.Context, t *testing.T, s jobs.Store, clk *Clock, _ Features) {
+	ss, ok := s.(jobs.StartSucceeder)
+	if !ok {
+		t.Skipf("%T does not implement jobs.StartSucceeder", s)
+	}
+	j := enqueue(ctx, t, s, jobs.Job{ID: "quick-1", Type: "test.v1.Quick", MaxAttempts: 3})
+	began := clk.Now().Add(time.Second)
+	clk.Add(2 * time.Second)
+	e, err := ss.StartSucceed(ctx, jobs.StartSucceedParams{ID: j.ID, Attempt: 2, Started: began, ResultType: "test.v1.Out", Result: []byte("out")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (jobs.QuickEnd{Type: "test.v1.Quick", Attempt: 2, CreateTime: j.CreateTime, StartTime: began, EndTime: clk.Now()}); *e != want {
+		t.Fatalf("StartSucceed returned %+v, want %+v", *e, want)
+	}
+	g := get(ctx, t, s, j.ID)
+	if g.State != jobs.Succeeded || g.Attempt != 2 || !g.StartTime.Equal(began) || !g.EndTime.Equal(clk.Now()) ||
+		g.ResultType != "test.v1.Out" || string(g.Result) != "out" || g.Lease != "" {
+		t.Fatalf("job after StartSucceed: %+v; want Succeeded, attempt 2, started %v, ended %v, the result", g, began, clk.Now())
+	}
+	evs, err := s.Events(ctx, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 3 || evs[0].State != jobs.Queued || evs[1].State != jobs.Running || !evs[1].Time.Equal(began) || evs[1].Attempt != 2 ||
+		evs[2].State != jobs.Succeeded || !evs[2].Time.Equal(clk.Now()) || evs[2].Attempt != 2 {
+		t.Fatalf("Events after StartSucceed = %+v; want Queued, Running at %v (attempt 2), Succeeded at %v", evs, began, clk.Now())
+	}
+	// Only a Queued job: not twice, not a running or cancelled one.
+	_, err = ss.StartSucceed(ctx, jobs.StartSucceedParams{ID: j.ID, Attempt: 1, Started: clk.Now()})
+	wantErr(t, "StartSucceed of a succeeded job", err, jobs.ErrConflict)
+	r := enqueue(ctx, t, s, jobs.Job{ID: "quick-2", Type: "test.v1.Quick"})
+	start(ctx, t, s, sp(r.ID, 1))
+	_, err = ss.StartSucceed(ctx, jobs.StartSucceedParams{ID: r.ID, Attempt: 1, Started: clk.Now()})
+	wantErr(t, "StartSucceed of a running job", err, jobs.ErrConflict)
+	if g := get(ctx, t, s, r.ID); g.State != jobs.Running || g.Lease != "lease-1" {
+		t.Fatalf("running job after a refused StartSucceed: %+v", g)
+	}
+	c := enqueue(ctx, t, s, jobs.Job{ID: "quick-3", Type: "test.v1.Quick"})
+	if _, err := s.Cancel(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ss.StartSucceed(ctx, jobs.StartSucceedParams{ID: c.ID, Attempt: 1, Started: clk.Now()})
+	wantErr(t, "StartSucceed of a cancelled job", err, jobs.ErrConflict)
+	_, err = ss.StartSucceed(ctx, jobs.StartSucceedParams{ID: "quick-none", Attempt: 1, Started: clk.Now()})
+	wantErr(t, "StartSucceed of an unknown job", err, jobs.ErrNotFound)
+	_, err = ss.StartSucceed(ctx, jobs.StartSucceedParams{ID: "", Attempt: 1, Started: clk.Now()})
+	wantErr(t, "StartSucceed without an ID", err, jobs.ErrInvalidArgument)
+	// A retried job keeps its first StartTime; the counters and the
+	// throughput count the ending.
+	f := enqueue(ctx, t, s, jobs.Job{ID: "quick-4", Type: "test.v1.Quick", MaxAttempts: 3})
+	first := start(ctx, t, s, sp(f.ID, 1)).StartTime
+	if _, err := s.Fail(ctx, jobs.FailParams{ID: f.ID, Code: 14, Message: "again", Retry: true, Lease: "lease-1"}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Second)
+	e, err = ss.StartSucceed(ctx, jobs.StartSucceedParams{ID: f.ID, Attempt: 1, Started: clk.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Attempt != 2 || !e.StartTime.Equal(first) {
+		t.Fatalf("StartSucceed of a retried job returned %+v; want attempt 2, StartTime %v", *e, first)
+	}
+	if g := get(ctx, t, s, f.ID); g.State != jobs.Succeeded || g.Attempt != 2 || !g.StartTime.Equal(first) {
+		t.Fatalf("retried job after StartSucceed: %+v; want Succeeded, attempt 2, StartTime %v", g, first)
+	}
+	wantCounts(ctx, t, s, map[string][5]int{"test.v1.Quick": {0, 1, 2, 0, 1}}, nil)
+	pts, err := s.Throughput(ctx, jobs.ThroughputParams{Since: j.CreateTime, Step: time.Hour})
+	if err != nil || len(pts) != 1 || pts[0].Succeeded != 2 {
+		t.Fatalf("Throughput = %+v, %v; want 2 succeeded", pts, err)
 	}
 }

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -17,19 +18,23 @@ import (
 
 func (s *Store) now() time.Time { return storekit.Round(s.cfg.Now()) }
 
-// insert writes a new job (and, with outbox, its outbox row). It returns
-// the stored job and whether it was inserted.
+// insert writes a new job j, as storekit.NewJob returned it (and, with
+// outbox, its outbox row). It returns the stored job and whether it was
+// inserted. The job is not read back: it is j as stored, made here.
 func (s *Store) insert(w *wtx, j jobs.Job, outbox bool, now time.Time) (*jobs.Job, bool, error) {
-	row := w.stmt(s.st.insertJob).QueryRow(j.ID, j.Type, j.MaxAttempts, j.Payload, storekit.EncodeLabels(j.Labels),
+	res, err := w.stmt(s.st.insertJob).Exec(j.ID, j.Type, j.MaxAttempts, j.Payload, storekit.EncodeLabels(j.Labels),
 		j.IdempotencyKey, micros(j.RunAfter), j.TraceParent, j.TraceState, j.OrderingKey, j.Timeout.Microseconds(),
 		now.UnixMicro())
-	got, err := scanJob(row)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, false, nil
-	}
 	if err != nil {
 		return nil, false, fmt.Errorf("%s: insert job %s: %w", pkg, j.ID, err)
 	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return nil, false, err
+	}
+	got := j
+	got.State, got.CreateTime, got.UpdateTime = jobs.Queued, now, now
+	got.Payload = bytes.Clone(j.Payload)
+	got.Labels = maps.Clone(j.Labels)
 	for _, k := range slices.Sorted(maps.Keys(j.Labels)) {
 		if _, err := w.stmt(s.st.insertLabel).Exec(j.ID, k, j.Labels[k]); err != nil {
 			return nil, false, fmt.Errorf("%s: insert label %q of job %s: %w", pkg, k, j.ID, err)
@@ -46,7 +51,7 @@ func (s *Store) insert(w *wtx, j jobs.Job, outbox bool, now time.Time) (*jobs.Jo
 	}
 	w.move(j.Type, "", jobs.Queued, now)
 	w.changed = append(w.changed, j.ID)
-	return got, true, nil
+	return &got, true, nil
 }
 
 // lookup returns the job by ID in the batch transaction, nil if none.
@@ -357,6 +362,45 @@ func (s *Store) Succeed(ctx context.Context, p jobs.SucceedParams) (*jobs.Job, e
 		j, err := s.update(w, "Succeed", p.ID, p.Lease, now, s.st.succeed,
 			storekit.Message(p.ResultType), storekit.Bytes(p.Result), now.UnixMicro(), p.ID, p.Lease)
 		out = j
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+var _ jobs.StartSucceeder = (*Store)(nil)
+
+// StartSucceed implements jobs.StartSucceeder: the store is one process's
+// (see the package doc), so a worker of that process that runs a job
+// without recording it Running first knows no other runs it.
+func (s *Store) StartSucceed(ctx context.Context, p jobs.StartSucceedParams) (*jobs.QuickEnd, error) {
+	if err := storekit.CheckStartSucceed(pkg, p); err != nil {
+		return nil, err
+	}
+	var out *jobs.QuickEnd
+	err := s.write(ctx, "StartSucceed", false, func(w *wtx) error {
+		now := s.now()
+		var (
+			e                jobs.QuickEnd
+			attempt          int64
+			created, started int64
+			runAfter         sql.NullInt64
+		)
+		err := w.stmt(s.st.startSucceed).QueryRow(p.Attempt, storekit.Round(p.Started).UnixMicro(),
+			storekit.Message(p.ResultType), storekit.Bytes(p.Result), now.UnixMicro(), p.ID).Scan(&e.Type, &attempt, &created, &runAfter, &started)
+		if err == nil {
+			e.Attempt, e.CreateTime, e.RunAfter, e.StartTime, e.EndTime = int(attempt), storekit.FromMicros(created), nullTime(runAfter), storekit.FromMicros(started), now
+			w.move(e.Type, jobs.Queued, jobs.Succeeded, now)
+			w.changed = append(w.changed, p.ID)
+			out = &e
+			return nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%s: StartSucceed job %s: %w", pkg, p.ID, err)
+		}
+		_, err = s.refused(w, "StartSucceed", p.ID, "")
 		return err
 	})
 	if err != nil {

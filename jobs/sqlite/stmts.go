@@ -46,6 +46,7 @@ type stmts struct {
 	insertJob, insertLabel, insertOutbox *sql.Stmt
 	byIDW, byKeyW, holdKey, delKeys      *sql.Stmt
 	start, progress, succeed             *sql.Stmt
+	startSucceed                         *sql.Stmt
 	failRetry, failFinal, cancel         *sql.Stmt
 	heartbeat, markSeen                  *sql.Stmt
 	deleteOutbox, markSent, retryOutbox  *sql.Stmt
@@ -74,7 +75,7 @@ func (st *stmts) prepare(ctx context.Context, wdb, rdb *sql.DB) error {
 	st.release = p(wdb, `RELEASE req`)
 	st.insertJob = p(wdb, `INSERT INTO jobs (id, type, state, max_attempts, payload, labels, idempotency_key, run_after,
 			trace_parent, trace_state, ordering_key, timeout_us, create_time, update_time, seen_time)
-		VALUES (?1, ?2, 'QUEUED', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?12) ON CONFLICT DO NOTHING RETURNING `+cols)
+		VALUES (?1, ?2, 'QUEUED', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?12) ON CONFLICT DO NOTHING`)
 	st.insertLabel = p(wdb, `INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)`)
 	// ?1 job, ?2 due, ?3 now, ?4 ordering key. An entry with a key is due
 	// no earlier than the key's last entry (see keyDue).
@@ -94,6 +95,12 @@ func (st *stmts) prepare(ctx context.Context, wdb, rdb *sql.DB) error {
 		WHERE id = ?5 AND (state = 'QUEUED'
 			OR (state = 'RUNNING' AND lease <> ?2 AND (lease_expiry IS NULL OR lease_expiry <= ?4)))
 		RETURNING `+colsPrev)
+	// ?1 attempt, ?2 started, ?3 result type, ?4 result, ?5 now, ?6 id. The
+	// job_events_quick trigger records the RUNNING event (at attempt_start).
+	st.startSucceed = p(wdb, `UPDATE jobs SET prev_state = state, state = 'SUCCEEDED', attempt = max(?1, attempt + 1),
+			attempt_start = ?2, start_time = coalesce(start_time, ?2), result_type = ?3, result = ?4,
+			end_time = ?5, update_time = ?5, lease = '', lease_expiry = NULL
+		WHERE id = ?6 AND state = 'QUEUED' RETURNING type, attempt, create_time, run_after, start_time`)
 	// The lease (the last argument) is checked only when it is not ''.
 	st.progress = p(wdb, `UPDATE jobs SET progress_fraction = ?1, progress_message = ?2, update_time = ?3
 		WHERE id = ?4 AND state = 'RUNNING' AND (?5 = '' OR lease = ?5)`)
@@ -177,7 +184,7 @@ func (st *stmts) prepare(ctx context.Context, wdb, rdb *sql.DB) error {
 
 func (st *stmts) close() {
 	for _, s := range []*sql.Stmt{st.savepoint, st.rollbackTo, st.release, st.insertJob, st.insertLabel, st.insertOutbox,
-		st.byIDW, st.byKeyW, st.holdKey, st.delKeys, st.start, st.progress, st.succeed, st.failRetry, st.failFinal, st.cancel,
+		st.byIDW, st.byKeyW, st.holdKey, st.delKeys, st.start, st.progress, st.succeed, st.startSucceed, st.failRetry, st.failFinal, st.cancel,
 		st.heartbeat, st.markSeen, st.deleteOutbox, st.markSent, st.retryOutbox, st.retryKey,
 		st.claim, st.lapsed, st.release1, st.requeueOutbox, st.lost, st.seen,
 		st.delLabels, st.delOutbox, st.delEvents, st.delJobs, st.delThroughput, st.addCount, st.addEnds,

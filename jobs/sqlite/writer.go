@@ -80,7 +80,24 @@ func (s *Store) writer() {
 	}
 }
 
+// runBatch runs a batch in one transaction. It first runs every request
+// as it comes, with no savepoints: a savepoint copies each page its
+// request changes into the statement journal, which is most of the cost of
+// a small write. Only when a request of several statements fails (its
+// writes so far must be undone, and only its own) does it roll the whole
+// transaction back and run the batch again, each such request under a
+// savepoint of its own. Requests are re-runnable: each sets its results
+// anew when it runs.
 func (s *Store) runBatch(batch []*request) {
+	if !s.tryBatch(batch, false) {
+		s.tryBatch(batch, true)
+	}
+}
+
+// tryBatch runs batch in one transaction and answers every request, and
+// returns true; without careful, it returns false instead, having rolled
+// back and answered none, when a request of several statements fails.
+func (s *Store) tryBatch(batch []*request, careful bool) bool {
 	ctx := context.Background()
 	results := make([]error, len(batch))
 	w := &wtx{ctx: ctx, cache: make(map[*sql.Stmt]*sql.Stmt, 8)}
@@ -90,7 +107,7 @@ func (s *Store) runBatch(batch []*request) {
 		for _, r := range batch {
 			r.done <- err
 		}
-		return
+		return true
 	}
 	w.tx = tx
 	for i, r := range batch {
@@ -99,9 +116,12 @@ func (s *Store) runBatch(batch []*request) {
 			continue
 		}
 		w.req.Reset()
-		if !r.multi {
+		if !r.multi || !careful {
 			if results[i] = r.fn(w); results[i] == nil {
 				w.batch.Add(&w.req)
+			} else if r.multi {
+				tx.Rollback()
+				return false
 			}
 			continue
 		}
@@ -128,14 +148,14 @@ func (s *Store) runBatch(batch []*request) {
 		for _, r := range batch {
 			r.done <- err
 		}
-		return
+		return true
 	}
 	if err := tx.Commit(); err != nil {
 		err = fmt.Errorf("%s: commit: %w", pkg, err)
 		for _, r := range batch {
 			r.done <- err
 		}
-		return
+		return true
 	}
 	for _, id := range w.changed {
 		s.hub.Notify(id)
@@ -143,6 +163,7 @@ func (s *Store) runBatch(batch []*request) {
 	for i, r := range batch {
 		r.done <- results[i]
 	}
+	return true
 }
 
 // applyTally moves the counters of Counts and Throughput by what the batch

@@ -269,6 +269,20 @@ func checkLease(pkg, method, id, lease string, required bool) error {
 	return CheckText(pkg, method, "Lease", lease, jobs.MaxLeaseBytes)
 }
 
+// CheckStartSucceed checks the arguments of StartSucceeder.StartSucceed.
+func CheckStartSucceed(pkg string, p jobs.StartSucceedParams) error {
+	if err := CheckID(pkg, "StartSucceed", p.ID); err != nil {
+		return err
+	}
+	if p.Attempt < 1 {
+		return Invalid(pkg, "StartSucceed: job %s: Attempt is %d: pass the delivery attempt, counted from 1", p.ID, p.Attempt)
+	}
+	if p.Started.IsZero() {
+		return Invalid(pkg, "StartSucceed: job %s: Started is zero: pass when the handler began", p.ID)
+	}
+	return nil
+}
+
 // CheckStart checks Start's arguments.
 func CheckStart(pkg string, p jobs.StartParams) error {
 	if err := CheckID(pkg, "Start", p.ID); err != nil {
