@@ -66,10 +66,28 @@ func EncodedSize(typ string, data []byte, labels map[string]string) int {
 // courier.v1.JobService/EnqueueJob before recording a job, so that a job it
 // accepts can be published.
 func CheckSize(typ string, data []byte, labels map[string]string) error {
+	if sizeBound(typ, data, labels) <= MaxMessageBytes {
+		return nil // far below the limit: no need for the exact size
+	}
 	if size := EncodedSize(typ, data, labels); size > MaxMessageBytes {
 		return &TooLargeError{Type: typ, Size: size, Limit: MaxMessageBytes}
 	}
 	return nil
+}
+
+// fixedBytes is EncodedSize of a message with no type, data or labels.
+var fixedBytes = EncodedSize("", nil, nil)
+
+// sizeBound is an upper bound of EncodedSize, cheap to compute: the fixed
+// part, then the type counted in several attributes, the data, and each
+// label with room for its attribute name's prefix and the encoding's tags
+// and lengths.
+func sizeBound(typ string, data []byte, labels map[string]string) int {
+	n := fixedBytes + 1024 + 8*len(typ) + len(data) + 16
+	for k, v := range labels {
+		n += len(k) + len(v) + 128
+	}
+	return n
 }
 
 func checkID(id string) error {

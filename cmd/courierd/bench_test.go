@@ -16,6 +16,8 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/courierq/courier"
@@ -164,7 +166,10 @@ func startLatencies(b *testing.B, s jobs.Store, ids []string) (p50, p99 time.Dur
 
 type benchRun struct {
 	e2e, burn, lookups float64
-	p50, p99           time.Duration
+	// grpcCeiling is the no-op RPC rate (grpc.health.v1 Check) of the same
+	// callers on one connection to the same server: what gRPC alone allows.
+	grpcCeiling float64
+	p50, p99    time.Duration
 }
 
 // storeRun measures one store: end to end (16 callers enqueue through gRPC
@@ -180,6 +185,7 @@ func storeRun(b *testing.B, newStore func(phase string) benchStore, n, callers i
 	r.e2e = float64(n) / time.Since(t0).Seconds()
 	r.p50, r.p99 = startLatencies(b, cs.Store, ids)
 	r.lookups = lookups(b, st.GRPCAddr(), ids, callers, 3*time.Second)
+	r.grpcCeiling = healthChecks(b, st.GRPCAddr(), callers, 3*time.Second)
 	stop()
 
 	// Burn-down: jobs published with no worker running, then drained.
@@ -248,9 +254,9 @@ func BenchmarkSystem(b *testing.B) {
 		// Raw client: publish, receive and ack n messages, no store.
 		raw := rawClient(b, emu.Addr, fmt.Sprintf("raw-%d", run), n)
 		lite, pg, raws = append(lite, r), append(pg, p), append(raws, raw)
-		fmt.Printf("round %d: SQLite end-to-end %.0f jobs/s (enqueue-to-start p50 %v, p99 %v), burn-down %.0f jobs/s, GetJob %.0f/s; "+
+		fmt.Printf("round %d: SQLite end-to-end %.0f jobs/s (enqueue-to-start p50 %v, p99 %v), burn-down %.0f jobs/s, GetJob %.0f/s (no-op RPC %.0f/s); "+
 			"PostgreSQL end-to-end %.0f jobs/s (p50 %v, p99 %v), burn-down %.0f jobs/s, GetJob %.0f/s; raw client %.0f msgs/s\n",
-			run+1, r.e2e, r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), r.burn, r.lookups,
+			run+1, r.e2e, r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), r.burn, r.lookups, r.grpcCeiling,
 			p.e2e, p.p50.Round(time.Millisecond), p.p99.Round(time.Millisecond), p.burn, p.lookups, raw)
 	}
 	med := func(runs []benchRun, f func(benchRun) float64) float64 {
@@ -275,6 +281,8 @@ func BenchmarkSystem(b *testing.B) {
 		med(lite, e2e), ms(med(lite, p50)), ms(med(lite, p99)), med(pg, e2e), ms(med(pg, p50)), ms(med(pg, p99)), med(lite, e2e)/raw)
 	fmt.Printf("| burn-down, jobs/s | %.0f | %.0f | >= 25,000 / >= 10,000 | 16,788 / 20,806 | %.2f |\n", med(lite, burn), med(pg, burn), med(lite, burn)/raw)
 	fmt.Printf("| GetJob look-ups/s (16 callers, one connection) | %.0f | %.0f | >= 45,000 | 42,036 / 47,978 | |\n", med(lite, look), med(pg, look))
+	ceiling := func(r benchRun) float64 { return r.grpcCeiling }
+	fmt.Printf("| no-op RPCs/s on the same server (grpc.health.v1 Check, 16 callers, one connection): gRPC's own ceiling | %.0f | %.0f | | | |\n", med(lite, ceiling), med(pg, ceiling))
 	b.ReportMetric(med(lite, e2e), "e2e-jobs/s")
 	b.ReportMetric(med(lite, burn), "burndown-jobs/s")
 	b.ReportMetric(med(lite, look), "getjob/s")
@@ -284,6 +292,30 @@ func BenchmarkSystem(b *testing.B) {
 }
 
 func lookups(b *testing.B, addr string, ids []string, callers int, d time.Duration) float64 {
+	return rpcRate(b, addr, callers, d, func(conn *grpc.ClientConn) func() error {
+		jc := courierv1.NewJobServiceClient(conn)
+		return func() error {
+			_, err := jc.GetJob(context.Background(), &courierv1.GetJobRequest{Id: ids[rand.IntN(len(ids))]})
+			return err
+		}
+	})
+}
+
+// healthChecks is lookups for the gRPC health check: the rate of an RPC
+// that does nothing, through the same server, interceptors and connection.
+func healthChecks(b *testing.B, addr string, callers int, d time.Duration) float64 {
+	return rpcRate(b, addr, callers, d, func(conn *grpc.ClientConn) func() error {
+		hc := healthpb.NewHealthClient(conn)
+		return func() error {
+			_, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{})
+			return err
+		}
+	})
+}
+
+// rpcRate makes the calls of newCall(conn) from callers goroutines on one
+// connection for d, and returns calls per second.
+func rpcRate(b *testing.B, addr string, callers int, d time.Duration, newCall func(*grpc.ClientConn) func() error) float64 {
 	b.Helper()
 	var count atomic.Int64
 	deadline := time.Now().Add(d)
@@ -293,11 +325,11 @@ func lookups(b *testing.B, addr string, ids []string, callers int, d time.Durati
 		b.Fatal(err)
 	}
 	defer conn.Close()
-	jc := courierv1.NewJobServiceClient(conn)
+	call := newCall(conn)
 	for range callers {
 		wg.Go(func() {
 			for time.Now().Before(deadline) {
-				if _, err := jc.GetJob(context.Background(), &courierv1.GetJobRequest{Id: ids[rand.IntN(len(ids))]}); err != nil {
+				if err := call(); err != nil {
 					b.Error(err)
 					return
 				}
