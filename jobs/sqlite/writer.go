@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/courierq/courier/jobs"
@@ -75,6 +76,13 @@ func (s *Store) writer() {
 		var ok bool
 		if batch, ok = storekit.NextBatch(s.reqs, s.stop, batch, s.cfg.MaxBatch); !ok {
 			return
+		}
+		if len(batch) < s.cfg.MaxBatch {
+			// Let the goroutines that are about to write run first (they
+			// are often just behind this one): each commit costs about as
+			// much as a handful of writes, so a batch is worth filling.
+			runtime.Gosched()
+			batch = storekit.MoreBatch(s.reqs, batch, s.cfg.MaxBatch)
 		}
 		s.runBatch(batch)
 	}

@@ -13,15 +13,21 @@ func NextBatch[T any](in <-chan T, stop <-chan struct{}, batch []T, max int) (_ 
 	case <-stop:
 		return batch, false
 	}
+	return MoreBatch(in, batch, max), true
+}
+
+// MoreBatch adds to batch every item already waiting in in, up to max in
+// all.
+func MoreBatch[T any](in <-chan T, batch []T, max int) []T {
 	for len(batch) < max {
 		select {
 		case r := <-in:
 			batch = append(batch, r)
 		default:
-			return batch, true
+			return batch
 		}
 	}
-	return batch, true
+	return batch
 }
 
 // CutPage trims a List result that was read with one row beyond size and
