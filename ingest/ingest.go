@@ -5,7 +5,10 @@
 // record, created for a message published without EnqueueJob), run (the
 // handler inside the middleware chain this package composes: rate limit ▸
 // concurrency ▸ mark RUNNING ▸ Config.Middleware ▸ timeout ▸ recover ▸
-// handler), and settle (a pure decision, then ack, nack or dead-letter). On
+// handler; with Config.Quick, on a store of this process alone, mark RUNNING
+// waits until the handler outlives Config.RunningAfter, and a fast success
+// is recorded, start and end, in one write), and settle (a pure decision,
+// then ack, nack or dead-letter). On
 // start it creates the topics, subscriptions, dead-letter topics and retry
 // policies it needs, and brings existing subscriptions' policies in line
 // with the handlers' Config, unless Config.DisableCreate says infrastructure

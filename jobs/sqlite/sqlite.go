@@ -7,6 +7,8 @@
 // together in one transaction (group commit), each still its own conditional
 // update with its own result; the batch also moves the counters behind
 // Counts and Throughput by what its writes changed, one upsert per counter.
+// Being one process's, the store is a jobs.StartSucceeder: that process's
+// worker records a fast handler's start and end in one write.
 // Reads use a separate pool of read-only connections. The database runs in WAL mode with synchronous=NORMAL, so a
 // power loss may drop the last transactions but never corrupts the file.
 package sqlite
