@@ -198,3 +198,62 @@ func BenchmarkCounts(b *testing.B) {
 		}
 	})
 }
+
+// TestFailedWritesInABatchLeaveNoTrace: writes of several statements that
+// fail (a taken job ID), sent at once with ones that succeed, so that they
+// share the writer's batches: each failure reports its error and leaves
+// nothing behind, and every success is kept whole (the writer runs a batch
+// again with savepoints when one of them fails).
+func TestFailedWritesInABatchLeaveNoTrace(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	const n = 200
+	for i := range n / 2 {
+		if _, _, err := s.Enqueue(ctx, jobs.EnqueueParams{Job: jobs.Job{ID: fmt.Sprintf("taken-%d", i), Type: "test.v1.Batch"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			id := fmt.Sprintf("new-%d", i)
+			if i%2 == 0 {
+				id = fmt.Sprintf("taken-%d", i/2)
+			}
+			_, _, err := s.Enqueue(ctx, jobs.EnqueueParams{Job: jobs.Job{ID: id, Type: "test.v1.Batch", Labels: map[string]string{"i": fmt.Sprint(i)}}})
+			errs <- err
+		}()
+	}
+	conflicts := 0
+	for range n {
+		err := <-errs
+		switch {
+		case errors.Is(err, jobs.ErrConflict):
+			conflicts++
+		case err != nil:
+			t.Fatalf("Enqueue: %v", err)
+		}
+	}
+	if conflicts != n/2 {
+		t.Fatalf("%d Enqueues of taken IDs failed, want %d", conflicts, n/2)
+	}
+	list, _, err := s.List(ctx, jobs.ListParams{PageSize: 1000})
+	if err != nil || len(list) != n {
+		t.Fatalf("List: %d jobs, %v; want %d", len(list), err, n)
+	}
+	for _, j := range list {
+		if strings.HasPrefix(j.ID, "taken-") && len(j.Labels) != 0 {
+			t.Fatalf("job %s has labels %v from a failed Enqueue", j.ID, j.Labels)
+		}
+		if strings.HasPrefix(j.ID, "new-") && j.Labels["i"] == "" {
+			t.Fatalf("job %s lost its labels", j.ID)
+		}
+	}
+	if count, _, err := s.OutboxStats(ctx); err != nil || count != n {
+		t.Fatalf("OutboxStats = %d, %v; want %d entries, one a job", count, err, n)
+	}
+	cs, err := s.Counts(ctx)
+	if err != nil || len(cs) != 1 || cs[0].States[jobs.Queued] != n {
+		t.Fatalf("Counts = %+v, %v; want %d QUEUED", cs, err, n)
+	}
+}
