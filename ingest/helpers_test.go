@@ -103,6 +103,13 @@ func testCtx(t testing.TB) context.Context {
 // state or in want (when not ""), and returns it.
 func waitState(ctx context.Context, t testing.TB, store jobs.Store, id string, want jobs.State) *jobs.Job {
 	t.Helper()
+	return waitJob(ctx, t, store, id, string(want), func(j *jobs.Job) bool { return j.State == want })
+}
+
+// waitJob waits, by store notifications, until job id is in a terminal
+// state or ok says so, and returns it; what names what it waits for.
+func waitJob(ctx context.Context, t testing.TB, store jobs.Store, id, what string, ok func(*jobs.Job) bool) *jobs.Job {
+	t.Helper()
 	changed, cancel := store.Subscribe(id)
 	defer cancel()
 	for {
@@ -110,13 +117,13 @@ func waitState(ctx context.Context, t testing.TB, store jobs.Store, id string, w
 		if err != nil && !errors.Is(err, jobs.ErrNotFound) {
 			t.Fatalf("Get %s: %v", id, err)
 		}
-		if job != nil && (job.State == want || job.State.Terminal()) {
+		if job != nil && (ok(job) || job.State.Terminal()) {
 			return job
 		}
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			t.Fatalf("job %s: still %+v when the test timed out (waiting for %s)", id, job, want)
+			t.Fatalf("job %s: still %+v when the test timed out (waiting for %s)", id, job, what)
 		}
 	}
 }

@@ -2,7 +2,6 @@ package ingest_test
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sync/atomic"
 	"testing"
@@ -162,7 +161,7 @@ func TestQuickRunProgressIsRecorded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	job := waitProgress(ctx, t, s.store, id, 0.5)
+	job := waitJob(ctx, t, s.store, id, "progress 0.5", func(j *jobs.Job) bool { return j.ProgressFraction == 0.5 })
 	if job.State != jobs.Running || job.ProgressFraction != 0.5 || job.ProgressMessage != "half" {
 		t.Fatalf("job %+v; want RUNNING at 0.5, half", job)
 	}
@@ -229,27 +228,5 @@ func TestDuplicateOfAQuickRunWaitsForIt(t *testing.T) {
 	s.logs.await(ctx, 1, "job already ended; acked without running", id)
 	if n, st := runs.Load(), sc.starts.Load(); n != 1 || st != 0 {
 		t.Fatalf("the handler ran %d times, Start was called %d times; want 1 and 0", n, st)
-	}
-}
-
-// waitProgress waits, by store notifications, until job id has progress
-// fraction or ended, and returns it.
-func waitProgress(ctx context.Context, t *testing.T, store jobs.Store, id string, fraction float64) *jobs.Job {
-	t.Helper()
-	changed, cancel := store.Subscribe(id)
-	defer cancel()
-	for {
-		job, err := store.Get(ctx, id)
-		if err != nil && !errors.Is(err, jobs.ErrNotFound) {
-			t.Fatalf("Get %s: %v", id, err)
-		}
-		if job != nil && (job.ProgressFraction == fraction || job.State.Terminal()) {
-			return job
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			t.Fatalf("job %s: still %+v when the test timed out (waiting for progress %v)", id, job, fraction)
-		}
 	}
 }
