@@ -34,6 +34,7 @@ func TestParseErrors(t *testing.T) {
 		{"jobs:\n  rescueAfter: 1s\n", "jobs.rescueAfter"},
 		{"handlers:\n  ackDeadline: 5s\n", "handlers.ackDeadline: 5s: Pub/Sub allows 10s..600s"},
 		{"handlers:\n  maxOutstandingMessages: -1\n", "handlers.maxOutstandingMessages: -1"},
+		{"handlers:\n  runningAfter: -1s\n", "handlers.runningAfter: -1s"},
 		{"handlers:\n  maxOutstandingMessages: lots\n", "handlers.maxOutstandingMessages: want a whole number"},
 		{"handlers:\n  types:\n    a.B: {minBackoff: 20s, maxBackoff: 10s}\n", "handlers.types.a.B.minBackoff: 20s: it is above maxBackoff (10s)"},
 		{"handlers:\n  types:\n    a.B: {concurrency: -1}\n", "handlers.types.a.B.concurrency"},
@@ -102,6 +103,7 @@ func TestWithDefaults(t *testing.T) {
 		d.PubSub.Project != "courier-demo" || d.Store.Driver != "sqlite" || d.Store.Path != ".courier/jobs.db" ||
 		d.Jobs.Retention.D() != 7*24*time.Hour || d.Jobs.RelayPollInterval.D() != time.Second || d.Jobs.RescueAfter.D() != time.Hour ||
 		d.Handlers.AckDeadline.D() != time.Minute || d.Handlers.MaxOutstandingMessages != 4000 || d.Handlers.Types["a.B"].EnqueueBurst != 1 ||
+		d.Handlers.RunningAfter.D() != 100*time.Millisecond ||
 		d.Handlers.Types["a.B"].RateScope != "fleet" {
 		t.Fatalf("defaults: %+v", d)
 	}
