@@ -296,9 +296,7 @@ func (d *delivery) markRunning(next handlers.Handler) handlers.Handler {
 		if d.w.cfg.Quick != nil {
 			return d.runQuick(next, req)
 		}
-		sctx, cancel := d.w.storeCtx()
-		started, err := d.w.cfg.Store.Start(sctx, jobs.StartParams{ID: d.id, Attempt: d.attempt, Lease: d.lease, LeaseFor: d.w.cfg.Lease})
-		cancel()
+		started, err := d.start()
 		if err != nil {
 			return nil, &startError{err}
 		}
@@ -311,6 +309,13 @@ func (d *delivery) markRunning(next handlers.Handler) handlers.Handler {
 		d.runCtx = rctx
 		return next(rctx, req)
 	}
+}
+
+// start records the attempt RUNNING under the delivery's lease.
+func (d *delivery) start() (*jobs.Job, error) {
+	ctx, cancel := d.w.storeCtx()
+	defer cancel()
+	return d.w.cfg.Store.Start(ctx, jobs.StartParams{ID: d.id, Attempt: d.attempt, Lease: d.lease, LeaseFor: d.w.cfg.Lease})
 }
 
 // quickRun is a run begun without recording RUNNING (Config.Quick): the
@@ -385,9 +390,7 @@ func (d *delivery) record(always bool) error {
 	if q.recorded || q.ended && !always {
 		return nil
 	}
-	ctx, cancel := d.w.storeCtx()
-	defer cancel()
-	if _, err := d.w.cfg.Store.Start(ctx, jobs.StartParams{ID: d.id, Attempt: d.attempt, Lease: d.lease, LeaseFor: d.w.cfg.Lease}); err != nil {
+	if _, err := d.start(); err != nil {
 		return err
 	}
 	q.recorded = true

@@ -48,13 +48,14 @@ func TestMiddlewareWrapsTheRun(t *testing.T) {
 			<-ctx.Done()
 			return nil, context.Cause(ctx)
 		}, fastRetry)
-		s = newStack(t, kind, reg, ingest.Config{Middleware: []handlers.Middleware{mw}})
+		// RunningAfter an hour: a quick run stays unrecorded while it runs.
+		s = newStack(t, kind, reg, ingest.Config{Middleware: []handlers.Middleware{mw}, RunningAfter: time.Hour})
 		ctx := testCtx(t)
 		id, err := s.pub.Publish(ctx, &demov1.Sleep{Duration: durationpb.New(time.Hour)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		// A quick run (the embedded store) is recorded RUNNING only if it
+		// A quick run (the embedded store) is recorded RUNNING only once it
 		// outlives RunningAfter: the middleware sees it QUEUED.
 		want := jobs.Running
 		if _, quick := s.store.(jobs.StartSucceeder); quick {

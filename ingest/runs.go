@@ -92,12 +92,18 @@ func (rs *runs) seen(ctx context.Context) {
 // context: the worker's run context, cancelled with a cause when the job is
 // cancelled or its lease lost.
 func (rs *runs) add(id, lease string) (context.Context, *run) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	r := rs.addLocked(id, lease)
+	return r.ctx, r
+}
+
+// addLocked is add with rs.mu held.
+func (rs *runs) addLocked(id, lease string) *run {
 	ctx, cancel := context.WithCancelCause(rs.w.runCtx)
 	r := &run{lease: lease, ctx: ctx, cancel: cancel}
-	rs.mu.Lock()
 	rs.byID[id] = append(rs.byID[id], r)
-	rs.mu.Unlock()
-	return ctx, r
+	return r
 }
 
 // addQuick registers a quick run of job id (no lease recorded yet) unless
@@ -111,10 +117,7 @@ func (rs *runs) addQuick(id string) (*run, <-chan struct{}) {
 	if list := rs.byID[id]; len(list) > 0 {
 		return nil, list[0].ctx.Done()
 	}
-	ctx, cancel := context.WithCancelCause(rs.w.runCtx)
-	r := &run{ctx: ctx, cancel: cancel}
-	rs.byID[id] = append(rs.byID[id], r)
-	return r, nil
+	return rs.addLocked(id, ""), nil
 }
 
 // setLease records that r now holds lease (its run was recorded RUNNING):

@@ -31,10 +31,9 @@ func (s *Store) insert(w *wtx, j jobs.Job, outbox bool, now time.Time) (*jobs.Jo
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
 		return nil, false, err
 	}
-	got := j
+	got := j // its labels are NewJob's copy; its payload is the caller's
 	got.State, got.CreateTime, got.UpdateTime = jobs.Queued, now, now
 	got.Payload = bytes.Clone(j.Payload)
-	got.Labels = maps.Clone(j.Labels)
 	for _, k := range slices.Sorted(maps.Keys(j.Labels)) {
 		if _, err := w.stmt(s.st.insertLabel).Exec(j.ID, k, j.Labels[k]); err != nil {
 			return nil, false, fmt.Errorf("%s: insert label %q of job %s: %w", pkg, k, j.ID, err)
